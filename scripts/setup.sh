@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what mxgate's demo and tests need on a fresh Debian machine, idempotently:
+#   - Debian packages: cmake (Pingora's libz-ng-sys), nginx and wrk (benchmark baseline/load)
+#   - target/py/core:   the MXCP core (mxcp==0.12.3) with the mxgate core adapter
+#   - target/py/client: the official MCP Python SDK client (mcp==2.3.0) and pytest
+#   - the local OpenID provider fixture's npm packages (from its lockfile)
+# Everything downloaded is cached under target/ so repeated runs are fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+mkdir -p target/py target/cache
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
+  command -v nginx >/dev/null || need_apt+=(nginx)
+  command -v wrk >/dev/null || need_apt+=(wrk)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
+  $SUDO apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# venv <name> <stamp-content> <pip args...>: (re)creates target/py/<name> when its inputs change.
+venv() {
+  local name=$1 stamp=$2; shift 2
+  local dir=target/py/$name
+  if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return; fi
+  echo "setup: creating the $name Python environment"
+  rm -rf "$dir"
+  "$PY" -m venv "$dir"
+  PIP_CACHE_DIR=$ROOT/target/cache/pip "$dir/bin/pip" install -q --disable-pip-version-check "$@"
+  echo "$stamp" > "$dir/.stamp"
+}
+
+core_stamp="mxcp==0.12.3 $(cat deploy/mxcp-core/pyproject.toml | sha256sum | cut -c1-16)"
+venv core "$core_stamp" "mxcp==0.12.3" "dbt-core<1.11" pytest -e "$ROOT/deploy/mxcp-core"
+venv client "mcp==2.3.0 pytest httpx v1" "mcp==2.3.0" pytest httpx
+
+fixture=tests/fixtures/oidc-provider
+lock_hash=$(sha256sum "$fixture/package-lock.json" | cut -c1-16)
+if [ ! -f "$fixture/node_modules/.stamp" ] || [ "$(cat "$fixture/node_modules/.stamp")" != "$lock_hash" ]; then
+  echo "setup: installing the OpenID provider fixture (npm ci)"
+  (cd "$fixture" && npm_config_cache=$ROOT/target/cache/npm npm ci --no-audit --no-fund --silent)
+  echo "$lock_hash" > "$fixture/node_modules/.stamp"
+fi

@@ -1,0 +1,214 @@
+//! The schema of `mxgate.yml`: the sidecar's own settings. Authentication itself (provider,
+//! clients, scopes, transport) comes from the MXCP user config this file points at.
+
+use super::lenient;
+use super::secret::Secret;
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    /// Address mxgate listens on, `host:port`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The MXCP core, e.g. `http://127.0.0.1:8001`.
+    pub upstream: String,
+    /// The URL clients use to reach mxgate; overrides `transport.http.base_url` of the MXCP config.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The path of the MCP endpoint on the core (used for the protected-resource URL).
+    #[serde(default = "default_mcp_path")]
+    pub mcp_path: String,
+    /// Where keys and the embedded store live (relative paths are taken from this file's folder).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+    /// Worker threads of the proxy.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    #[serde(default)]
+    pub store: StoreFile,
+    #[serde(default)]
+    pub assertion: AssertionFile,
+    #[serde(default)]
+    pub tokens: TokensFile,
+    #[serde(default)]
+    pub consent: ConsentFile,
+    /// The MXCP user config; default `$MXCP_CONFIG`, else `~/.mxcp/config.yml`.
+    #[serde(default)]
+    pub mxcp_config: Option<String>,
+    /// Project and profile inside the MXCP user config (as in `mxcp-site.yml`).
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8000".into()
+}
+fn default_mcp_path() -> String {
+    "/mcp".into()
+}
+fn default_data_dir() -> String {
+    "./data".into()
+}
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    #[serde(default = "default_store_kind", rename = "type")]
+    pub kind: String,
+    /// redb file; default `<data_dir>/mxgate.redb`.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        Self {
+            kind: default_store_kind(),
+            path: None,
+        }
+    }
+}
+
+fn default_store_kind() -> String {
+    "redb".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AssertionAlgorithm {
+    EdDSA,
+    HS256,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionFile {
+    #[serde(default = "default_algorithm")]
+    pub algorithm: AssertionAlgorithm,
+    /// Shared secret for HS256.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    #[serde(default = "default_assertion_ttl", deserialize_with = "duration")]
+    pub ttl: Duration,
+    /// Put the provider access token into the `ext` claim (for `get_user_external_token()`).
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
+    pub include_external_token: bool,
+}
+
+impl Default for AssertionFile {
+    fn default() -> Self {
+        Self {
+            algorithm: default_algorithm(),
+            secret: None,
+            audience: default_audience(),
+            ttl: default_assertion_ttl(),
+            include_external_token: true,
+        }
+    }
+}
+
+fn default_algorithm() -> AssertionAlgorithm {
+    AssertionAlgorithm::EdDSA
+}
+fn default_audience() -> String {
+    "mxcp-core".into()
+}
+fn default_assertion_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    #[serde(default = "default_access_ttl", deserialize_with = "duration")]
+    pub access_token_ttl: Duration,
+    #[serde(default = "default_refresh_ttl", deserialize_with = "duration")]
+    pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a login; no token outlives it.
+    #[serde(default = "default_session_ttl", deserialize_with = "duration")]
+    pub session_ttl: Duration,
+    #[serde(default = "default_code_ttl", deserialize_with = "duration")]
+    pub authorization_code_ttl: Duration,
+    /// How long a login may take at the provider (the `state` lifetime).
+    #[serde(default = "default_login_ttl", deserialize_with = "duration")]
+    pub login_ttl: Duration,
+}
+
+impl Default for TokensFile {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: default_access_ttl(),
+            refresh_token_ttl: default_refresh_ttl(),
+            session_ttl: default_session_ttl(),
+            authorization_code_ttl: default_code_ttl(),
+            login_ttl: default_login_ttl(),
+        }
+    }
+}
+
+fn default_access_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_refresh_ttl() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+fn default_code_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_login_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentFile {
+    /// How long a browser remembers that its user approved a client (0s: ask every time).
+    #[serde(default = "default_consent_memory", deserialize_with = "duration")]
+    pub remember: Duration,
+}
+
+impl Default for ConsentFile {
+    fn default() -> Self {
+        Self {
+            remember: default_consent_memory(),
+        }
+    }
+}
+
+fn default_consent_memory() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+
+/// A duration written as `90s`, `5m`, `1h`, `30d` (humantime), or a number of seconds.
+pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+            D::Error::custom(format!(
+                "`{t}` is not a duration like 90s, 5m, 1h or 30d: {e}"
+            ))
+        }),
+    }
+}

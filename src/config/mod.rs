@@ -1,0 +1,218 @@
+//! Configuration: reading `mxgate.yml` and the MXCP user config it points at, resolving
+//! secret references, choosing the project/profile, and validating everything into one
+//! effective [`Settings`] value. Errors name the file and the key; secrets are [`Secret`]s
+//! and print redacted.
+
+mod error;
+pub mod gateway_file;
+mod lenient;
+pub mod mxcp_user;
+pub mod references;
+mod secret;
+mod settings;
+
+pub use error::ConfigError;
+pub use secret::{Secret, REDACTED};
+pub use settings::*;
+
+use references::{KeyPath, NoSecretBackend};
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+
+/// Reads and validates the whole configuration, starting from `mxgate.yml`.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let mut gateway_tree = read_yaml(path)?;
+    let everything = |_: &KeyPath| true;
+    references::resolve_tree(
+        &mut gateway_tree,
+        &KeyPath::default(),
+        &everything,
+        &NoSecretBackend,
+    )
+    .map_err(|(key, message)| ConfigError::Reference {
+        file: path.to_path_buf(),
+        key,
+        message,
+    })?;
+    let gateway: gateway_file::GatewayFile = typed(path, gateway_tree)?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let mxcp_path = mxcp_config_path(&gateway, &base_dir);
+    let mut user_tree = read_yaml(&mxcp_path)?;
+    let (project, profile) = select_profile(&mxcp_path, &user_tree, &gateway)?;
+    let in_scope = |p: &KeyPath| active_profile_scope(p, &project, &profile);
+    references::resolve_tree(
+        &mut user_tree,
+        &KeyPath::default(),
+        &in_scope,
+        &NoSecretBackend,
+    )
+    .map_err(|(key, message)| ConfigError::Reference {
+        file: mxcp_path.clone(),
+        key,
+        message,
+    })?;
+    let user: mxcp_user::UserConfig = typed(&mxcp_path, user_tree)?;
+    settings::build(SettingsInput {
+        gateway_path: path,
+        base_dir: &base_dir,
+        gateway,
+        mxcp_path: &mxcp_path,
+        user,
+        project,
+        profile,
+    })
+}
+
+fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let value: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(match value {
+        Value::Null => Value::Mapping(Default::default()),
+        other => other,
+    })
+}
+
+/// Reads a resolved tree into a typed struct; the error names the exact key.
+fn typed<T: DeserializeOwned>(path: &Path, tree: Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(tree).map_err(|err| {
+        let key = err.path().to_string();
+        let message = err.inner().to_string();
+        ConfigError::Schema {
+            file: path.to_path_buf(),
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message: strip_location(&message),
+        }
+    })
+}
+
+/// serde_yaml appends " at line X column Y" for values read from a `Value`, which is meaningless here.
+fn strip_location(message: &str) -> String {
+    message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_string()
+}
+
+fn mxcp_config_path(gateway: &gateway_file::GatewayFile, base_dir: &Path) -> PathBuf {
+    if let Some(p) = &gateway.mxcp_config {
+        return relative_to(base_dir, p);
+    }
+    if let Ok(p) = std::env::var("MXCP_CONFIG") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    Path::new(&home).join(".mxcp").join("config.yml")
+}
+
+/// A path from the config: `~/` expands to `$HOME`, relative paths are taken from `base_dir`.
+pub fn relative_to(base_dir: &Path, value: &str) -> PathBuf {
+    if let Some(rest) = value.strip_prefix("~/") {
+        let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+        return Path::new(&home).join(rest);
+    }
+    let p = Path::new(value);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+/// Picks the project and profile: from `mxgate.yml`, else the only one there is
+/// (profile `default` when the project has several and none is named).
+fn select_profile(
+    mxcp_path: &Path,
+    user_tree: &Value,
+    gateway: &gateway_file::GatewayFile,
+) -> Result<(String, String), ConfigError> {
+    let projects = user_tree.get("projects").and_then(Value::as_mapping);
+    let project_names: Vec<String> = projects
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let project = match (&gateway.project, project_names.as_slice()) {
+        (Some(p), _) => p.clone(),
+        (None, [only]) => only.clone(),
+        (None, []) => {
+            return Err(ConfigError::invalid(
+                mxcp_path,
+                "projects",
+                "no project is defined; add projects.<name>.profiles.<profile>.auth",
+            ))
+        }
+        (None, many) => {
+            return Err(ConfigError::invalid(
+                mxcp_path,
+                "projects",
+                format!(
+                    "several projects ({}); set `project:` in mxgate.yml",
+                    many.join(", ")
+                ),
+            ))
+        }
+    };
+    let Some(project_tree) = projects.and_then(|m| m.get(project.as_str())) else {
+        return Err(ConfigError::invalid(
+            mxcp_path,
+            format!("projects.{project}"),
+            format!(
+                "project `{project}` is not defined (have: {})",
+                project_names.join(", ")
+            ),
+        ));
+    };
+    let profiles = project_tree.get("profiles").and_then(Value::as_mapping);
+    let profile_names: Vec<String> = profiles
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let profile = match (&gateway.profile, profile_names.as_slice()) {
+        (Some(p), _) => p.clone(),
+        (None, [only]) => only.clone(),
+        (None, _) => "default".to_string(),
+    };
+    if !profile_names.iter().any(|p| p == &profile) {
+        return Err(ConfigError::invalid(
+            mxcp_path,
+            format!("projects.{project}.profiles.{profile}"),
+            format!(
+                "profile `{profile}` is not defined (have: {})",
+                profile_names.join(", ")
+            ),
+        ));
+    }
+    Ok((project, profile))
+}
+
+/// MXCP resolves references only in top-level sections and the active profile, so that
+/// variables of other profiles need not be set.
+fn active_profile_scope(path: &KeyPath, project: &str, profile: &str) -> bool {
+    match path.segments() {
+        [] => false,
+        [first, ..] if first != "projects" => true,
+        [_, p, q, r, ..] => p == project && q == "profiles" && r == profile,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,430 @@
+//! The effective settings: everything `serve` runs with, validated. `mxgate check` prints this
+//! (secrets redacted).
+
+use super::gateway_file::{AssertionAlgorithm, GatewayFile};
+use super::mxcp_user::{self, AuthMode, ProviderKind, StaticClientConfig, UserConfig};
+use super::{relative_to, ConfigError, Secret};
+use serde::{Serialize, Serializer};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub config_file: PathBuf,
+    pub mxcp_config_file: PathBuf,
+    pub project: String,
+    pub profile: String,
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    /// Scheme, host and port clients use to reach mxgate; no trailing slash. Also the issuer.
+    pub public_url: String,
+    pub mcp_path: String,
+    pub data_dir: PathBuf,
+    pub threads: usize,
+    pub store: StoreSettings,
+    pub assertion: AssertionSettings,
+    pub tokens: TokenLifetimes,
+    #[serde(serialize_with = "as_humantime")]
+    pub consent_memory: Duration,
+    pub auth: AuthSettings,
+    pub transport: TransportSettings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Upstream {
+    pub url: String,
+    /// Resolved once at start-up.
+    pub address: SocketAddr,
+    /// The `Host` header the core expects (`host:port` of `url`).
+    pub host_header: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StoreSettings {
+    Redb { path: PathBuf },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AssertionSettings {
+    pub algorithm: AssertionAlgorithm,
+    pub secret: Option<Secret>,
+    pub audience: String,
+    #[serde(serialize_with = "as_humantime")]
+    pub ttl: Duration,
+    pub include_external_token: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenLifetimes {
+    #[serde(serialize_with = "as_humantime")]
+    pub access_token: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub refresh_token: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub session: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub authorization_code: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub login: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportSettings {
+    pub trust_proxy: bool,
+    pub stateless: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthSettings {
+    pub provider: ProviderSettings,
+    pub clients: Vec<StaticClientConfig>,
+    pub required_scopes: Vec<String>,
+    /// MXCP's `persistence.auth_encryption_key`; when unset mxgate keeps its own key in `data_dir`.
+    pub encryption_key: Option<Secret>,
+}
+
+/// The upstream identity provider, with its MXCP configuration block.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum ProviderSettings {
+    None,
+    Github(mxcp_user::GithubConfig),
+    Atlassian(mxcp_user::AtlassianConfig),
+    Salesforce(mxcp_user::SalesforceConfig),
+    Keycloak(mxcp_user::KeycloakConfig),
+    Google(mxcp_user::GoogleConfig),
+    Oidc(mxcp_user::OidcConfig),
+}
+
+// === impl ProviderSettings ===
+
+impl ProviderSettings {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Self::None => ProviderKind::None,
+            Self::Github(_) => ProviderKind::Github,
+            Self::Atlassian(_) => ProviderKind::Atlassian,
+            Self::Salesforce(_) => ProviderKind::Salesforce,
+            Self::Keycloak(_) => ProviderKind::Keycloak,
+            Self::Google(_) => ProviderKind::Google,
+            Self::Oidc(_) => ProviderKind::Oidc,
+        }
+    }
+
+    /// The path on mxgate where the provider redirects back to.
+    pub fn callback_path(&self) -> Option<&str> {
+        match self {
+            Self::None => None,
+            Self::Github(c) => Some(&c.callback_path),
+            Self::Atlassian(c) => Some(&c.callback_path),
+            Self::Salesforce(c) => Some(&c.callback_path),
+            Self::Keycloak(c) => Some(&c.callback_path),
+            Self::Google(c) => Some(&c.callback_path),
+            Self::Oidc(c) => c.callback_path.as_deref(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn auth_enabled(&self) -> bool {
+        !matches!(self.auth.provider, ProviderSettings::None)
+    }
+
+    /// The canonical URI of the protected MCP resource (RFC 8707 / MCP authorization).
+    pub fn resource_url(&self) -> String {
+        format!("{}{}", self.public_url, self.mcp_path)
+    }
+
+    /// Plain-http public URLs are only for loopback development.
+    pub fn public_url_is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+pub(super) struct SettingsInput<'a> {
+    pub gateway_path: &'a Path,
+    pub base_dir: &'a Path,
+    pub gateway: GatewayFile,
+    pub mxcp_path: &'a Path,
+    pub user: UserConfig,
+    pub project: String,
+    pub profile: String,
+}
+
+pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
+    let SettingsInput {
+        gateway_path,
+        base_dir,
+        gateway,
+        mxcp_path,
+        user,
+        project,
+        profile,
+    } = input;
+    let gw_err = |key: &str, message: String| ConfigError::invalid(gateway_path, key, message);
+
+    let profile_config = user
+        .projects
+        .get(&project)
+        .and_then(|p| p.profiles.get(&profile))
+        .cloned()
+        .unwrap_or_default();
+    let auth_key = format!("projects.{project}.profiles.{profile}.auth");
+    let auth = profile_config.auth;
+    if auth.mode == Some(AuthMode::Verifier) {
+        return Err(ConfigError::invalid(
+            mxcp_path,
+            format!("{auth_key}.mode"),
+            "`verifier` mode is not supported: mxgate is the authorization server (mode `issuer`)",
+        ));
+    }
+    let provider = provider_settings(&auth, mxcp_path, &auth_key)?;
+
+    let listen = parse_listen(&gateway.listen).map_err(|m| gw_err("listen", m))?;
+    let upstream = parse_upstream(&gateway.upstream).map_err(|m| gw_err("upstream", m))?;
+    let transport = &user.transport.http;
+    let public_url = match (&gateway.public_url, &transport.base_url) {
+        (Some(url), _) => normalize_public_url(url).map_err(|m| gw_err("public_url", m))?,
+        (None, Some(url)) => normalize_public_url(url)
+            .map_err(|m| ConfigError::invalid(mxcp_path, "transport.http.base_url", m))?,
+        (None, None) => derive_public_url(listen).map_err(|m| gw_err("public_url", m))?,
+    };
+    if !gateway.mcp_path.starts_with('/') {
+        return Err(gw_err("mcp_path", "must start with `/`".into()));
+    }
+    if let Some(callback) = provider.callback_path() {
+        if !callback.starts_with('/') {
+            return Err(ConfigError::invalid(
+                mxcp_path,
+                format!("{auth_key}.{}.callback_path", provider.kind().as_str()),
+                "must be a path starting with `/`, like /callback",
+            ));
+        }
+    }
+    if gateway.threads == 0 {
+        return Err(gw_err("threads", "must be at least 1".into()));
+    }
+
+    let data_dir = relative_to(base_dir, &gateway.data_dir);
+    let store = match gateway.store.kind.as_str() {
+        "redb" => StoreSettings::Redb {
+            path: gateway
+                .store
+                .path
+                .as_deref()
+                .map(|p| relative_to(base_dir, p))
+                .unwrap_or_else(|| data_dir.join("mxgate.redb")),
+        },
+        other => {
+            return Err(gw_err(
+                "store.type",
+                format!("unknown store `{other}` (supported: redb)"),
+            ))
+        }
+    };
+
+    let assertion = gateway.assertion;
+    match (assertion.algorithm, &assertion.secret) {
+        (AssertionAlgorithm::HS256, None) => {
+            return Err(gw_err(
+                "assertion.secret",
+                "HS256 needs a shared secret".into(),
+            ))
+        }
+        (AssertionAlgorithm::HS256, Some(s)) if s.expose().len() < 32 => {
+            return Err(gw_err(
+                "assertion.secret",
+                "an HS256 secret must be at least 32 bytes".into(),
+            ))
+        }
+        (AssertionAlgorithm::EdDSA, Some(_)) => {
+            return Err(gw_err(
+                "assertion.secret",
+                "only used with `algorithm: HS256`".into(),
+            ))
+        }
+        _ => {}
+    }
+    if assertion.ttl < Duration::from_secs(30) {
+        return Err(gw_err("assertion.ttl", "must be at least 30s".into()));
+    }
+
+    let tokens = gateway.tokens;
+    if tokens.refresh_token_ttl > tokens.session_ttl || tokens.access_token_ttl > tokens.session_ttl
+    {
+        return Err(gw_err(
+            "tokens",
+            "access_token_ttl and refresh_token_ttl must not exceed session_ttl".into(),
+        ));
+    }
+
+    let required_scopes = auth
+        .authorization
+        .map(|a| a.required_scopes)
+        .unwrap_or_default();
+    let encryption_key = auth
+        .persistence
+        .and_then(|p| p.auth_encryption_key)
+        .filter(|k| !k.is_empty());
+
+    Ok(Settings {
+        config_file: gateway_path.to_path_buf(),
+        mxcp_config_file: mxcp_path.to_path_buf(),
+        project,
+        profile,
+        listen,
+        upstream,
+        public_url,
+        mcp_path: gateway.mcp_path,
+        data_dir,
+        threads: gateway.threads,
+        store,
+        assertion: AssertionSettings {
+            algorithm: assertion.algorithm,
+            secret: assertion.secret,
+            audience: assertion.audience,
+            ttl: assertion.ttl,
+            include_external_token: assertion.include_external_token,
+        },
+        tokens: TokenLifetimes {
+            access_token: tokens.access_token_ttl,
+            refresh_token: tokens.refresh_token_ttl,
+            session: tokens.session_ttl,
+            authorization_code: tokens.authorization_code_ttl,
+            login: tokens.login_ttl,
+        },
+        consent_memory: gateway.consent.remember,
+        auth: AuthSettings {
+            provider,
+            clients: auth.clients,
+            required_scopes,
+            encryption_key,
+        },
+        transport: TransportSettings {
+            trust_proxy: transport.trust_proxy,
+            stateless: transport.stateless,
+        },
+    })
+}
+
+fn provider_settings(
+    auth: &mxcp_user::AuthConfig,
+    file: &Path,
+    auth_key: &str,
+) -> Result<ProviderSettings, ConfigError> {
+    fn block<T: Clone>(
+        value: &Option<T>,
+        file: &Path,
+        auth_key: &str,
+        name: &str,
+    ) -> Result<T, ConfigError> {
+        value.clone().ok_or_else(|| {
+            ConfigError::invalid(
+                file,
+                format!("{auth_key}.{name}"),
+                format!("`provider: {name}` needs an `{name}:` block with its settings"),
+            )
+        })
+    }
+    Ok(match auth.provider {
+        ProviderKind::None => ProviderSettings::None,
+        ProviderKind::Github => {
+            ProviderSettings::Github(block(&auth.github, file, auth_key, "github")?)
+        }
+        ProviderKind::Atlassian => {
+            ProviderSettings::Atlassian(block(&auth.atlassian, file, auth_key, "atlassian")?)
+        }
+        ProviderKind::Salesforce => {
+            ProviderSettings::Salesforce(block(&auth.salesforce, file, auth_key, "salesforce")?)
+        }
+        ProviderKind::Keycloak => {
+            ProviderSettings::Keycloak(block(&auth.keycloak, file, auth_key, "keycloak")?)
+        }
+        ProviderKind::Google => {
+            ProviderSettings::Google(block(&auth.google, file, auth_key, "google")?)
+        }
+        ProviderKind::Oidc => {
+            let oidc = block(&auth.oidc, file, auth_key, "oidc")?;
+            if oidc.callback_path.is_none() {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{auth_key}.oidc.callback_path"),
+                    "missing field `callback_path` (required in issuer mode)",
+                ));
+            }
+            if !oidc.scope.split_whitespace().any(|s| s == "openid") {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{auth_key}.oidc.scope"),
+                    "OIDC scope must include `openid`",
+                ));
+            }
+            ProviderSettings::Oidc(oidc)
+        }
+    })
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value
+        .to_socket_addrs()
+        .map_err(|e| format!("`{value}` is not a host:port address: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{value}` resolves to no address"))
+}
+
+fn parse_upstream(value: &str) -> Result<Upstream, String> {
+    let url = Url::parse(value).map_err(|e| format!("`{value}` is not a URL: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "`{value}`: only http:// upstreams are supported (the core runs on loopback or in the same pod)"
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("`{value}` has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    if url.path() != "/" || url.query().is_some() {
+        return Err(format!(
+            "`{value}`: give only scheme, host and port (no path or query)"
+        ));
+    }
+    let host_header = format!("{host}:{port}");
+    let address = parse_listen(&host_header)?;
+    Ok(Upstream {
+        url: format!("http://{host_header}"),
+        address,
+        host_header,
+    })
+}
+
+fn normalize_public_url(value: &str) -> Result<String, String> {
+    let url = Url::parse(value).map_err(|e| format!("`{value}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{value}` must be an http:// or https:// URL"));
+    }
+    if url.host_str().is_none() {
+        return Err(format!("`{value}` has no host"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{value}`: give only scheme, host and port; serving under a path prefix is not supported"
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn derive_public_url(listen: SocketAddr) -> Result<String, String> {
+    if listen.ip().is_unspecified() {
+        return Err(format!(
+            "mxgate listens on {listen}; set `public_url` (or MXCP's transport.http.base_url) to the URL clients use"
+        ));
+    }
+    Ok(format!("http://{listen}"))
+}
+
+fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}

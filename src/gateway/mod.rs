@@ -1,0 +1,152 @@
+//! The Pingora adapter — the only module that knows Pingora. Assembles the store, keys,
+//! provider and authorization server from the settings, and runs the proxy service and the
+//! store's clean-up task until a signal stops the process.
+
+mod forwarded;
+mod local_response;
+mod proxy;
+mod strip_gateway_cookies;
+mod strip_identity_headers;
+
+pub use proxy::{HEALTH_PATH, READY_PATH};
+
+use crate::config::{Settings, StoreSettings};
+use crate::identity::assertion::AssertionMinter;
+use crate::identity::signing_key::AssertionSigner;
+use crate::oauth::AuthorizationServer;
+use crate::session::bearer::BearerAuthenticator;
+use crate::store::{cipher::RecordCipher, RedbStore, Store};
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::prelude::HttpPeer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use proxy::{AuthParts, McpGateway};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often expired states, codes, tokens and sessions are removed.
+const PURGE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Opens the store (creating its key and file on first start).
+pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let StoreSettings::Redb { path } = &settings.store;
+    let kv = RedbStore::open(path)
+        .with_context(|| format!("opening the store at {}", path.display()))?;
+    let cipher = match &settings.auth.encryption_key {
+        Some(key) => RecordCipher::from_secret(key.expose().as_bytes()),
+        None => RecordCipher::load_or_create(&settings.data_dir)
+            .context("loading the store encryption key")?,
+    };
+    Ok(Store::new(Arc::new(kv), cipher))
+}
+
+/// Builds the proxy from the settings.
+fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<Store>)> {
+    let mut peer = HttpPeer::new(settings.upstream.address, false, String::new());
+    peer.options.connection_timeout = Some(Duration::from_secs(5));
+    peer.options.total_connection_timeout = Some(Duration::from_secs(10));
+    let public_scheme = if settings.public_url_is_https() {
+        "https"
+    } else {
+        "http"
+    };
+
+    let provider = crate::providers::build(&settings.auth.provider)
+        .context("setting up the identity provider")?;
+    let (auth, store) = match provider {
+        None => (None, None),
+        Some(provider) => {
+            let store = open_store(&settings)?;
+            let signer = Arc::new(
+                AssertionSigner::from_settings(&settings.assertion, &settings.data_dir)
+                    .context("loading the assertion signing key")?,
+            );
+            let bearer = Arc::new(BearerAuthenticator::new(store.clone()));
+            let server = Arc::new(AuthorizationServer::new(
+                settings.clone(),
+                store.clone(),
+                provider,
+                bearer.clone(),
+                signer.jwks().clone(),
+            ));
+            let minter = AssertionMinter::new(signer, &settings);
+            (
+                Some(AuthParts {
+                    server,
+                    bearer,
+                    minter,
+                }),
+                Some(store),
+            )
+        }
+    };
+    let gateway = McpGateway {
+        auth,
+        peer,
+        upstream_host: settings.upstream.host_header.clone(),
+        public_scheme,
+        store_ready: store.clone(),
+    };
+    Ok((gateway, store))
+}
+
+/// Runs mxgate until SIGTERM (graceful) or SIGINT (fast).
+pub fn serve(settings: Settings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let (gateway, store) = build_gateway(settings.clone())?;
+
+    let conf = ServerConf {
+        threads: settings.threads,
+        grace_period_seconds: Some(2),
+        graceful_shutdown_timeout_seconds: Some(5),
+        pid_file: settings.data_dir.join("mxgate.pid").display().to_string(),
+        upgrade_sock: settings
+            .data_dir
+            .join("mxgate-upgrade.sock")
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    proxy.add_tcp(&settings.listen.to_string());
+    server.add_service(proxy);
+    if let Some(store) = store {
+        server.add_service(background_service("store purge", StorePurge { store }));
+    }
+    tracing::info!(
+        listen = %settings.listen,
+        upstream = %settings.upstream.url,
+        public_url = %settings.public_url,
+        provider = settings.auth.provider.kind().as_str(),
+        "mxgate serving"
+    );
+    server.run_forever()
+}
+
+/// Removes expired entries from the store every few minutes.
+struct StorePurge {
+    store: Store,
+}
+
+#[async_trait]
+impl BackgroundService for StorePurge {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut interval = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = interval.tick() => {
+                    match self.store.kv().purge_expired(crate::store::now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(removed = n, "purged expired store entries"),
+                        Err(e) => tracing::warn!(error = %e, "purging expired store entries failed"),
+                    }
+                }
+            }
+        }
+    }
+}

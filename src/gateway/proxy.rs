@@ -1,0 +1,301 @@
+//! The one `ProxyHttp` implementation. `request_filter` answers mxgate's own endpoints and
+//! authenticates everything else; `upstream_request_filter` cleans the request for the core and
+//! adds the assertion. Bodies stream both ways (SSE included); nothing is buffered.
+
+use super::forwarded::{apply_forwarded, ForwardedFacts};
+use super::local_response::{json_error, read_request, write_response};
+use super::strip_gateway_cookies::strip_gateway_cookies;
+use super::strip_identity_headers::strip_identity_headers;
+use crate::identity::assertion::{AssertionMinter, ASSERTION_HEADER};
+use crate::oauth::challenge::Challenge;
+use crate::oauth::AuthorizationServer;
+use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
+use crate::session::ActiveSession;
+use async_trait::async_trait;
+use http::{HeaderValue, Method, StatusCode};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorSource;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const HEALTH_PATH: &str = "/healthz";
+pub const READY_PATH: &str = "/readyz";
+
+/// Authentication parts; absent with `provider: none` (plain pass-through).
+pub struct AuthParts {
+    pub server: Arc<AuthorizationServer>,
+    pub bearer: Arc<BearerAuthenticator>,
+    pub minter: AssertionMinter,
+}
+
+pub struct McpGateway {
+    pub auth: Option<AuthParts>,
+    pub peer: HttpPeer,
+    pub upstream_host: String,
+    pub public_scheme: &'static str,
+    pub store_ready: Option<crate::store::Store>,
+}
+
+/// What earlier phases of one request learned, for later ones.
+pub struct RequestContext {
+    started: Instant,
+    session: Option<Arc<ActiveSession>>,
+    assertion: Option<HeaderValue>,
+    local: bool,
+}
+
+// === impl McpGateway ===
+
+impl McpGateway {
+    async fn answer(
+        &self,
+        session: &mut Session,
+        response: http::Response<bytes::Bytes>,
+    ) -> pingora::Result<bool> {
+        write_response(session, response).await?;
+        Ok(true)
+    }
+
+    async fn ready(&self) -> http::Response<bytes::Bytes> {
+        let healthy = match &self.store_ready {
+            Some(store) => store
+                .get::<serde_json::Value>(crate::store::Table::Clients, "")
+                .await
+                .is_ok(),
+            None => true,
+        };
+        if healthy {
+            json_error(StatusCode::OK, "ok", "ready")
+        } else {
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the store is not readable",
+            )
+        }
+    }
+
+    /// Authenticates a request for the core. `Ok(true)` when a response was written instead.
+    async fn authenticate(
+        &self,
+        auth: &AuthParts,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<bool> {
+        let now = crate::store::now();
+        let result = match bearer_token(&session.req_header().headers) {
+            Some(token) => auth.bearer.authenticate(token, now).await,
+            None => Err(BearerError::Missing),
+        };
+        let active = match result {
+            Ok(active) => active,
+            Err(BearerError::Missing) => {
+                return self
+                    .answer(session, auth.server.unauthorized(Challenge::NoToken))
+                    .await;
+            }
+            Err(BearerError::Invalid(reason)) => {
+                return self
+                    .answer(
+                        session,
+                        auth.server.unauthorized(Challenge::InvalidToken(reason)),
+                    )
+                    .await;
+            }
+            Err(BearerError::Store(e)) => {
+                tracing::error!(error = %e, "store failure while checking a token");
+                let resp = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the token store is not available",
+                );
+                return self.answer(session, resp).await;
+            }
+        };
+        match auth
+            .minter
+            .assertion(&active.assertion, &active.subject(), now)
+        {
+            Ok(value) => ctx.assertion = Some(value),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign the user assertion");
+                let resp = json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "cannot sign the user assertion",
+                );
+                return self.answer(session, resp).await;
+            }
+        }
+        ctx.session = Some(active);
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for McpGateway {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestContext {
+            started: Instant::now(),
+            session: None,
+            assertion: None,
+            local: false,
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
+        let path = session.req_header().uri.path();
+        if path == HEALTH_PATH {
+            ctx.local = true;
+            return self
+                .answer(session, json_error(StatusCode::OK, "ok", "alive"))
+                .await;
+        }
+        if path == READY_PATH {
+            ctx.local = true;
+            let resp = self.ready().await;
+            return self.answer(session, resp).await;
+        }
+        let Some(auth) = &self.auth else {
+            return Ok(false);
+        };
+        if let Some(route) = auth.server.route(path) {
+            ctx.local = true;
+            let response = match read_request(session).await? {
+                Some(request) => auth.server.handle(route, request).await,
+                None => json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request",
+                    "the request body is too large",
+                ),
+            };
+            return self.answer(session, response).await;
+        }
+        // CORS preflights carry no credentials; they pass to the core unauthenticated.
+        if session.req_header().method == Method::OPTIONS {
+            return Ok(false);
+        }
+        self.authenticate(auth, session, ctx).await
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(self.peer.clone()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        strip_identity_headers(upstream_request);
+        if self.auth.is_some() {
+            // The client's token is for mxgate, never for the core.
+            upstream_request.remove_header(&http::header::AUTHORIZATION);
+            strip_gateway_cookies(upstream_request)?;
+        }
+        let original_host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        apply_forwarded(
+            upstream_request,
+            &ForwardedFacts {
+                client_ip: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                original_host,
+                public_scheme: self.public_scheme,
+                upstream_host: &self.upstream_host,
+            },
+        )?;
+        if let Some(assertion) = ctx.assertion.take() {
+            upstream_request.insert_header(ASSERTION_HEADER, assertion)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let code = match e.etype() {
+            pingora::ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    pingora::ErrorType::WriteError
+                    | pingora::ErrorType::ReadError
+                    | pingora::ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            let resp = if code == 502 {
+                json_error(
+                    status,
+                    "bad_gateway",
+                    "the MCP server behind mxgate is not reachable",
+                )
+            } else {
+                json_error(
+                    status,
+                    "proxy_error",
+                    status.canonical_reason().unwrap_or("error"),
+                )
+            };
+            if let Err(write_error) = write_response(session, resp).await {
+                tracing::debug!(error = %write_error, "could not write the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(
+        &self,
+        session: &mut Session,
+        error: Option<&pingora::Error>,
+        ctx: &mut Self::CTX,
+    ) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed: Duration = ctx.started.elapsed();
+        let user = ctx
+            .session
+            .as_ref()
+            .map(|s| s.record.user.username.as_str())
+            .unwrap_or("-");
+        let req = session.req_header();
+        if let Some(e) = error {
+            tracing::warn!(method = %req.method, path = %req.uri.path(), status, user, error = %e, "request failed");
+        } else if ctx.local {
+            tracing::info!(method = %req.method, path = %req.uri.path(), status, micros = elapsed.as_micros() as u64, "local");
+        } else {
+            tracing::debug!(method = %req.method, path = %req.uri.path(), status, user, micros = elapsed.as_micros() as u64, "proxied");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `/authorize`: checks the client and its redirect URI first — a bad one gets an error page,
+//! never a redirect — then the rest of the request (PKCE S256, resource, scope), whose errors
+//! go back to the client. A valid request goes to the consent page, or straight to the
+//! provider when this browser already approved this client.
+
+use super::clients::{ClientRecord, GRANT_AUTHORIZATION_CODE};
+use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
+use super::pkce::is_valid_s256_challenge;
+use super::redirect_uri;
+use super::transactions::AuthorizationRequest;
+use super::{pages, response, AuthorizationServer};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+
+pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Response<Bytes> {
+    response::html(status, pages::error(title, message))
+}
+
+impl AuthorizationServer {
+    pub(super) async fn authorize(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let query = req.uri().query().unwrap_or_default();
+        let params = match Params::parse(query.as_bytes()) {
+            Ok(p) => p,
+            Err(name) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid request",
+                    &format!("The parameter `{name}` appears more than once."),
+                )
+            }
+        };
+        let Some(client_id) = params.get("client_id") else {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "The request has no client_id.",
+            );
+        };
+        let client = match self.clients.get(client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "This application is not registered with this server. Ask it to register again.",
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "store failure looking up a client");
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Server error",
+                    "Please try again later.",
+                );
+            }
+        };
+        let redirect_uri = match (params.get("redirect_uri"), client.redirect_uris.as_slice()) {
+            (Some(uri), _) => uri.to_string(),
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid request",
+                    "The request has no redirect_uri.",
+                )
+            }
+        };
+        if !client
+            .redirect_uris
+            .iter()
+            .any(|r| redirect_uri::matches(r, &redirect_uri))
+        {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid redirect URI",
+                "The redirect URI of this request is not registered for this application.",
+            );
+        }
+
+        let mut request = AuthorizationRequest {
+            client_id: client.client_id.clone(),
+            redirect_uri,
+            code_challenge: String::new(),
+            state: params.get("state").map(str::to_string),
+            scope: Vec::new(),
+            resource: String::new(),
+        };
+        if let Err(e) = self.complete_request(&params, &client, &mut request) {
+            return request.redirect_error(&self.settings.public_url, &e);
+        }
+        if self.consent_remembered(req.headers(), &request) {
+            return self.start_login(request, false).await;
+        }
+        self.show_consent(req.headers(), &client, request).await
+    }
+
+    /// Validates the parts of the request whose errors may be redirected to the client.
+    fn complete_request(
+        &self,
+        params: &Params,
+        client: &ClientRecord,
+        request: &mut AuthorizationRequest,
+    ) -> Result<(), OAuthError> {
+        match params.get("response_type") {
+            Some("code") => {}
+            Some(other) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedResponseType,
+                    format!("response_type `{other}` is not supported; use `code`"),
+                ))
+            }
+            None => return Err(OAuthError::invalid_request("response_type is required")),
+        }
+        if !client.may_use_grant(GRANT_AUTHORIZATION_CODE) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client is not registered for the authorization_code grant",
+            ));
+        }
+        let challenge = params.get("code_challenge").ok_or_else(|| {
+            OAuthError::invalid_request(
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            )
+        })?;
+        if params.get("code_challenge_method") != Some("S256") {
+            return Err(OAuthError::invalid_request(
+                "code_challenge_method must be S256",
+            ));
+        }
+        if !is_valid_s256_challenge(challenge) {
+            return Err(OAuthError::invalid_request(
+                "code_challenge is not a base64url SHA-256 value",
+            ));
+        }
+        request.code_challenge = challenge.to_string();
+        request.resource = self.check_resource(params.get("resource"))?;
+        request.scope = self.grant_scopes(client, params.get("scope"))?;
+        Ok(())
+    }
+
+    /// The resource indicator (RFC 8707) must name this MCP server; absent means this server.
+    pub(super) fn check_resource(&self, resource: Option<&str>) -> Result<String, OAuthError> {
+        let canonical = self.settings.resource_url();
+        let Some(given) = resource else {
+            return Ok(canonical);
+        };
+        let trimmed = given.trim_end_matches('/');
+        if trimmed == canonical || trimmed == self.settings.public_url {
+            Ok(canonical)
+        } else {
+            Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("this server issues tokens for {canonical}, not for {given}"),
+            ))
+        }
+    }
+
+    /// Requested scopes the client may have; all it may have when it asks for none.
+    fn grant_scopes(
+        &self,
+        client: &ClientRecord,
+        requested: Option<&str>,
+    ) -> Result<Vec<String>, OAuthError> {
+        let Some(requested) = requested else {
+            return Ok(client.scopes.clone());
+        };
+        let granted: Vec<String> = requested
+            .split_whitespace()
+            .filter(|s| client.scopes.iter().any(|a| a == s))
+            .map(str::to_string)
+            .collect();
+        if granted.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!(
+                    "none of the requested scopes is available to this client (available: {})",
+                    client.scopes.join(" ")
+                ),
+            ));
+        }
+        Ok(granted)
+    }
+}

@@ -1,0 +1,163 @@
+//! The provider's redirect back (`callback_path`): takes the single-use login state, checks
+//! that this is the browser that started the login, lets the provider exchange the code and
+//! identify the user, creates the session and an authorization code, and sends the browser
+//! back to the MCP client with `code`, `state` and `iss`.
+
+use super::authorize::error_page;
+use super::cookies;
+use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
+use super::transactions::{CodeRecord, LoginState};
+use super::{response, AuthorizationServer};
+use crate::providers::{LoginCallback, ProviderError};
+use crate::session::tokens::{new_opaque_token, random_id, token_hash, AUTHORIZATION_CODE_PREFIX};
+use crate::session::SessionRecord;
+use crate::store::{now, Table};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
+
+impl AuthorizationServer {
+    pub(super) async fn callback(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let issuer = self.settings.public_url.as_str();
+        let Ok(params) = Params::parse(req.uri().query().unwrap_or_default().as_bytes()) else {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "A parameter appears more than once.",
+            );
+        };
+        let Some(state) = params.get("state") else {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "The identity provider sent no state.",
+            );
+        };
+        let login: LoginState = match self
+            .store
+            .take(Table::LoginStates, &token_hash(state))
+            .await
+        {
+            Ok(Some(l)) => l,
+            Ok(None) => return error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in has expired",
+                "The sign-in expired or was already completed. Start again from your application.",
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "store failure reading a login state");
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Server error",
+                    "Please try again later.",
+                );
+            }
+        };
+        let same_browser = self
+            .cookies
+            .get(req.headers(), cookies::LOGIN)
+            .is_some_and(|b| {
+                bool::from(
+                    token_hash(b)
+                        .as_bytes()
+                        .ct_eq(login.browser_binding_hash.as_bytes()),
+                )
+            });
+        if !same_browser {
+            tracing::warn!(client_id = %login.request.client_id, "login callback arrived in a browser that did not start it");
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "Sign-in not accepted",
+                "This sign-in was started in another browser. Start again from your application on this device.",
+            );
+        }
+        let request = &login.request;
+        if let Some(error) = params.get("error") {
+            tracing::info!(provider_error = error, client_id = %request.client_id, "the provider did not complete the login");
+            let code = if error == "access_denied" {
+                ErrorCode::AccessDenied
+            } else {
+                ErrorCode::ServerError
+            };
+            return self.finish(request.redirect_error(
+                issuer,
+                &OAuthError::new(code, format!("the identity provider answered `{error}`")),
+            ));
+        }
+        let Some(code) = params.get("code") else {
+            return self.finish(request.redirect_error(
+                issuer,
+                &OAuthError::server_error("the identity provider sent no authorization code"),
+            ));
+        };
+        let outcome = match self
+            .provider
+            .complete_login(&LoginCallback {
+                code,
+                pkce_verifier: &login.pkce_verifier,
+                nonce: &login.nonce,
+                redirect_uri: &self.callback_url,
+            })
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, client_id = %request.client_id, "login at the provider failed");
+                let code = match e {
+                    ProviderError::Rejected { .. } => ErrorCode::AccessDenied,
+                    ProviderError::Unreachable { .. } => ErrorCode::TemporarilyUnavailable,
+                    _ => ErrorCode::ServerError,
+                };
+                return self.finish(request.redirect_error(
+                    issuer,
+                    &OAuthError::new(code, "signing in at the identity provider failed"),
+                ));
+            }
+        };
+
+        let created_at = now();
+        let session = SessionRecord {
+            id: random_id(),
+            user: outcome.user,
+            provider_tokens: outcome.tokens,
+            client_id: request.client_id.clone(),
+            scope: request.scope.clone(),
+            resource: request.resource.clone(),
+            created_at,
+            expires_at: created_at + self.settings.tokens.session.as_secs(),
+        };
+        let code = new_opaque_token(AUTHORIZATION_CODE_PREFIX);
+        let stored = async {
+            session.save(&self.store).await?;
+            self.store
+                .put(
+                    Table::Codes,
+                    &token_hash(&code),
+                    &CodeRecord::Issued {
+                        request: request.clone(),
+                        session_id: session.id.clone(),
+                    },
+                    created_at + self.settings.tokens.authorization_code.as_secs(),
+                )
+                .await
+        };
+        if let Err(e) = stored.await {
+            return self.finish(request.redirect_error(issuer, &OAuthError::from(e)));
+        }
+        tracing::info!(
+            user = %session.user.username,
+            provider = %session.user.provider,
+            client_id = %session.client_id,
+            session = %session.id,
+            "user logged in"
+        );
+        self.finish(request.redirect_to_client(issuer, &[("code", &code)]))
+    }
+
+    /// Every way out of the callback clears the login cookie.
+    fn finish(&self, mut resp: Response<Bytes>) -> Response<Bytes> {
+        response::set_cookie(&mut resp, &self.cookies.clear(cookies::LOGIN));
+        resp
+    }
+}

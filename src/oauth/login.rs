@@ -1,0 +1,71 @@
+//! Sending the browser to the upstream provider: mxgate's own `state`, PKCE verifier and nonce
+//! for this login, stored single-use and bound to the browser by a cookie, so that a callback
+//! arriving in another browser (a forwarded login link) is refused.
+
+use super::cookies;
+use super::error::{ErrorCode, OAuthError};
+use super::transactions::{AuthorizationRequest, LoginState};
+use super::{response, AuthorizationServer};
+use crate::providers::LoginRequest;
+use crate::session::tokens::{new_opaque_token, random_id, token_hash};
+use crate::store::{now, Table};
+use bytes::Bytes;
+use http::Response;
+
+impl AuthorizationServer {
+    pub(super) async fn start_login(
+        &self,
+        request: AuthorizationRequest,
+        remember_consent: bool,
+    ) -> Response<Bytes> {
+        let issuer = self.settings.public_url.as_str();
+        let state = new_opaque_token("");
+        let pkce_verifier = new_opaque_token("");
+        let nonce = random_id();
+        let binding = new_opaque_token("");
+        let url = match self
+            .provider
+            .authorization_url(&LoginRequest {
+                state: &state,
+                pkce_verifier: &pkce_verifier,
+                nonce: &nonce,
+                redirect_uri: &self.callback_url,
+            })
+            .await
+        {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a login at the provider");
+                return request.redirect_error(
+                    issuer,
+                    &OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "the identity provider is not reachable",
+                    ),
+                );
+            }
+        };
+        let ttl = self.settings.tokens.login.as_secs();
+        let login = LoginState {
+            request: request.clone(),
+            pkce_verifier,
+            nonce,
+            browser_binding_hash: token_hash(&binding),
+        };
+        if let Err(e) = self
+            .store
+            .put(Table::LoginStates, &token_hash(&state), &login, now() + ttl)
+            .await
+        {
+            return request.redirect_error(issuer, &OAuthError::from(e));
+        }
+        let mut resp = response::redirect(url.as_str());
+        response::set_cookie(&mut resp, &self.cookies.set(cookies::LOGIN, &binding, ttl));
+        if remember_consent {
+            if let Some(cookie) = self.remember_consent_cookie(&request) {
+                response::set_cookie(&mut resp, &cookie);
+            }
+        }
+        resp
+    }
+}

@@ -1,0 +1,202 @@
+//! `/token`: the `authorization_code` grant (client, redirect URI and PKCE verified; a code works
+//! once, and a replayed code revokes the session it created) and the `refresh_token` grant
+//! (rotation: each refresh token works once; presenting a spent one revokes the session).
+
+use super::clients::{ClientRecord, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
+use super::pkce::verify_s256;
+use super::transactions::CodeRecord;
+use super::{response, AuthorizationServer};
+use crate::session::tokens::{
+    issue_tokens, token_hash, IssuePolicy, IssuedTokens, TokenKind, TokenRecord,
+};
+use crate::session::SessionRecord;
+use crate::store::{now, Table};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde_json::json;
+
+impl AuthorizationServer {
+    pub(super) async fn token(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OAuthError> {
+        let params = Params::parse(req.body()).map_err(|name| {
+            OAuthError::invalid_request(format!("parameter `{name}` appears more than once"))
+        })?;
+        let client = self
+            .clients
+            .authenticate(
+                req.headers(),
+                params.get("client_id"),
+                params.get("client_secret"),
+            )
+            .await?;
+        let (session, issued) = match params.get("grant_type") {
+            Some(GRANT_AUTHORIZATION_CODE) => self.redeem_code(&params, &client).await?,
+            Some(GRANT_REFRESH_TOKEN) => self.refresh(&params, &client).await?,
+            Some(other) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    format!("grant_type `{other}` is not supported"),
+                ))
+            }
+            None => return Err(OAuthError::invalid_request("grant_type is required")),
+        };
+        let mut body = json!({
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": session.scope.join(" "),
+        });
+        if let (Some(refresh), Some(map)) = (issued.refresh_token, body.as_object_mut()) {
+            map.insert("refresh_token".into(), refresh.into());
+        }
+        Ok(response::json(StatusCode::OK, &body))
+    }
+
+    fn issue_policy(&self, client: &ClientRecord) -> IssuePolicy {
+        IssuePolicy {
+            access_ttl: self.settings.tokens.access_token,
+            refresh_ttl: self.settings.tokens.refresh_token,
+            with_refresh_token: client.may_use_grant(GRANT_REFRESH_TOKEN),
+        }
+    }
+
+    async fn redeem_code(
+        &self,
+        params: &Params,
+        client: &ClientRecord,
+    ) -> Result<(SessionRecord, IssuedTokens), OAuthError> {
+        let code = params
+            .get("code")
+            .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+        let verifier = params
+            .get("code_verifier")
+            .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+        let hash = token_hash(code);
+        let unknown = || OAuthError::invalid_grant("the authorization code is invalid or expired");
+        let current: CodeRecord = self
+            .store
+            .get(Table::Codes, &hash)
+            .await?
+            .ok_or_else(unknown)?;
+        let spent = CodeRecord::Redeemed {
+            session_id: current.session_id().to_string(),
+        };
+        let expires = now() + self.settings.tokens.authorization_code.as_secs();
+        let previous: CodeRecord = self
+            .store
+            .replace(Table::Codes, &hash, &spent, expires)
+            .await?
+            .ok_or_else(unknown)?;
+        let CodeRecord::Issued {
+            request,
+            session_id,
+        } = previous
+        else {
+            self.revoke_session(current.session_id()).await;
+            tracing::warn!(client_id = %client.client_id, "authorization code replayed; its session is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used; the tokens it issued are revoked",
+            ));
+        };
+        if request.client_id != client.client_id {
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was issued to another client",
+            ));
+        }
+        if params
+            .get("redirect_uri")
+            .is_some_and(|r| r != request.redirect_uri)
+        {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri differs from the authorization request",
+            ));
+        }
+        if !verify_s256(verifier, &request.code_challenge) {
+            return Err(OAuthError::invalid_grant(
+                "the PKCE code_verifier does not match the code_challenge",
+            ));
+        }
+        if let Some(resource) = params.get("resource") {
+            if self.check_resource(Some(resource))? != request.resource {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidTarget,
+                    "resource differs from the authorization request",
+                ));
+            }
+        }
+        let session = self.live_session(&session_id).await?;
+        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now()).await?;
+        Ok((session, issued))
+    }
+
+    async fn refresh(
+        &self,
+        params: &Params,
+        client: &ClientRecord,
+    ) -> Result<(SessionRecord, IssuedTokens), OAuthError> {
+        if !client.may_use_grant(GRANT_REFRESH_TOKEN) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client is not registered for the refresh_token grant",
+            ));
+        }
+        let token = params
+            .get("refresh_token")
+            .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+        let hash = token_hash(token);
+        let invalid =
+            || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+        let current: TokenRecord = self
+            .store
+            .get(Table::Tokens, &hash)
+            .await?
+            .ok_or_else(invalid)?;
+        if current.kind != TokenKind::Refresh || current.client_id != client.client_id {
+            return Err(invalid());
+        }
+        let spent = TokenRecord {
+            rotated: true,
+            ..current.clone()
+        };
+        let previous: TokenRecord = self
+            .store
+            .replace(Table::Tokens, &hash, &spent, current.expires_at)
+            .await?
+            .ok_or_else(invalid)?;
+        if previous.rotated {
+            self.revoke_session(&previous.session_id).await;
+            tracing::warn!(client_id = %client.client_id, "a spent refresh token was presented; its session is revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the session is revoked",
+            ));
+        }
+        if let Some(access_hash) = &previous.paired_access_hash {
+            self.store.delete(Table::Tokens, access_hash).await?;
+            self.bearer.forget_token(access_hash);
+        }
+        let session = self.live_session(&previous.session_id).await?;
+        // Narrowing is allowed but not recorded: the token keeps the session's scope, which the
+        // response reports, so the client sees exactly what it holds.
+        if let Some(requested) = params.get("scope") {
+            if requested
+                .split_whitespace()
+                .any(|s| !session.scope.iter().any(|g| g == s))
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "a refresh cannot add scopes",
+                ));
+            }
+        }
+        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now()).await?;
+        Ok((session, issued))
+    }
+
+    async fn live_session(&self, session_id: &str) -> Result<SessionRecord, OAuthError> {
+        SessionRecord::load(&self.store, session_id)
+            .await?
+            .filter(|s| s.expires_at > now())
+            .ok_or_else(|| OAuthError::invalid_grant("the session has ended; sign in again"))
+    }
+}

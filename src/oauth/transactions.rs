@@ -1,0 +1,104 @@
+//! The records of one authorization, in the order they exist: the validated request, waiting
+//! for consent; the login at the provider; the authorization code. Each is single use and
+//! short-lived, and is keyed by a hash when its key travels in URLs.
+
+use super::error::OAuthError;
+use super::response;
+use bytes::Bytes;
+use http::Response;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// A validated `/authorize` request of an MCP client.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    #[serde(default)]
+    pub state: Option<String>,
+    pub scope: Vec<String>,
+    pub resource: String,
+}
+
+// === impl AuthorizationRequest ===
+
+impl AuthorizationRequest {
+    /// Redirects back to the client with `params`, plus its `state` and our `iss` (RFC 9207).
+    pub fn redirect_to_client(&self, issuer: &str, params: &[(&str, &str)]) -> Response<Bytes> {
+        let Ok(mut url) = Url::parse(&self.redirect_uri) else {
+            return response::html(
+                http::StatusCode::BAD_REQUEST,
+                super::pages::error(
+                    "Invalid redirect URI",
+                    "The application's redirect URI is not a URL.",
+                ),
+            );
+        };
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in params {
+                query.append_pair(name, value);
+            }
+            if let Some(state) = &self.state {
+                query.append_pair("state", state);
+            }
+            query.append_pair("iss", issuer);
+        }
+        response::redirect(url.as_str())
+    }
+
+    /// Redirects back to the client with an OAuth error.
+    pub fn redirect_error(&self, issuer: &str, error: &OAuthError) -> Response<Bytes> {
+        self.redirect_to_client(
+            issuer,
+            &[
+                ("error", error.code.as_str()),
+                ("error_description", &error.description),
+            ],
+        )
+    }
+}
+
+/// An authorization request shown on the consent page, keyed by a random transaction id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsentTransaction {
+    pub request: AuthorizationRequest,
+    /// Hash of the CSRF token the page carries (the browser holds it in a cookie too).
+    pub csrf_hash: String,
+}
+
+/// A login under way at the provider, keyed by the hash of mxgate's `state`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginState {
+    pub request: AuthorizationRequest,
+    /// mxgate's own PKCE verifier towards the provider.
+    pub pkce_verifier: String,
+    pub nonce: String,
+    /// Hash of the value in the browser's login cookie: the callback must come to the same browser.
+    pub browser_binding_hash: String,
+}
+
+/// An authorization code, by hash. Redeeming replaces it with `Redeemed`, so a second use is
+/// recognised as a replay (and revokes what the first use issued).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CodeRecord {
+    Issued {
+        request: AuthorizationRequest,
+        session_id: String,
+    },
+    Redeemed {
+        session_id: String,
+    },
+}
+
+// === impl CodeRecord ===
+
+impl CodeRecord {
+    pub fn session_id(&self) -> &str {
+        match self {
+            Self::Issued { session_id, .. } | Self::Redeemed { session_id } => session_id,
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Upstream identity providers, one file each, behind the [`Provider`] trait. A provider turns
+//! a login request into the URL the browser goes to, and the callback's code into a user and
+//! the provider's tokens. It never sees mxgate's own tokens.
+
+mod http_client;
+mod id_token;
+mod oauth_client;
+pub mod oidc;
+
+use crate::config::ProviderSettings;
+use crate::identity::user::{ProviderTokens, UserIdentity};
+use async_trait::async_trait;
+use std::sync::Arc;
+use thiserror::Error;
+use url::Url;
+
+pub use http_client::provider_http_client;
+
+/// Sending the browser to the provider.
+pub struct LoginRequest<'a> {
+    pub state: &'a str,
+    /// mxgate's own PKCE verifier for this login (the provider sees only its S256 challenge).
+    pub pkce_verifier: &'a str,
+    pub nonce: &'a str,
+    pub redirect_uri: &'a str,
+}
+
+/// The provider redirected back with a code.
+pub struct LoginCallback<'a> {
+    pub code: &'a str,
+    pub pkce_verifier: &'a str,
+    pub nonce: &'a str,
+    pub redirect_uri: &'a str,
+}
+
+pub struct LoginOutcome {
+    pub user: UserIdentity,
+    pub tokens: ProviderTokens,
+}
+
+#[derive(Debug, Error)]
+pub enum ProviderError {
+    #[error("{provider}: cannot reach {what}: {message}")]
+    Unreachable {
+        provider: String,
+        what: &'static str,
+        message: String,
+    },
+    #[error("{provider}: the provider refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Rejected {
+        provider: String,
+        error: String,
+        description: Option<String>,
+    },
+    #[error("{provider}: {message}")]
+    Invalid { provider: String, message: String },
+    #[error("provider `{0}` is configured but not supported yet by this mxgate version")]
+    Unsupported(&'static str),
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider name the core sees (`get_user_provider()`).
+    fn name(&self) -> &str;
+    async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<Url, ProviderError>;
+    async fn complete_login(
+        &self,
+        callback: &LoginCallback<'_>,
+    ) -> Result<LoginOutcome, ProviderError>;
+}
+
+/// Builds the configured provider; `None` for `provider: none`.
+pub fn build(settings: &ProviderSettings) -> Result<Option<Arc<dyn Provider>>, ProviderError> {
+    let http = provider_http_client().map_err(|e| ProviderError::Invalid {
+        provider: settings.kind().as_str().into(),
+        message: format!("cannot build the HTTP client: {e}"),
+    })?;
+    Ok(match settings {
+        ProviderSettings::None => None,
+        ProviderSettings::Oidc(config) => {
+            Some(Arc::new(oidc::OidcProvider::new(config.clone(), http)))
+        }
+        other => return Err(ProviderError::Unsupported(other.kind().as_str())),
+    })
+}

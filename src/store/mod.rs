@@ -1,0 +1,236 @@
+//! Where state is kept: OAuth clients, consent and login transactions, authorization codes,
+//! sessions and tokens. One trait ([`KvStore`]) with an embedded redb implementation; the typed
+//! [`Store`] on top of it encodes records as JSON and seals sessions (which hold provider
+//! tokens) with [`cipher::RecordCipher`].
+//!
+//! Tokens and codes are never stored themselves, only their SHA-256 hashes (the caller hashes).
+//! Nothing here is called on the proxied hot path except on a session-cache miss (a read).
+
+pub mod cipher;
+mod redb_store;
+
+pub use redb_store::RedbStore;
+
+use async_trait::async_trait;
+use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// The tables (namespaces) of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Dynamically registered clients, by client_id.
+    Clients,
+    /// Authorization requests waiting for the user's consent, by transaction id.
+    ConsentTransactions,
+    /// Logins under way at the upstream provider, by mxgate's `state`.
+    LoginStates,
+    /// Authorization codes, by hash.
+    Codes,
+    /// Logged-in sessions (sealed), by session id.
+    Sessions,
+    /// Access and refresh tokens, by hash.
+    Tokens,
+}
+
+// === impl Table ===
+
+impl Table {
+    pub const ALL: [Table; 6] = [
+        Table::Clients,
+        Table::ConsentTransactions,
+        Table::LoginStates,
+        Table::Codes,
+        Table::Sessions,
+        Table::Tokens,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Clients => "clients",
+            Table::ConsentTransactions => "consent_transactions",
+            Table::LoginStates => "login_states",
+            Table::Codes => "codes",
+            Table::Sessions => "sessions",
+            Table::Tokens => "tokens",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Backend(String),
+    #[error("store: cannot decode a `{table}` record: {source}")]
+    Decode {
+        table: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("store: a sealed `{0}` record cannot be opened (wrong encryption key?)")]
+    Unseal(&'static str),
+    #[error("store: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A key-value store with per-entry expiry. Expired entries read as absent.
+/// `expires_at` is Unix seconds; 0 means never.
+#[async_trait]
+pub trait KvStore: Send + Sync + 'static {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn put(
+        &self,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+    async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError>;
+    /// Removes an entry and returns it, atomically (single-use values).
+    async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically replaces a live entry and returns what was there; writes nothing when absent.
+    async fn replace(
+        &self,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes expired entries; returns how many.
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
+}
+
+/// Typed access to a [`KvStore`].
+#[derive(Clone)]
+pub struct Store {
+    kv: Arc<dyn KvStore>,
+    cipher: Arc<cipher::RecordCipher>,
+}
+
+// === impl Store ===
+
+impl Store {
+    pub fn new(kv: Arc<dyn KvStore>, cipher: cipher::RecordCipher) -> Self {
+        Self {
+            kv,
+            cipher: Arc::new(cipher),
+        }
+    }
+
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+
+    pub fn cipher(&self) -> &cipher::RecordCipher {
+        &self.cipher
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.kv
+            .get(table, key)
+            .await?
+            .map(|b| decode(table, &b))
+            .transpose()
+    }
+
+    pub async fn put<T: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.kv.put(table, key, encode(value), expires_at).await
+    }
+
+    pub async fn take<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.kv
+            .take(table, key)
+            .await?
+            .map(|b| decode(table, &b))
+            .transpose()
+    }
+
+    pub async fn replace<T: Serialize, U: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<Option<U>, StoreError> {
+        self.kv
+            .replace(table, key, encode(value), expires_at)
+            .await?
+            .map(|b| decode(table, &b))
+            .transpose()
+    }
+
+    pub async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
+        self.kv.delete(table, key).await
+    }
+
+    /// Stores a record encrypted, bound to its table and key.
+    pub async fn put_sealed<T: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let sealed = self
+            .cipher
+            .seal(&associated_data(table, key), &encode(value))?;
+        self.kv.put(table, key, sealed, expires_at).await
+    }
+
+    pub async fn get_sealed<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(sealed) = self.kv.get(table, key).await? else {
+            return Ok(None);
+        };
+        let plain = self
+            .cipher
+            .open(&associated_data(table, key), &sealed)
+            .ok_or(StoreError::Unseal(table.name()))?;
+        decode(table, &plain).map(Some)
+    }
+}
+
+fn associated_data(table: Table, key: &str) -> Vec<u8> {
+    format!("mxgate/{}/{key}", table.name()).into_bytes()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Records are plain structs of strings, numbers and lists: serializing cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        table: table.name(),
+        source,
+    })
+}
+
+/// Current time in Unix seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,371 @@
+//! The embedded store: one redb file (created with mode 0600), one redb table per [`Table`].
+//! Each value is the entry's expiry (8 bytes, big-endian Unix seconds; 0 = never) followed by
+//! the payload. redb calls block, so they run on tokio's blocking pool.
+
+use super::cipher::create_private_file;
+use super::{now, KvStore, StoreError, Table};
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+type Def = TableDefinition<'static, &'static str, &'static [u8]>;
+
+fn definition(table: Table) -> Def {
+    TableDefinition::new(table.name())
+}
+
+pub struct RedbStore {
+    db: Arc<Database>,
+}
+
+// === impl RedbStore ===
+
+impl RedbStore {
+    /// Opens (or creates) the store file; its folder is created with mode 0700.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        if !path.exists() {
+            drop(create_private_file(path).map_err(|source| StoreError::Io {
+                context: format!("creating {}", path.display()),
+                source,
+            })?);
+        }
+        restrict_permissions(path)?;
+        let db = Database::create(path)
+            .map_err(|e| backend(format!("opening {}", path.display()), e))?;
+        let txn = db.begin_write().map_err(|e| backend("begin", e))?;
+        for table in Table::ALL {
+            txn.open_table(definition(table))
+                .map_err(|e| backend("creating tables", e))?;
+        }
+        txn.commit().map_err(|e| backend("commit", e))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+fn backend(context: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("redb {context}: {e}"))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| StoreError::Io {
+        context: format!("creating {}", dir.display()),
+        source,
+    })
+}
+
+fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "store file was readable by others; setting mode 0600");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| StoreError::Io {
+                    context: format!("chmod {}", path.display()),
+                    source,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn frame(value: &[u8], expires_at: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&expires_at.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// The payload of a stored value, or `None` if it has expired (or is malformed).
+fn unframe(stored: &[u8], now: u64) -> Option<Vec<u8>> {
+    let (head, payload) = stored.split_at_checked(8)?;
+    let expires_at = u64::from_be_bytes(head.try_into().ok()?);
+    (expires_at == 0 || expires_at > now).then(|| payload.to_vec())
+}
+
+fn is_expired(stored: &[u8], now: u64) -> bool {
+    unframe_expiry(stored).is_some_and(|e| e != 0 && e <= now)
+}
+
+fn unframe_expiry(stored: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(stored.get(..8)?.try_into().ok()?))
+}
+
+#[async_trait]
+impl KvStore for RedbStore {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| backend("read", e))?;
+            let t = txn
+                .open_table(definition(table))
+                .map_err(|e| backend("open table", e))?;
+            let value = t.get(key.as_str()).map_err(|e| backend("get", e))?;
+            Ok(value.and_then(|v| unframe(v.value(), now())))
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            {
+                let mut t = txn
+                    .open_table(definition(table))
+                    .map_err(|e| backend("open table", e))?;
+                t.insert(key.as_str(), frame(&value, expires_at).as_slice())
+                    .map_err(|e| backend("insert", e))?;
+            }
+            txn.commit().map_err(|e| backend("commit", e))
+        })
+        .await
+    }
+
+    async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let existed = {
+                let mut t = txn
+                    .open_table(definition(table))
+                    .map_err(|e| backend("open table", e))?;
+                let removed = t.remove(key.as_str()).map_err(|e| backend("remove", e))?;
+                removed.is_some()
+            };
+            txn.commit().map_err(|e| backend("commit", e))?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let taken = {
+                let mut t = txn
+                    .open_table(definition(table))
+                    .map_err(|e| backend("open table", e))?;
+                let removed = t.remove(key.as_str()).map_err(|e| backend("remove", e))?;
+                removed.and_then(|v| unframe(v.value(), now()))
+            };
+            txn.commit().map_err(|e| backend("commit", e))?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn replace(
+        &self,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let previous = {
+                let mut t = txn
+                    .open_table(definition(table))
+                    .map_err(|e| backend("open table", e))?;
+                let live = t
+                    .get(key.as_str())
+                    .map_err(|e| backend("get", e))?
+                    .and_then(|v| unframe(v.value(), now()));
+                if live.is_some() {
+                    t.insert(key.as_str(), frame(&value, expires_at).as_slice())
+                        .map_err(|e| backend("insert", e))?;
+                }
+                live
+            };
+            txn.commit().map_err(|e| backend("commit", e))?;
+            Ok(previous)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let mut purged = 0usize;
+            for table in Table::ALL {
+                let mut t = txn
+                    .open_table(definition(table))
+                    .map_err(|e| backend("open table", e))?;
+                t.retain(|_, v| {
+                    let keep = !is_expired(v, now);
+                    purged += usize::from(!keep);
+                    keep
+                })
+                .map_err(|e| backend("retain", e))?;
+            }
+            txn.commit().map_err(|e| backend("commit", e))?;
+            Ok(purged)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("sub/mxgate.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn put_get_delete_and_expiry() {
+        let (_dir, store) = open();
+        store
+            .put(Table::Clients, "a", b"one".to_vec(), 0)
+            .await
+            .unwrap();
+        store
+            .put(Table::Clients, "old", b"gone".to_vec(), now() - 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(Table::Clients, "a").await.unwrap().unwrap(),
+            b"one"
+        );
+        assert_eq!(store.get(Table::Clients, "old").await.unwrap(), None);
+        assert_eq!(
+            store.get(Table::Tokens, "a").await.unwrap(),
+            None,
+            "tables are separate"
+        );
+        assert!(store.delete(Table::Clients, "a").await.unwrap());
+        assert!(!store.delete(Table::Clients, "a").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn take_is_single_use() {
+        let (_dir, store) = open();
+        store
+            .put(Table::LoginStates, "s", b"x".to_vec(), now() + 60)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.take(Table::LoginStates, "s").await.unwrap().unwrap(),
+            b"x"
+        );
+        assert_eq!(store.take(Table::LoginStates, "s").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn replace_only_touches_live_entries() {
+        let (_dir, store) = open();
+        assert_eq!(
+            store
+                .replace(Table::Codes, "c", b"new".to_vec(), 0)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store.get(Table::Codes, "c").await.unwrap(),
+            None,
+            "absent stays absent"
+        );
+        store
+            .put(Table::Codes, "c", b"issued".to_vec(), now() + 60)
+            .await
+            .unwrap();
+        let prev = store
+            .replace(Table::Codes, "c", b"redeemed".to_vec(), now() + 60)
+            .await
+            .unwrap();
+        assert_eq!(prev.unwrap(), b"issued");
+        let again = store
+            .replace(Table::Codes, "c", b"redeemed".to_vec(), now() + 60)
+            .await
+            .unwrap();
+        assert_eq!(again.unwrap(), b"redeemed");
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_expired_entries() {
+        let (_dir, store) = open();
+        store
+            .put(Table::Sessions, "live", b"1".to_vec(), now() + 600)
+            .await
+            .unwrap();
+        store
+            .put(Table::Sessions, "forever", b"1".to_vec(), 0)
+            .await
+            .unwrap();
+        store
+            .put(Table::Tokens, "dead", b"1".to_vec(), now() - 5)
+            .await
+            .unwrap();
+        assert_eq!(store.purge_expired(now()).await.unwrap(), 1);
+        assert!(store.get(Table::Sessions, "live").await.unwrap().is_some());
+        assert!(store
+            .get(Table::Sessions, "forever")
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening_and_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mxgate.redb");
+        {
+            let store = RedbStore::open(&path).unwrap();
+            store
+                .put(Table::Sessions, "s", b"kept".to_vec(), 0)
+                .await
+                .unwrap();
+        }
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(
+            store.get(Table::Sessions, "s").await.unwrap().unwrap(),
+            b"kept"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
