@@ -1,1 +1,447 @@
+//! Handler tests: the authorization server driven with `http` requests, no socket. The upstream
+//! provider is a stand-in here (the real OpenID provider is exercised in `tests/e2e`).
 
+use super::*;
+use crate::identity::user::{ProviderTokens, UserIdentity};
+use crate::providers::{LoginCallback, LoginOutcome, LoginRequest, ProviderError};
+use crate::session::bearer::BearerError;
+use crate::store::{cipher::RecordCipher, RedbStore};
+use async_trait::async_trait;
+use http::header::{LOCATION, SET_COOKIE};
+use serde_json::Value;
+use std::collections::HashMap;
+
+const PUBLIC: &str = "http://127.0.0.1:18000";
+const REDIRECT: &str = "http://127.0.0.1:9999/cb";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// Stands in for the upstream IdP: accepts the code `good-code` and logs in alice.
+struct StandInProvider;
+
+#[async_trait]
+impl Provider for StandInProvider {
+    fn name(&self) -> &str {
+        "oidc"
+    }
+    async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<url::Url, ProviderError> {
+        Ok(url::Url::parse(&format!("https://idp.test/auth?state={}", request.state)).unwrap())
+    }
+    async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
+        if callback.code != "good-code" {
+            return Err(ProviderError::Rejected {
+                provider: "oidc".into(),
+                error: "invalid_grant".into(),
+                description: None,
+            });
+        }
+        Ok(LoginOutcome {
+            user: UserIdentity {
+                provider: "oidc".into(),
+                user_id: "alice".into(),
+                username: "alice".into(),
+                email: Some("alice@example.test".into()),
+                ..Default::default()
+            },
+            tokens: ProviderTokens {
+                access_token: "idp-access".into(),
+                ..Default::default()
+            },
+        })
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    server: AuthorizationServer,
+    bearer: Arc<BearerAuthenticator>,
+}
+
+fn harness() -> Harness {
+    std::env::set_var("MXGATE_OAUTH_TEST_SECRET", "static-secret");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mxcp.yml"),
+        "mxcp: 1\nprojects:\n  p:\n    profiles:\n      default:\n        auth:\n          provider: oidc\n          oidc:\n            config_url: https://idp.test/.well-known/openid-configuration\n            client_id: mxgate\n            client_secret: s\n            scope: openid email\n            callback_path: /callback\n          clients:\n            - client_id: static-app\n              name: Static App\n              client_secret: ${MXGATE_OAUTH_TEST_SECRET}\n              redirect_uris: [\"https://app.example/cb\"]\n              grant_types: [authorization_code, refresh_token]\n",
+    )
+    .unwrap();
+    let gateway = dir.path().join("mxgate.yml");
+    std::fs::write(
+        &gateway,
+        format!("listen: 127.0.0.1:18000\nupstream: http://127.0.0.1:18001\npublic_url: {PUBLIC}\nmxcp_config: mxcp.yml\n"),
+    )
+    .unwrap();
+    let settings = Arc::new(crate::config::load(&gateway).unwrap());
+    let store = Store::new(
+        Arc::new(RedbStore::open(&dir.path().join("s.redb")).unwrap()),
+        RecordCipher::from_secret(b"test"),
+    );
+    let bearer = Arc::new(BearerAuthenticator::new(store.clone()));
+    let server = AuthorizationServer::new(
+        settings,
+        store,
+        Arc::new(StandInProvider),
+        bearer.clone(),
+        Bytes::from_static(b"{\"keys\":[]}"),
+    );
+    Harness {
+        _dir: dir,
+        server,
+        bearer,
+    }
+}
+
+fn get(uri: &str, cookies: &str) -> Request<Bytes> {
+    let mut b = Request::builder().method(Method::GET).uri(uri);
+    if !cookies.is_empty() {
+        b = b.header("cookie", cookies);
+    }
+    b.body(Bytes::new()).unwrap()
+}
+
+fn post(uri: &str, body: &str, headers: &[(&str, &str)]) -> Request<Bytes> {
+    let mut b = Request::builder().method(Method::POST).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Bytes::from(body.to_string())).unwrap()
+}
+
+fn json(resp: &Response<Bytes>) -> Value {
+    serde_json::from_slice(resp.body()).unwrap_or(Value::Null)
+}
+
+fn location(resp: &Response<Bytes>) -> url::Url {
+    url::Url::parse(resp.headers()[LOCATION].to_str().unwrap()).unwrap()
+}
+
+fn query(url: &url::Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+/// `name=value` of every Set-Cookie, joined as a Cookie header.
+fn cookies_of(resp: &Response<Bytes>) -> String {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap() + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+impl Harness {
+    async fn call(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let route = self.server.route(req.uri().path()).expect("a local route");
+        self.server.handle(route, req).await
+    }
+
+    async fn register_public(&self) -> String {
+        let body = format!(
+            "{{\"redirect_uris\":[\"{REDIRECT}\"],\"token_endpoint_auth_method\":\"none\",\"grant_types\":[\"authorization_code\",\"refresh_token\"],\"client_name\":\"Test\"}}"
+        );
+        let resp = self.call(post("/register", &body, &[("content-type", "application/json")])).await;
+        assert_eq!(resp.status(), 201, "{:?}", resp.body());
+        json(&resp)["client_id"].as_str().unwrap().to_string()
+    }
+
+    fn authorize_uri(client_id: &str, extra: &str) -> String {
+        format!(
+            "/authorize?response_type=code&client_id={client_id}&redirect_uri={}&state=client-state&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+            urlencode(REDIRECT)
+        )
+    }
+
+    /// /authorize → consent page → approve; returns the provider redirect and the browser's cookies.
+    async fn approve(&self, client_id: &str) -> (Response<Bytes>, String) {
+        let page = self.call(get(&Self::authorize_uri(client_id, ""), "")).await;
+        assert_eq!(page.status(), 200, "consent page");
+        let html = String::from_utf8(page.body().to_vec()).unwrap();
+        let jar = cookies_of(&page);
+        let form = format!(
+            "transaction={}&csrf_token={}&decision=approve",
+            hidden(&html, "transaction"),
+            hidden(&html, "csrf_token")
+        );
+        let resp = self
+            .call(post("/consent", &form, &[("cookie", &jar), ("content-type", "application/x-www-form-urlencoded")]))
+            .await;
+        let all = format!("{jar}; {}", cookies_of(&resp));
+        (resp, all)
+    }
+
+    /// The whole browser part; returns the authorization code.
+    async fn code_for(&self, client_id: &str) -> String {
+        let (to_idp, jar) = self.approve(client_id).await;
+        assert_eq!(to_idp.status(), 302);
+        let state = query(&location(&to_idp))["state"].clone();
+        let back = self.call(get(&format!("/callback?code=good-code&state={state}"), &jar)).await;
+        assert_eq!(back.status(), 302, "{:?}", back.body());
+        let q = query(&location(&back));
+        assert_eq!(q["state"], "client-state");
+        assert_eq!(q["iss"], PUBLIC);
+        q["code"].clone()
+    }
+
+    async fn exchange(&self, client_id: &str, code: &str, verifier: &str) -> Response<Bytes> {
+        let form = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&client_id={client_id}&code_verifier={verifier}",
+            urlencode(REDIRECT)
+        );
+        self.call(post("/token", &form, &[])).await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn routes_cover_the_endpoints_and_nothing_else() {
+    let h = harness();
+    let s = &h.server;
+    assert_eq!(s.route("/.well-known/oauth-protected-resource"), Some(Route::ProtectedResourceMetadata));
+    assert_eq!(s.route("/.well-known/oauth-protected-resource/mcp"), Some(Route::ProtectedResourceMetadata));
+    assert_eq!(s.route("/.well-known/oauth-protected-resource/other"), None);
+    assert_eq!(s.route("/.well-known/openid-configuration"), Some(Route::AuthorizationServerMetadata));
+    assert_eq!(s.route("/callback"), Some(Route::Callback));
+    assert_eq!(s.route("/mcp"), None);
+    let wrong_method = h.call(get("/token", "")).await;
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(json(&wrong_method)["error"], "invalid_request");
+    let preflight = h.call(Request::builder().method(Method::OPTIONS).uri("/token").body(Bytes::new()).unwrap()).await;
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn metadata_issuer_is_the_protected_resource_authorization_server() {
+    let h = harness();
+    let prm = json(&h.call(get("/.well-known/oauth-protected-resource/mcp", "")).await);
+    let asm = json(&h.call(get("/.well-known/oauth-authorization-server", "")).await);
+    assert_eq!(prm["resource"], format!("{PUBLIC}/mcp"));
+    assert_eq!(prm["authorization_servers"][0], asm["issuer"]);
+    assert_eq!(asm["issuer"], PUBLIC);
+    assert_eq!(asm["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(asm["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(asm["registration_endpoint"], format!("{PUBLIC}/register"));
+}
+
+#[tokio::test]
+async fn registration_validates_metadata() {
+    let h = harness();
+    let cases = [
+        ("{}", "invalid_redirect_uri"),
+        ("{\"redirect_uris\":[\"http://app.example/cb\"]}", "invalid_redirect_uri"),
+        ("{\"redirect_uris\":[\"javascript:alert(1)\"]}", "invalid_redirect_uri"),
+        ("{\"redirect_uris\":[\"https://a.example/cb\"],\"token_endpoint_auth_method\":\"private_key_jwt\"}", "invalid_client_metadata"),
+        ("{\"redirect_uris\":[\"https://a.example/cb\"],\"grant_types\":[\"implicit\"]}", "invalid_client_metadata"),
+        ("not json", "invalid_client_metadata"),
+    ];
+    for (body, error) in cases {
+        let resp = h.call(post("/register", body, &[])).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(json(&resp)["error"], error, "{body}");
+    }
+    let ok = h
+        .call(post("/register", "{\"redirect_uris\":[\"https://a.example/cb\"],\"scope\":\"mxcp:access bogus\",\"logo_uri\":\"https://a.example/l.png\"}", &[]))
+        .await;
+    assert_eq!(ok.status(), 201);
+    let body = json(&ok);
+    assert!(body["client_secret"].as_str().unwrap().starts_with("mxs_"), "confidential by default");
+    assert_eq!(body["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(body["scope"], "mxcp:access", "unknown scopes are dropped");
+    assert_eq!(body["logo_uri"], "https://a.example/l.png");
+}
+
+#[tokio::test]
+async fn bad_client_or_redirect_uri_gets_a_page_never_a_redirect() {
+    let h = harness();
+    let client = h.register_public().await;
+    let unknown = h.call(get(&Harness::authorize_uri("nobody", ""), "")).await;
+    assert_eq!(unknown.status(), 400);
+    assert!(unknown.headers().get(LOCATION).is_none());
+    let evil = format!(
+        "/authorize?response_type=code&client_id={client}&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256",
+        urlencode("https://evil.example/cb")
+    );
+    let resp = h.call(get(&evil, "")).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get(LOCATION).is_none());
+    assert!(String::from_utf8_lossy(resp.body()).contains("not registered"));
+}
+
+#[tokio::test]
+async fn request_errors_after_the_redirect_check_go_back_to_the_client() {
+    let h = harness();
+    let client = h.register_public().await;
+    let no_pkce = format!("/authorize?response_type=code&client_id={client}&redirect_uri={}&state=s1", urlencode(REDIRECT));
+    let cases = [
+        (no_pkce, "invalid_request"),
+        (Harness::authorize_uri(&client, "").replace("S256", "plain"), "invalid_request"),
+        (Harness::authorize_uri(&client, "").replace("response_type=code", "response_type=token"), "unsupported_response_type"),
+        (Harness::authorize_uri(&client, "&resource=https%3A%2F%2Fother.example%2Fmcp"), "invalid_target"),
+        (Harness::authorize_uri(&client, "&scope=admin"), "invalid_scope"),
+    ];
+    for (uri, error) in cases {
+        let resp = h.call(get(&uri, "")).await;
+        assert_eq!(resp.status(), 302, "{uri}");
+        let to = location(&resp);
+        assert!(to.as_str().starts_with(REDIRECT), "{to}");
+        let q = query(&to);
+        assert_eq!(q["error"], error, "{uri}");
+        assert_eq!(q["iss"], PUBLIC);
+    }
+}
+
+#[tokio::test]
+async fn consent_page_is_protected_and_csrf_checked() {
+    let h = harness();
+    let client = h.register_public().await;
+    let page = h.call(get(&Harness::authorize_uri(&client, &format!("&resource={}", urlencode(&format!("{PUBLIC}/mcp")))), "")).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let html = String::from_utf8(page.body().to_vec()).unwrap();
+    let (txn, csrf) = (hidden(&html, "transaction"), hidden(&html, "csrf_token"));
+    let form = format!("transaction={txn}&csrf_token={csrf}&decision=approve");
+
+    let no_cookie = h.call(post("/consent", &form, &[])).await;
+    assert_eq!(no_cookie.status(), 403);
+    assert!(no_cookie.headers().get(LOCATION).is_none());
+    let wrong_cookie = h.call(post("/consent", &form, &[("cookie", "mxgate-csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")])).await;
+    assert_eq!(wrong_cookie.status(), 403);
+
+    let jar = cookies_of(&page);
+    let deny = format!("transaction={txn}&csrf_token={csrf}&decision=deny");
+    let denied = h.call(post("/consent", &deny, &[("cookie", &jar)])).await;
+    let q = query(&location(&denied));
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], "client-state");
+    let again = h.call(post("/consent", &form, &[("cookie", &jar)])).await;
+    assert_eq!(again.status(), 400, "a transaction is answered once");
+}
+
+#[tokio::test]
+async fn approval_is_remembered_for_that_client_and_redirect_uri() {
+    let h = harness();
+    let client = h.register_public().await;
+    let (to_idp, jar) = h.approve(&client).await;
+    assert!(location(&to_idp).as_str().starts_with("https://idp.test/auth"));
+    let second = h.call(get(&Harness::authorize_uri(&client, ""), &jar)).await;
+    assert_eq!(second.status(), 302, "no second consent page");
+    assert!(location(&second).as_str().starts_with("https://idp.test/auth"));
+    let other = h.register_public().await;
+    assert_eq!(h.call(get(&Harness::authorize_uri(&other, ""), &jar)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn callback_must_come_back_to_the_browser_that_started_it() {
+    let h = harness();
+    let client = h.register_public().await;
+    let (to_idp, _jar) = h.approve(&client).await;
+    let state = query(&location(&to_idp))["state"].clone();
+    let other_browser = h.call(get(&format!("/callback?code=good-code&state={state}"), "")).await;
+    assert_eq!(other_browser.status(), 403);
+    assert!(other_browser.headers().get(LOCATION).is_none());
+}
+
+#[tokio::test]
+async fn provider_errors_go_back_to_the_client_and_states_are_single_use() {
+    let h = harness();
+    let client = h.register_public().await;
+    let (to_idp, jar) = h.approve(&client).await;
+    let state = query(&location(&to_idp))["state"].clone();
+    let refused = h.call(get(&format!("/callback?error=access_denied&state={state}"), &jar)).await;
+    assert_eq!(query(&location(&refused))["error"], "access_denied");
+    let replay = h.call(get(&format!("/callback?code=good-code&state={state}"), &jar)).await;
+    assert_eq!(replay.status(), 400);
+
+    let (to_idp, jar) = h.approve(&client).await;
+    let state = query(&location(&to_idp))["state"].clone();
+    let bad_code = h.call(get(&format!("/callback?code=bad-code&state={state}"), &jar)).await;
+    assert_eq!(query(&location(&bad_code))["error"], "access_denied");
+}
+
+#[tokio::test]
+async fn code_exchange_checks_pkce_and_a_replay_revokes_the_session() {
+    let h = harness();
+    let client = h.register_public().await;
+
+    let code = h.code_for(&client).await;
+    let wrong = h.exchange(&client, &code, &"x".repeat(43)).await;
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(json(&wrong)["error"], "invalid_grant");
+    assert_eq!(h.exchange(&client, &code, VERIFIER).await.status(), 400, "a failed attempt spends the code");
+
+    let code = h.code_for(&client).await;
+    let ok = h.exchange(&client, &code, VERIFIER).await;
+    assert_eq!(ok.status(), 200, "{:?}", ok.body());
+    assert_eq!(ok.headers()["cache-control"], "no-store");
+    let tokens = json(&ok);
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["scope"], "mxcp:access");
+    let access = tokens["access_token"].as_str().unwrap();
+    let session = h.bearer.authenticate(access, crate::store::now()).await.unwrap();
+    assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
+    assert_eq!(session.record.provider_tokens.access_token, "idp-access");
+
+    let replay = h.exchange(&client, &code, VERIFIER).await;
+    assert_eq!(json(&replay)["error"], "invalid_grant");
+    assert!(matches!(
+        h.bearer.authenticate(access, crate::store::now()).await,
+        Err(BearerError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes() {
+    let h = harness();
+    let client = h.register_public().await;
+    let code = h.code_for(&client).await;
+    let first = json(&h.exchange(&client, &code, VERIFIER).await);
+    let refresh = |token: &str| format!("grant_type=refresh_token&refresh_token={token}&client_id={client}");
+
+    let second = h.call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[])).await;
+    assert_eq!(second.status(), 200);
+    let second = json(&second);
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    let now = crate::store::now();
+    assert!(h.bearer.authenticate(first["access_token"].as_str().unwrap(), now).await.is_err(), "old access token retired");
+    let newest = second["access_token"].as_str().unwrap();
+    assert!(h.bearer.authenticate(newest, now).await.is_ok());
+
+    let reuse = h.call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[])).await;
+    assert_eq!(json(&reuse)["error"], "invalid_grant");
+    assert!(h.bearer.authenticate(newest, now).await.is_err(), "reuse revokes the session");
+    let after = h.call(post("/token", &refresh(second["refresh_token"].as_str().unwrap()), &[])).await;
+    assert_eq!(json(&after)["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn token_endpoint_authenticates_clients_and_checks_the_grant() {
+    let h = harness();
+    let client = h.register_public().await;
+    let code = h.code_for(&client).await;
+    let other = h.register_public().await;
+    let stolen = h.exchange(&other, &code, VERIFIER).await;
+    assert_eq!(json(&stolen)["error"], "invalid_grant", "a code works only for its client");
+
+    let unsupported = h.call(post("/token", &format!("grant_type=password&client_id={client}"), &[])).await;
+    assert_eq!(json(&unsupported)["error"], "unsupported_grant_type");
+    let no_client = h.call(post("/token", "grant_type=authorization_code&code=x", &[])).await;
+    assert_eq!(no_client.status(), 401);
+    assert_eq!(json(&no_client)["error"], "invalid_client");
+    let wrong_secret = h
+        .call(post("/token", "grant_type=refresh_token&refresh_token=x", &[("authorization", "Basic c3RhdGljLWFwcDpub3Bl")]))
+        .await;
+    assert_eq!(wrong_secret.status(), 401);
+    assert!(wrong_secret.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let dup = h.call(post("/token", "grant_type=a&grant_type=b", &[])).await;
+    assert_eq!(json(&dup)["error"], "invalid_request");
+}
