@@ -12,10 +12,18 @@ fn mxgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mxgate"))
 }
 
-fn write_config(dir: &Path, gateway_extra: &str, auth: &str, listen_port: u16, upstream_port: u16) -> std::path::PathBuf {
+fn write_config(
+    dir: &Path,
+    gateway_extra: &str,
+    auth: &str,
+    listen_port: u16,
+    upstream_port: u16,
+) -> std::path::PathBuf {
     std::fs::write(
         dir.join("mxcp.yml"),
-        format!("mxcp: 1\nprojects:\n  demo:\n    profiles:\n      default:\n        auth:\n{auth}"),
+        format!(
+            "mxcp: 1\nprojects:\n  demo:\n    profiles:\n      default:\n        auth:\n{auth}"
+        ),
     )
     .unwrap();
     let path = dir.join("mxgate.yml");
@@ -40,7 +48,11 @@ fn check_prints_the_effective_config_with_secrets_redacted() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("provider: oidc"), "{stdout}");
     assert!(stdout.contains("***redacted***"), "{stdout}");
     assert!(!stdout.contains("top-secret-value"), "{stdout}");
@@ -49,7 +61,13 @@ fn check_prints_the_effective_config_with_secrets_redacted() {
 #[test]
 fn check_refuses_a_misspelled_key_and_an_unset_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "", &OIDC_AUTH.replace("scope:", "scopes:"), 18082, 18083);
+    let config = write_config(
+        dir.path(),
+        "",
+        &OIDC_AUTH.replace("scope:", "scopes:"),
+        18082,
+        18083,
+    );
     let out = mxgate()
         .args(["check", "--config"])
         .arg(&config)
@@ -58,7 +76,10 @@ fn check_refuses_a_misspelled_key_and_an_unset_variable() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("scopes") && stderr.contains("mxcp.yml"), "{stderr}");
+    assert!(
+        stderr.contains("scopes") && stderr.contains("mxcp.yml"),
+        "{stderr}"
+    );
 
     let out = mxgate()
         .args(["check", "--config"])
@@ -75,8 +96,16 @@ fn check_refuses_a_misspelled_key_and_an_unset_variable() {
 fn config_file_can_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "", "          provider: none\n", 18084, 18085);
-    let out = mxgate().arg("check").env("MXGATE_CONFIG", &config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = mxgate()
+        .arg("check")
+        .env("MXGATE_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 struct Server(Child);
@@ -88,13 +117,20 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mxgate did not start listening on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "mxgate did not start listening on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -114,7 +150,9 @@ fn record_one_request(listener: TcpListener) -> std::thread::JoinHandle<String> 
             head.push_str(&line);
         }
         let mut stream = stream;
-        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
         head
     })
 }
@@ -122,7 +160,11 @@ fn record_one_request(listener: TcpListener) -> std::thread::JoinHandle<String> 
 fn http_get(port: u16, path: &str, headers: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: gateway.example:{port}\r\n{headers}connection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: gateway.example:{port}\r\n{headers}connection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -134,7 +176,13 @@ fn provider_none_passes_through_but_strips_forged_identity_headers() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_port = upstream.local_addr().unwrap().port();
     let port = free_port();
-    let config = write_config(dir.path(), "", "          provider: none\n", port, upstream_port);
+    let config = write_config(
+        dir.path(),
+        "",
+        "          provider: none\n",
+        port,
+        upstream_port,
+    );
     let _server = Server(
         mxgate()
             .args(["serve", "--config"])
@@ -157,20 +205,45 @@ fn provider_none_passes_through_but_strips_forged_identity_headers() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let head = recorded.join().unwrap().to_ascii_lowercase();
     assert!(head.starts_with("get /mcp?x=1 http/1.1"), "{head}");
-    assert!(head.contains(&format!("host: 127.0.0.1:{upstream_port}")), "{head}");
-    assert!(!head.contains("x-mxcp-user") && !head.contains("x_mxcp_user"), "{head}");
+    assert!(
+        head.contains(&format!("host: 127.0.0.1:{upstream_port}")),
+        "{head}"
+    );
+    assert!(
+        !head.contains("x-mxcp-user") && !head.contains("x_mxcp_user"),
+        "{head}"
+    );
     assert!(!head.contains("origin:"), "{head}");
     assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
-    assert!(head.contains(&format!("x-forwarded-host: gateway.example:{port}")), "{head}");
-    assert!(head.contains("authorization: bearer passthrough"), "no auth: the header is not mxgate's");
+    assert!(
+        head.contains(&format!("x-forwarded-host: gateway.example:{port}")),
+        "{head}"
+    );
+    assert!(
+        head.contains("authorization: bearer passthrough"),
+        "no auth: the header is not mxgate's"
+    );
 }
 
 #[test]
 fn serve_refuses_to_start_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "store: {type: postgres}\n", "          provider: none\n", 18086, 18087);
-    let out = mxgate().args(["serve", "--config"]).arg(&config).output().unwrap();
+    let config = write_config(
+        dir.path(),
+        "store: {type: postgres}\n",
+        "          provider: none\n",
+        18086,
+        18087,
+    );
+    let out = mxgate()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("store.type") && stderr.contains("postgres"), "{stderr}");
+    assert!(
+        stderr.contains("store.type") && stderr.contains("postgres"),
+        "{stderr}"
+    );
 }

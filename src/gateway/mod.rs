@@ -4,6 +4,7 @@
 
 mod forwarded;
 mod local_response;
+mod mcp_session_binding;
 mod proxy;
 mod strip_gateway_cookies;
 mod strip_identity_headers;
@@ -77,6 +78,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                     server,
                     bearer,
                     minter,
+                    mcp_sessions: Default::default(),
                 }),
                 Some(store),
             )

@@ -4,6 +4,7 @@
 
 use super::forwarded::{apply_forwarded, ForwardedFacts};
 use super::local_response::{json_error, read_request, write_response};
+use super::mcp_session_binding::{McpSessionBindings, SessionCheck, MCP_SESSION_HEADER};
 use super::strip_gateway_cookies::strip_gateway_cookies;
 use super::strip_identity_headers::strip_identity_headers;
 use crate::identity::assertion::{AssertionMinter, ASSERTION_HEADER};
@@ -27,6 +28,7 @@ pub struct AuthParts {
     pub server: Arc<AuthorizationServer>,
     pub bearer: Arc<BearerAuthenticator>,
     pub minter: AssertionMinter,
+    pub mcp_sessions: McpSessionBindings,
 }
 
 pub struct McpGateway {
@@ -128,6 +130,23 @@ impl McpGateway {
                 return self.answer(session, resp).await;
             }
         }
+        if let Some(mcp_session) = session
+            .req_header()
+            .headers
+            .get(MCP_SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            let user = active.record.user.key();
+            if auth.mcp_sessions.check(mcp_session, &user, now) == SessionCheck::OtherUser {
+                tracing::warn!(user = %user, "refused an MCP session id that belongs to another user");
+                let resp = json_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "unknown MCP session; start a new one",
+                );
+                return self.answer(session, resp).await;
+            }
+        }
         ctx.session = Some(active);
         Ok(false)
     }
@@ -225,6 +244,38 @@ impl ProxyHttp for McpGateway {
         )?;
         if let Some(assertion) = ctx.assertion.take() {
             upstream_request.insert_header(ASSERTION_HEADER, assertion)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        let (Some(auth), Some(active)) = (&self.auth, &ctx.session) else {
+            return Ok(());
+        };
+        if !upstream_response.status.is_success() {
+            return Ok(());
+        }
+        let request = session.req_header();
+        if request.method == Method::DELETE {
+            if let Some(id) = request
+                .headers
+                .get(MCP_SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                auth.mcp_sessions.forget(id);
+            }
+        } else if let Some(id) = upstream_response
+            .headers
+            .get(MCP_SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            auth.mcp_sessions
+                .bind(id, &active.record.user.key(), crate::store::now());
         }
         Ok(())
     }

@@ -28,6 +28,15 @@ pub struct UserIdentity {
     pub capabilities: Vec<String>,
 }
 
+// === impl UserIdentity ===
+
+impl UserIdentity {
+    /// `provider:user_id`: who this is, across sessions.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.provider, self.user_id)
+    }
+}
+
 /// Tokens the upstream provider issued for a user. `Debug` never shows them.
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct ProviderTokens {

@@ -81,6 +81,7 @@ impl AuthorizationServer {
             redirect_uri,
             code_challenge: String::new(),
             state: params.get("state").map(str::to_string),
+            login_hint: params.get("login_hint").map(str::to_string),
             scope: Vec::new(),
             resource: String::new(),
         };

@@ -30,6 +30,7 @@ impl AuthorizationServer {
                 pkce_verifier: &pkce_verifier,
                 nonce: &nonce,
                 redirect_uri: &self.callback_url,
+                login_hint: request.login_hint.as_deref(),
             })
             .await
         {

@@ -24,10 +24,16 @@ impl Provider for StandInProvider {
     fn name(&self) -> &str {
         "oidc"
     }
-    async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<url::Url, ProviderError> {
+    async fn authorization_url(
+        &self,
+        request: &LoginRequest<'_>,
+    ) -> Result<url::Url, ProviderError> {
         Ok(url::Url::parse(&format!("https://idp.test/auth?state={}", request.state)).unwrap())
     }
-    async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
+    async fn complete_login(
+        &self,
+        callback: &LoginCallback<'_>,
+    ) -> Result<LoginOutcome, ProviderError> {
         if callback.code != "good-code" {
             return Err(ProviderError::Rejected {
                 provider: "oidc".into(),
@@ -145,7 +151,13 @@ impl Harness {
         let body = format!(
             "{{\"redirect_uris\":[\"{REDIRECT}\"],\"token_endpoint_auth_method\":\"none\",\"grant_types\":[\"authorization_code\",\"refresh_token\"],\"client_name\":\"Test\"}}"
         );
-        let resp = self.call(post("/register", &body, &[("content-type", "application/json")])).await;
+        let resp = self
+            .call(post(
+                "/register",
+                &body,
+                &[("content-type", "application/json")],
+            ))
+            .await;
         assert_eq!(resp.status(), 201, "{:?}", resp.body());
         json(&resp)["client_id"].as_str().unwrap().to_string()
     }
@@ -159,7 +171,9 @@ impl Harness {
 
     /// /authorize → consent page → approve; returns the provider redirect and the browser's cookies.
     async fn approve(&self, client_id: &str) -> (Response<Bytes>, String) {
-        let page = self.call(get(&Self::authorize_uri(client_id, ""), "")).await;
+        let page = self
+            .call(get(&Self::authorize_uri(client_id, ""), ""))
+            .await;
         assert_eq!(page.status(), 200, "consent page");
         let html = String::from_utf8(page.body().to_vec()).unwrap();
         let jar = cookies_of(&page);
@@ -169,7 +183,14 @@ impl Harness {
             hidden(&html, "csrf_token")
         );
         let resp = self
-            .call(post("/consent", &form, &[("cookie", &jar), ("content-type", "application/x-www-form-urlencoded")]))
+            .call(post(
+                "/consent",
+                &form,
+                &[
+                    ("cookie", &jar),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+            ))
             .await;
         let all = format!("{jar}; {}", cookies_of(&resp));
         (resp, all)
@@ -180,7 +201,12 @@ impl Harness {
         let (to_idp, jar) = self.approve(client_id).await;
         assert_eq!(to_idp.status(), 302);
         let state = query(&location(&to_idp))["state"].clone();
-        let back = self.call(get(&format!("/callback?code=good-code&state={state}"), &jar)).await;
+        let back = self
+            .call(get(
+                &format!("/callback?code=good-code&state={state}"),
+                &jar,
+            ))
+            .await;
         assert_eq!(back.status(), 302, "{:?}", back.body());
         let q = query(&location(&back));
         assert_eq!(q["state"], "client-state");
@@ -205,16 +231,33 @@ fn urlencode(s: &str) -> String {
 async fn routes_cover_the_endpoints_and_nothing_else() {
     let h = harness();
     let s = &h.server;
-    assert_eq!(s.route("/.well-known/oauth-protected-resource"), Some(Route::ProtectedResourceMetadata));
-    assert_eq!(s.route("/.well-known/oauth-protected-resource/mcp"), Some(Route::ProtectedResourceMetadata));
+    assert_eq!(
+        s.route("/.well-known/oauth-protected-resource"),
+        Some(Route::ProtectedResourceMetadata)
+    );
+    assert_eq!(
+        s.route("/.well-known/oauth-protected-resource/mcp"),
+        Some(Route::ProtectedResourceMetadata)
+    );
     assert_eq!(s.route("/.well-known/oauth-protected-resource/other"), None);
-    assert_eq!(s.route("/.well-known/openid-configuration"), Some(Route::AuthorizationServerMetadata));
+    assert_eq!(
+        s.route("/.well-known/openid-configuration"),
+        Some(Route::AuthorizationServerMetadata)
+    );
     assert_eq!(s.route("/callback"), Some(Route::Callback));
     assert_eq!(s.route("/mcp"), None);
     let wrong_method = h.call(get("/token", "")).await;
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(json(&wrong_method)["error"], "invalid_request");
-    let preflight = h.call(Request::builder().method(Method::OPTIONS).uri("/token").body(Bytes::new()).unwrap()).await;
+    let preflight = h
+        .call(
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/token")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(preflight.status(), 204);
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
 }
@@ -222,12 +265,21 @@ async fn routes_cover_the_endpoints_and_nothing_else() {
 #[tokio::test]
 async fn metadata_issuer_is_the_protected_resource_authorization_server() {
     let h = harness();
-    let prm = json(&h.call(get("/.well-known/oauth-protected-resource/mcp", "")).await);
-    let asm = json(&h.call(get("/.well-known/oauth-authorization-server", "")).await);
+    let prm = json(
+        &h.call(get("/.well-known/oauth-protected-resource/mcp", ""))
+            .await,
+    );
+    let asm = json(
+        &h.call(get("/.well-known/oauth-authorization-server", ""))
+            .await,
+    );
     assert_eq!(prm["resource"], format!("{PUBLIC}/mcp"));
     assert_eq!(prm["authorization_servers"][0], asm["issuer"]);
     assert_eq!(asm["issuer"], PUBLIC);
-    assert_eq!(asm["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        asm["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(asm["authorization_response_iss_parameter_supported"], true);
     assert_eq!(asm["registration_endpoint"], format!("{PUBLIC}/register"));
 }
@@ -253,7 +305,10 @@ async fn registration_validates_metadata() {
         .await;
     assert_eq!(ok.status(), 201);
     let body = json(&ok);
-    assert!(body["client_secret"].as_str().unwrap().starts_with("mxs_"), "confidential by default");
+    assert!(
+        body["client_secret"].as_str().unwrap().starts_with("mxs_"),
+        "confidential by default"
+    );
     assert_eq!(body["token_endpoint_auth_method"], "client_secret_basic");
     assert_eq!(body["scope"], "mxcp:access", "unknown scopes are dropped");
     assert_eq!(body["logo_uri"], "https://a.example/l.png");
@@ -280,13 +335,29 @@ async fn bad_client_or_redirect_uri_gets_a_page_never_a_redirect() {
 async fn request_errors_after_the_redirect_check_go_back_to_the_client() {
     let h = harness();
     let client = h.register_public().await;
-    let no_pkce = format!("/authorize?response_type=code&client_id={client}&redirect_uri={}&state=s1", urlencode(REDIRECT));
+    let no_pkce = format!(
+        "/authorize?response_type=code&client_id={client}&redirect_uri={}&state=s1",
+        urlencode(REDIRECT)
+    );
     let cases = [
         (no_pkce, "invalid_request"),
-        (Harness::authorize_uri(&client, "").replace("S256", "plain"), "invalid_request"),
-        (Harness::authorize_uri(&client, "").replace("response_type=code", "response_type=token"), "unsupported_response_type"),
-        (Harness::authorize_uri(&client, "&resource=https%3A%2F%2Fother.example%2Fmcp"), "invalid_target"),
-        (Harness::authorize_uri(&client, "&scope=admin"), "invalid_scope"),
+        (
+            Harness::authorize_uri(&client, "").replace("S256", "plain"),
+            "invalid_request",
+        ),
+        (
+            Harness::authorize_uri(&client, "")
+                .replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
+        (
+            Harness::authorize_uri(&client, "&resource=https%3A%2F%2Fother.example%2Fmcp"),
+            "invalid_target",
+        ),
+        (
+            Harness::authorize_uri(&client, "&scope=admin"),
+            "invalid_scope",
+        ),
     ];
     for (uri, error) in cases {
         let resp = h.call(get(&uri, "")).await;
@@ -303,10 +374,21 @@ async fn request_errors_after_the_redirect_check_go_back_to_the_client() {
 async fn consent_page_is_protected_and_csrf_checked() {
     let h = harness();
     let client = h.register_public().await;
-    let page = h.call(get(&Harness::authorize_uri(&client, &format!("&resource={}", urlencode(&format!("{PUBLIC}/mcp")))), "")).await;
+    let page = h
+        .call(get(
+            &Harness::authorize_uri(
+                &client,
+                &format!("&resource={}", urlencode(&format!("{PUBLIC}/mcp"))),
+            ),
+            "",
+        ))
+        .await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["x-frame-options"], "DENY");
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     let html = String::from_utf8(page.body().to_vec()).unwrap();
     let (txn, csrf) = (hidden(&html, "transaction"), hidden(&html, "csrf_token"));
     let form = format!("transaction={txn}&csrf_token={csrf}&decision=approve");
@@ -314,7 +396,16 @@ async fn consent_page_is_protected_and_csrf_checked() {
     let no_cookie = h.call(post("/consent", &form, &[])).await;
     assert_eq!(no_cookie.status(), 403);
     assert!(no_cookie.headers().get(LOCATION).is_none());
-    let wrong_cookie = h.call(post("/consent", &form, &[("cookie", "mxgate-csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")])).await;
+    let wrong_cookie = h
+        .call(post(
+            "/consent",
+            &form,
+            &[(
+                "cookie",
+                "mxgate-csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            )],
+        ))
+        .await;
     assert_eq!(wrong_cookie.status(), 403);
 
     let jar = cookies_of(&page);
@@ -332,12 +423,23 @@ async fn approval_is_remembered_for_that_client_and_redirect_uri() {
     let h = harness();
     let client = h.register_public().await;
     let (to_idp, jar) = h.approve(&client).await;
-    assert!(location(&to_idp).as_str().starts_with("https://idp.test/auth"));
-    let second = h.call(get(&Harness::authorize_uri(&client, ""), &jar)).await;
+    assert!(location(&to_idp)
+        .as_str()
+        .starts_with("https://idp.test/auth"));
+    let second = h
+        .call(get(&Harness::authorize_uri(&client, ""), &jar))
+        .await;
     assert_eq!(second.status(), 302, "no second consent page");
-    assert!(location(&second).as_str().starts_with("https://idp.test/auth"));
+    assert!(location(&second)
+        .as_str()
+        .starts_with("https://idp.test/auth"));
     let other = h.register_public().await;
-    assert_eq!(h.call(get(&Harness::authorize_uri(&other, ""), &jar)).await.status(), 200);
+    assert_eq!(
+        h.call(get(&Harness::authorize_uri(&other, ""), &jar))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -346,7 +448,9 @@ async fn callback_must_come_back_to_the_browser_that_started_it() {
     let client = h.register_public().await;
     let (to_idp, _jar) = h.approve(&client).await;
     let state = query(&location(&to_idp))["state"].clone();
-    let other_browser = h.call(get(&format!("/callback?code=good-code&state={state}"), "")).await;
+    let other_browser = h
+        .call(get(&format!("/callback?code=good-code&state={state}"), ""))
+        .await;
     assert_eq!(other_browser.status(), 403);
     assert!(other_browser.headers().get(LOCATION).is_none());
 }
@@ -357,14 +461,26 @@ async fn provider_errors_go_back_to_the_client_and_states_are_single_use() {
     let client = h.register_public().await;
     let (to_idp, jar) = h.approve(&client).await;
     let state = query(&location(&to_idp))["state"].clone();
-    let refused = h.call(get(&format!("/callback?error=access_denied&state={state}"), &jar)).await;
+    let refused = h
+        .call(get(
+            &format!("/callback?error=access_denied&state={state}"),
+            &jar,
+        ))
+        .await;
     assert_eq!(query(&location(&refused))["error"], "access_denied");
-    let replay = h.call(get(&format!("/callback?code=good-code&state={state}"), &jar)).await;
+    let replay = h
+        .call(get(
+            &format!("/callback?code=good-code&state={state}"),
+            &jar,
+        ))
+        .await;
     assert_eq!(replay.status(), 400);
 
     let (to_idp, jar) = h.approve(&client).await;
     let state = query(&location(&to_idp))["state"].clone();
-    let bad_code = h.call(get(&format!("/callback?code=bad-code&state={state}"), &jar)).await;
+    let bad_code = h
+        .call(get(&format!("/callback?code=bad-code&state={state}"), &jar))
+        .await;
     assert_eq!(query(&location(&bad_code))["error"], "access_denied");
 }
 
@@ -377,7 +493,11 @@ async fn code_exchange_checks_pkce_and_a_replay_revokes_the_session() {
     let wrong = h.exchange(&client, &code, &"x".repeat(43)).await;
     assert_eq!(wrong.status(), 400);
     assert_eq!(json(&wrong)["error"], "invalid_grant");
-    assert_eq!(h.exchange(&client, &code, VERIFIER).await.status(), 400, "a failed attempt spends the code");
+    assert_eq!(
+        h.exchange(&client, &code, VERIFIER).await.status(),
+        400,
+        "a failed attempt spends the code"
+    );
 
     let code = h.code_for(&client).await;
     let ok = h.exchange(&client, &code, VERIFIER).await;
@@ -387,8 +507,15 @@ async fn code_exchange_checks_pkce_and_a_replay_revokes_the_session() {
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["scope"], "mxcp:access");
     let access = tokens["access_token"].as_str().unwrap();
-    let session = h.bearer.authenticate(access, crate::store::now()).await.unwrap();
-    assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
+    let session = h
+        .bearer
+        .authenticate(access, crate::store::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        session.record.user.email.as_deref(),
+        Some("alice@example.test")
+    );
     assert_eq!(session.record.provider_tokens.access_token, "idp-access");
 
     let replay = h.exchange(&client, &code, VERIFIER).await;
@@ -405,21 +532,49 @@ async fn refresh_tokens_rotate_and_reuse_revokes() {
     let client = h.register_public().await;
     let code = h.code_for(&client).await;
     let first = json(&h.exchange(&client, &code, VERIFIER).await);
-    let refresh = |token: &str| format!("grant_type=refresh_token&refresh_token={token}&client_id={client}");
+    let refresh =
+        |token: &str| format!("grant_type=refresh_token&refresh_token={token}&client_id={client}");
 
-    let second = h.call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[])).await;
+    let second = h
+        .call(post(
+            "/token",
+            &refresh(first["refresh_token"].as_str().unwrap()),
+            &[],
+        ))
+        .await;
     assert_eq!(second.status(), 200);
     let second = json(&second);
     assert_ne!(second["refresh_token"], first["refresh_token"]);
     let now = crate::store::now();
-    assert!(h.bearer.authenticate(first["access_token"].as_str().unwrap(), now).await.is_err(), "old access token retired");
+    assert!(
+        h.bearer
+            .authenticate(first["access_token"].as_str().unwrap(), now)
+            .await
+            .is_err(),
+        "old access token retired"
+    );
     let newest = second["access_token"].as_str().unwrap();
     assert!(h.bearer.authenticate(newest, now).await.is_ok());
 
-    let reuse = h.call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[])).await;
+    let reuse = h
+        .call(post(
+            "/token",
+            &refresh(first["refresh_token"].as_str().unwrap()),
+            &[],
+        ))
+        .await;
     assert_eq!(json(&reuse)["error"], "invalid_grant");
-    assert!(h.bearer.authenticate(newest, now).await.is_err(), "reuse revokes the session");
-    let after = h.call(post("/token", &refresh(second["refresh_token"].as_str().unwrap()), &[])).await;
+    assert!(
+        h.bearer.authenticate(newest, now).await.is_err(),
+        "reuse revokes the session"
+    );
+    let after = h
+        .call(post(
+            "/token",
+            &refresh(second["refresh_token"].as_str().unwrap()),
+            &[],
+        ))
+        .await;
     assert_eq!(json(&after)["error"], "invalid_grant");
 }
 
@@ -430,18 +585,39 @@ async fn token_endpoint_authenticates_clients_and_checks_the_grant() {
     let code = h.code_for(&client).await;
     let other = h.register_public().await;
     let stolen = h.exchange(&other, &code, VERIFIER).await;
-    assert_eq!(json(&stolen)["error"], "invalid_grant", "a code works only for its client");
+    assert_eq!(
+        json(&stolen)["error"],
+        "invalid_grant",
+        "a code works only for its client"
+    );
 
-    let unsupported = h.call(post("/token", &format!("grant_type=password&client_id={client}"), &[])).await;
+    let unsupported = h
+        .call(post(
+            "/token",
+            &format!("grant_type=password&client_id={client}"),
+            &[],
+        ))
+        .await;
     assert_eq!(json(&unsupported)["error"], "unsupported_grant_type");
-    let no_client = h.call(post("/token", "grant_type=authorization_code&code=x", &[])).await;
+    let no_client = h
+        .call(post("/token", "grant_type=authorization_code&code=x", &[]))
+        .await;
     assert_eq!(no_client.status(), 401);
     assert_eq!(json(&no_client)["error"], "invalid_client");
     let wrong_secret = h
-        .call(post("/token", "grant_type=refresh_token&refresh_token=x", &[("authorization", "Basic c3RhdGljLWFwcDpub3Bl")]))
+        .call(post(
+            "/token",
+            "grant_type=refresh_token&refresh_token=x",
+            &[("authorization", "Basic c3RhdGljLWFwcDpub3Bl")],
+        ))
         .await;
     assert_eq!(wrong_secret.status(), 401);
-    assert!(wrong_secret.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
-    let dup = h.call(post("/token", "grant_type=a&grant_type=b", &[])).await;
+    assert!(wrong_secret.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    let dup = h
+        .call(post("/token", "grant_type=a&grant_type=b", &[]))
+        .await;
     assert_eq!(json(&dup)["error"], "invalid_request");
 }

@@ -19,6 +19,9 @@ pub struct AuthorizationRequest {
     pub state: Option<String>,
     pub scope: Vec<String>,
     pub resource: String,
+    /// OpenID Connect `login_hint` from the client, forwarded to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_hint: Option<String>,
 }
 
 // === impl AuthorizationRequest ===

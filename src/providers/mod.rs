@@ -23,6 +23,8 @@ pub struct LoginRequest<'a> {
     pub pkce_verifier: &'a str,
     pub nonce: &'a str,
     pub redirect_uri: &'a str,
+    /// The client's `login_hint`, passed on to providers that understand it (OIDC).
+    pub login_hint: Option<&'a str>,
 }
 
 /// The provider redirected back with a code.

@@ -172,6 +172,9 @@ impl Provider for OidcProvider {
         let d = self.discovered().await?;
         let mut extra = self.extra_authorize_params();
         extra.push(("nonce", request.nonce));
+        if let Some(hint) = request.login_hint {
+            extra.push(("login_hint", hint));
+        }
         d.client.authorization_url(
             &d.document.authorization_endpoint,
             request.redirect_uri,
