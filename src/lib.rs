@@ -12,6 +12,7 @@ pub mod config;
 pub mod gateway;
 pub mod identity;
 pub mod oauth;
+pub mod policy;
 pub mod providers;
 pub mod session;
 pub mod store;

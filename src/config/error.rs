@@ -41,11 +41,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub fn invalid(
-        file: impl Into<PathBuf>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(file: impl Into<PathBuf>, key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             file: file.into(),
             key: key.into(),

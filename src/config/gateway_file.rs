@@ -54,9 +54,7 @@ fn default_data_dir() -> String {
     "./data".into()
 }
 fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -205,10 +203,7 @@ pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, 
     }
     match Raw::deserialize(deserializer)? {
         Raw::Seconds(s) => Ok(Duration::from_secs(s)),
-        Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-            D::Error::custom(format!(
-                "`{t}` is not a duration like 90s, 5m, 1h or 30d: {e}"
-            ))
-        }),
+        Raw::Text(t) => humantime::parse_duration(t.trim())
+            .map_err(|e| D::Error::custom(format!("`{t}` is not a duration like 90s, 5m, 1h or 30d: {e}"))),
     }
 }

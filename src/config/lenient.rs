@@ -26,9 +26,7 @@ pub fn bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error
         Loose::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(D::Error::custom(format!(
-                "expected true or false, got `{s}`"
-            ))),
+            _ => Err(D::Error::custom(format!("expected true or false, got `{s}`"))),
         },
     }
 }

@@ -24,17 +24,13 @@ use std::path::{Path, PathBuf};
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     let mut gateway_tree = read_yaml(path)?;
     let everything = |_: &KeyPath| true;
-    references::resolve_tree(
-        &mut gateway_tree,
-        &KeyPath::default(),
-        &everything,
-        &NoSecretBackend,
-    )
-    .map_err(|(key, message)| ConfigError::Reference {
-        file: path.to_path_buf(),
-        key,
-        message,
-    })?;
+    references::resolve_tree(&mut gateway_tree, &KeyPath::default(), &everything, &NoSecretBackend).map_err(
+        |(key, message)| ConfigError::Reference {
+            file: path.to_path_buf(),
+            key,
+            message,
+        },
+    )?;
     let gateway: gateway_file::GatewayFile = typed(path, gateway_tree)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
@@ -42,17 +38,13 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     let mut user_tree = read_yaml(&mxcp_path)?;
     let (project, profile) = select_profile(&mxcp_path, &user_tree, &gateway)?;
     let in_scope = |p: &KeyPath| active_profile_scope(p, &project, &profile);
-    references::resolve_tree(
-        &mut user_tree,
-        &KeyPath::default(),
-        &in_scope,
-        &NoSecretBackend,
-    )
-    .map_err(|(key, message)| ConfigError::Reference {
-        file: mxcp_path.clone(),
-        key,
-        message,
-    })?;
+    references::resolve_tree(&mut user_tree, &KeyPath::default(), &in_scope, &NoSecretBackend).map_err(
+        |(key, message)| ConfigError::Reference {
+            file: mxcp_path.clone(),
+            key,
+            message,
+        },
+    )?;
     let user: mxcp_user::UserConfig = typed(&mxcp_path, user_tree)?;
     settings::build(SettingsInput {
         gateway_path: path,
@@ -87,11 +79,7 @@ fn typed<T: DeserializeOwned>(path: &Path, tree: Value) -> Result<T, ConfigError
         let message = err.inner().to_string();
         ConfigError::Schema {
             file: path.to_path_buf(),
-            key: if key == "." {
-                "(top level)".into()
-            } else {
-                key
-            },
+            key: if key == "." { "(top level)".into() } else { key },
             message: strip_location(&message),
         }
     })
@@ -99,11 +87,7 @@ fn typed<T: DeserializeOwned>(path: &Path, tree: Value) -> Result<T, ConfigError
 
 /// serde_yaml appends " at line X column Y" for values read from a `Value`, which is meaningless here.
 fn strip_location(message: &str) -> String {
-    message
-        .split(" at line ")
-        .next()
-        .unwrap_or(message)
-        .to_string()
+    message.split(" at line ").next().unwrap_or(message).to_string()
 }
 
 fn mxcp_config_path(gateway: &gateway_file::GatewayFile, base_dir: &Path) -> PathBuf {
@@ -140,11 +124,7 @@ fn select_profile(
 ) -> Result<(String, String), ConfigError> {
     let projects = user_tree.get("projects").and_then(Value::as_mapping);
     let project_names: Vec<String> = projects
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let project = match (&gateway.project, project_names.as_slice()) {
         (Some(p), _) => p.clone(),
@@ -160,10 +140,7 @@ fn select_profile(
             return Err(ConfigError::invalid(
                 mxcp_path,
                 "projects",
-                format!(
-                    "several projects ({}); set `project:` in mxgate.yml",
-                    many.join(", ")
-                ),
+                format!("several projects ({}); set `project:` in mxgate.yml", many.join(", ")),
             ))
         }
     };
@@ -179,11 +156,7 @@ fn select_profile(
     };
     let profiles = project_tree.get("profiles").and_then(Value::as_mapping);
     let profile_names: Vec<String> = profiles
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let profile = match (&gateway.profile, profile_names.as_slice()) {
         (Some(p), _) => p.clone(),

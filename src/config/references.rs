@@ -48,10 +48,7 @@ pub struct NoSecretBackend;
 
 impl SecretBackend for NoSecretBackend {
     fn vault(&self, _path: &str, _key: &str) -> Result<String, String> {
-        Err(
-            "vault:// reference found, but no `vault` block with `enabled: true` is configured"
-                .into(),
-        )
+        Err("vault:// reference found, but no `vault` block with `enabled: true` is configured".into())
     }
 
     fn onepassword(&self, _reference: &str) -> Result<String, String> {
@@ -87,16 +84,10 @@ pub fn resolve_tree(
     Ok(())
 }
 
-fn resolve_all(
-    value: &mut Value,
-    path: &KeyPath,
-    backend: &dyn SecretBackend,
-) -> Result<(), (String, String)> {
+fn resolve_all(value: &mut Value, path: &KeyPath, backend: &dyn SecretBackend) -> Result<(), (String, String)> {
     match value {
         Value::String(text) => {
-            if let Some(resolved) =
-                resolve_string(text, backend).map_err(|message| (path.dotted(), message))?
-            {
+            if let Some(resolved) = resolve_string(text, backend).map_err(|message| (path.dotted(), message))? {
                 *text = resolved;
             }
         }
@@ -131,9 +122,7 @@ pub fn resolve_string(text: &str, backend: &dyn SecretBackend) -> Result<Option<
         let (path, key) = rest
             .split_once('#')
             .filter(|(p, k)| !p.is_empty() && !k.is_empty())
-            .ok_or_else(|| {
-                format!("invalid vault reference `{text}`: expected vault://path/to/secret#key")
-            })?;
+            .ok_or_else(|| format!("invalid vault reference `{text}`: expected vault://path/to/secret#key"))?;
         return backend.vault(path, key).map(Some);
     }
     if text.starts_with("op://") {
@@ -150,8 +139,8 @@ fn read_file_reference(path: &str) -> Result<String, String> {
         return Err("invalid file reference: expected file://path/to/file".into());
     }
     let path = Path::new(path);
-    let content = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read file reference {}: {e}", path.display()))?;
+    let content =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read file reference {}: {e}", path.display()))?;
     Ok(content.trim().to_string())
 }
 
@@ -171,8 +160,7 @@ fn substitute_env(text: &str) -> Result<Option<String>, String> {
             continue;
         }
         let name = &after[..name_len];
-        let value =
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+        let value = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
         out.push_str(&rest[..start]);
         out.push_str(&value);
         rest = &after[name_len + 1..];
@@ -209,8 +197,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret.txt");
         std::fs::write(&file, "  s3cret\n").unwrap();
-        let value =
-            resolve_string(&format!("file://{}", file.display()), &NoSecretBackend).unwrap();
+        let value = resolve_string(&format!("file://{}", file.display()), &NoSecretBackend).unwrap();
         assert_eq!(value.as_deref(), Some("s3cret"));
         let missing = resolve_string("file:///definitely/not/here", &NoSecretBackend).unwrap_err();
         assert!(missing.contains("/definitely/not/here"), "{missing}");
@@ -218,8 +205,7 @@ mod tests {
 
     #[test]
     fn vault_and_op_without_backend_are_clear_errors() {
-        let vault =
-            resolve_string("vault://secret/oauth#github_secret", &NoSecretBackend).unwrap_err();
+        let vault = resolve_string("vault://secret/oauth#github_secret", &NoSecretBackend).unwrap_err();
         assert!(vault.contains("vault"), "{vault}");
         let malformed = resolve_string("vault://secret/oauth", &NoSecretBackend).unwrap_err();
         assert!(malformed.contains("#key"), "{malformed}");
@@ -234,13 +220,7 @@ mod tests {
         )
         .unwrap();
         let only_other = |p: &KeyPath| p.segments().first().map(String::as_str) == Some("other");
-        let (key, _) = resolve_tree(
-            &mut tree,
-            &KeyPath::default(),
-            &only_other,
-            &NoSecretBackend,
-        )
-        .unwrap_err();
+        let (key, _) = resolve_tree(&mut tree, &KeyPath::default(), &only_other, &NoSecretBackend).unwrap_err();
         assert_eq!(key, "other.b");
         let none = |_: &KeyPath| false;
         resolve_tree(&mut tree, &KeyPath::default(), &none, &NoSecretBackend).unwrap();

@@ -51,10 +51,7 @@ mod tests {
     fn debug_and_serialize_are_redacted() {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), REDACTED);
-        assert_eq!(
-            serde_json::to_string(&secret).unwrap(),
-            format!("\"{REDACTED}\"")
-        );
+        assert_eq!(serde_json::to_string(&secret).unwrap(), format!("\"{REDACTED}\""));
         assert_eq!(secret.expose(), "hunter2");
     }
 }

@@ -188,8 +188,9 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     let transport = &user.transport.http;
     let public_url = match (&gateway.public_url, &transport.base_url) {
         (Some(url), _) => normalize_public_url(url).map_err(|m| gw_err("public_url", m))?,
-        (None, Some(url)) => normalize_public_url(url)
-            .map_err(|m| ConfigError::invalid(mxcp_path, "transport.http.base_url", m))?,
+        (None, Some(url)) => {
+            normalize_public_url(url).map_err(|m| ConfigError::invalid(mxcp_path, "transport.http.base_url", m))?
+        }
         (None, None) => derive_public_url(listen).map_err(|m| gw_err("public_url", m))?,
     };
     if !gateway.mcp_path.starts_with('/') {
@@ -229,10 +230,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     let assertion = gateway.assertion;
     match (assertion.algorithm, &assertion.secret) {
         (AssertionAlgorithm::HS256, None) => {
-            return Err(gw_err(
-                "assertion.secret",
-                "HS256 needs a shared secret".into(),
-            ))
+            return Err(gw_err("assertion.secret", "HS256 needs a shared secret".into()))
         }
         (AssertionAlgorithm::HS256, Some(s)) if s.expose().len() < 32 => {
             return Err(gw_err(
@@ -241,10 +239,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
             ))
         }
         (AssertionAlgorithm::EdDSA, Some(_)) => {
-            return Err(gw_err(
-                "assertion.secret",
-                "only used with `algorithm: HS256`".into(),
-            ))
+            return Err(gw_err("assertion.secret", "only used with `algorithm: HS256`".into()))
         }
         _ => {}
     }
@@ -253,18 +248,14 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     }
 
     let tokens = gateway.tokens;
-    if tokens.refresh_token_ttl > tokens.session_ttl || tokens.access_token_ttl > tokens.session_ttl
-    {
+    if tokens.refresh_token_ttl > tokens.session_ttl || tokens.access_token_ttl > tokens.session_ttl {
         return Err(gw_err(
             "tokens",
             "access_token_ttl and refresh_token_ttl must not exceed session_ttl".into(),
         ));
     }
 
-    let required_scopes = auth
-        .authorization
-        .map(|a| a.required_scopes)
-        .unwrap_or_default();
+    let required_scopes = auth.authorization.map(|a| a.required_scopes).unwrap_or_default();
     let encryption_key = auth
         .persistence
         .and_then(|p| p.auth_encryption_key)
@@ -315,12 +306,7 @@ fn provider_settings(
     file: &Path,
     auth_key: &str,
 ) -> Result<ProviderSettings, ConfigError> {
-    fn block<T: Clone>(
-        value: &Option<T>,
-        file: &Path,
-        auth_key: &str,
-        name: &str,
-    ) -> Result<T, ConfigError> {
+    fn block<T: Clone>(value: &Option<T>, file: &Path, auth_key: &str, name: &str) -> Result<T, ConfigError> {
         value.clone().ok_or_else(|| {
             ConfigError::invalid(
                 file,
@@ -331,21 +317,13 @@ fn provider_settings(
     }
     Ok(match auth.provider {
         ProviderKind::None => ProviderSettings::None,
-        ProviderKind::Github => {
-            ProviderSettings::Github(block(&auth.github, file, auth_key, "github")?)
-        }
-        ProviderKind::Atlassian => {
-            ProviderSettings::Atlassian(block(&auth.atlassian, file, auth_key, "atlassian")?)
-        }
+        ProviderKind::Github => ProviderSettings::Github(block(&auth.github, file, auth_key, "github")?),
+        ProviderKind::Atlassian => ProviderSettings::Atlassian(block(&auth.atlassian, file, auth_key, "atlassian")?),
         ProviderKind::Salesforce => {
             ProviderSettings::Salesforce(block(&auth.salesforce, file, auth_key, "salesforce")?)
         }
-        ProviderKind::Keycloak => {
-            ProviderSettings::Keycloak(block(&auth.keycloak, file, auth_key, "keycloak")?)
-        }
-        ProviderKind::Google => {
-            ProviderSettings::Google(block(&auth.google, file, auth_key, "google")?)
-        }
+        ProviderKind::Keycloak => ProviderSettings::Keycloak(block(&auth.keycloak, file, auth_key, "keycloak")?),
+        ProviderKind::Google => ProviderSettings::Google(block(&auth.google, file, auth_key, "google")?),
         ProviderKind::Oidc => {
             let oidc = block(&auth.oidc, file, auth_key, "oidc")?;
             if oidc.callback_path.is_none() {
@@ -382,14 +360,10 @@ fn parse_upstream(value: &str) -> Result<Upstream, String> {
             "`{value}`: only http:// upstreams are supported (the core runs on loopback or in the same pod)"
         ));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("`{value}` has no host"))?;
+    let host = url.host_str().ok_or_else(|| format!("`{value}` has no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     if url.path() != "/" || url.query().is_some() {
-        return Err(format!(
-            "`{value}`: give only scheme, host and port (no path or query)"
-        ));
+        return Err(format!("`{value}`: give only scheme, host and port (no path or query)"));
     }
     let host_header = format!("{host}:{port}");
     let address = parse_listen(&host_header)?;

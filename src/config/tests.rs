@@ -1,7 +1,8 @@
 use super::*;
 use std::fs;
 
-const GATEWAY: &str = "listen: 127.0.0.1:18000\nupstream: http://127.0.0.1:18001\nmxcp_config: mxcp.yml\ndata_dir: data\n";
+const GATEWAY: &str =
+    "listen: 127.0.0.1:18000\nupstream: http://127.0.0.1:18001\nmxcp_config: mxcp.yml\ndata_dir: data\n";
 
 fn write(dir: &Path, gateway: &str, mxcp: &str) -> PathBuf {
     fs::write(dir.join("mxcp.yml"), mxcp).unwrap();
@@ -48,10 +49,7 @@ fn unknown_key_is_refused_with_its_full_name_and_file() {
     let path = write(dir.path(), GATEWAY, &user);
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("mxcp.yml"), "{err}");
-    assert!(
-        err.contains("projects.demo.profiles.default.auth.oidc"),
-        "{err}"
-    );
+    assert!(err.contains("projects.demo.profiles.default.auth.oidc"), "{err}");
     assert!(err.contains("calback_url"), "{err}");
 }
 
@@ -97,8 +95,7 @@ fn variables_of_inactive_profiles_need_not_be_set() {
 #[test]
 fn wrong_type_is_refused_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let user =
-        "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\ntransport: {http: {port: eighty}}\n";
+    let user = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\ntransport: {http: {port: eighty}}\n";
     let path = write(dir.path(), GATEWAY, user);
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("transport.http.port"), "{err}");
@@ -122,10 +119,7 @@ fn provider_without_its_block_is_a_clear_error() {
     let user = "mxcp: 1\nprojects: {p: {profiles: {default: {auth: {provider: github}}}}}\n";
     let path = write(dir.path(), GATEWAY, user);
     let err = load(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("projects.p.profiles.default.auth.github"),
-        "{err}"
-    );
+    assert!(err.contains("projects.p.profiles.default.auth.github"), "{err}");
 }
 
 #[test]
@@ -167,11 +161,7 @@ fn missing_mxcp_config_names_the_file() {
 fn verifier_mode_is_refused_with_a_reason() {
     std::env::set_var("MXGATE_TEST_OIDC_SECRET", "x");
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        dir.path(),
-        GATEWAY,
-        &oidc_user_config("          mode: verifier\n"),
-    );
+    let path = write(dir.path(), GATEWAY, &oidc_user_config("          mode: verifier\n"));
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("auth.mode") && err.contains("issuer"), "{err}");
 }
@@ -186,8 +176,5 @@ fn hs256_needs_a_long_secret() {
         user,
     );
     let err = load(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("assertion.secret") && err.contains("32"),
-        "{err}"
-    );
+    assert!(err.contains("assertion.secret") && err.contains("32"), "{err}");
 }

@@ -16,10 +16,7 @@ pub struct ForwardedFacts<'a> {
     pub upstream_host: &'a str,
 }
 
-pub fn apply_forwarded(
-    request: &mut RequestHeader,
-    facts: &ForwardedFacts<'_>,
-) -> pingora::Result<()> {
+pub fn apply_forwarded(request: &mut RequestHeader, facts: &ForwardedFacts<'_>) -> pingora::Result<()> {
     for name in [
         "forwarded",
         "x-forwarded-for",

@@ -27,15 +27,13 @@ pub async fn read_request(session: &mut Session) -> pingora::Result<Option<Reque
     if let Some(headers) = builder.headers_mut() {
         headers.extend(header.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    builder.body(body.freeze()).map(Some).map_err(|e| {
-        pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "building request", e)
-    })
+    builder
+        .body(body.freeze())
+        .map(Some)
+        .map_err(|e| pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "building request", e))
 }
 
-pub async fn write_response(
-    session: &mut Session,
-    response: Response<Bytes>,
-) -> pingora::Result<()> {
+pub async fn write_response(session: &mut Session, response: Response<Bytes>) -> pingora::Result<()> {
     let (parts, body) = response.into_parts();
     let head_only = session.req_header().method == http::Method::HEAD;
     let mut header = ResponseHeader::build(parts.status, Some(parts.headers.len() + 1))?;
@@ -44,9 +42,7 @@ pub async fn write_response(
     }
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     let empty = body.is_empty() || head_only;
-    session
-        .write_response_header(Box::new(header), empty)
-        .await?;
+    session.write_response_header(Box::new(header), empty).await?;
     if !empty {
         session.write_response_body(Some(body), true).await?;
     }
@@ -62,9 +58,7 @@ pub fn json_error(status: StatusCode, error: &str, description: &str) -> Respons
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
+    resp.headers_mut()
+        .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     resp
 }

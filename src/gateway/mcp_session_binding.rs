@@ -57,11 +57,10 @@ impl McpSessionBindings {
             let cutoff = ages[ages.len() / 2];
             map.retain(|_, b| b.bound_at > cutoff);
         }
-        map.entry(session_id.to_string())
-            .or_insert_with(|| Binding {
-                user: user.to_string(),
-                bound_at: now,
-            });
+        map.entry(session_id.to_string()).or_insert_with(|| Binding {
+            user: user.to_string(),
+            bound_at: now,
+        });
     }
 
     pub fn forget(&self, session_id: &str) {

@@ -15,6 +15,7 @@ use crate::config::{Settings, StoreSettings};
 use crate::identity::assertion::AssertionMinter;
 use crate::identity::signing_key::AssertionSigner;
 use crate::oauth::AuthorizationServer;
+use crate::policy::required_scopes::RequiredScopes;
 use crate::session::bearer::BearerAuthenticator;
 use crate::store::{cipher::RecordCipher, RedbStore, Store};
 use anyhow::Context;
@@ -33,12 +34,10 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 /// Opens the store (creating its key and file on first start).
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let StoreSettings::Redb { path } = &settings.store;
-    let kv = RedbStore::open(path)
-        .with_context(|| format!("opening the store at {}", path.display()))?;
+    let kv = RedbStore::open(path).with_context(|| format!("opening the store at {}", path.display()))?;
     let cipher = match &settings.auth.encryption_key {
         Some(key) => RecordCipher::from_secret(key.expose().as_bytes()),
-        None => RecordCipher::load_or_create(&settings.data_dir)
-            .context("loading the store encryption key")?,
+        None => RecordCipher::load_or_create(&settings.data_dir).context("loading the store encryption key")?,
     };
     Ok(Store::new(Arc::new(kv), cipher))
 }
@@ -54,8 +53,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
         "http"
     };
 
-    let provider = crate::providers::build(&settings.auth.provider)
-        .context("setting up the identity provider")?;
+    let provider = crate::providers::build(&settings.auth.provider).context("setting up the identity provider")?;
     let (auth, store) = match provider {
         None => (None, None),
         Some(provider) => {
@@ -79,6 +77,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                     bearer,
                     minter,
                     mcp_sessions: Default::default(),
+                    required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
                 }),
                 Some(store),
             )
@@ -104,11 +103,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         grace_period_seconds: Some(2),
         graceful_shutdown_timeout_seconds: Some(5),
         pid_file: settings.data_dir.join("mxgate.pid").display().to_string(),
-        upgrade_sock: settings
-            .data_dir
-            .join("mxgate-upgrade.sock")
-            .display()
-            .to_string(),
+        upgrade_sock: settings.data_dir.join("mxgate-upgrade.sock").display().to_string(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

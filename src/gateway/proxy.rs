@@ -10,6 +10,7 @@ use super::strip_identity_headers::strip_identity_headers;
 use crate::identity::assertion::{AssertionMinter, ASSERTION_HEADER};
 use crate::oauth::challenge::Challenge;
 use crate::oauth::AuthorizationServer;
+use crate::policy::required_scopes::RequiredScopes;
 use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
 use crate::session::ActiveSession;
 use async_trait::async_trait;
@@ -29,6 +30,7 @@ pub struct AuthParts {
     pub bearer: Arc<BearerAuthenticator>,
     pub minter: AssertionMinter,
     pub mcp_sessions: McpSessionBindings,
+    pub required_scopes: RequiredScopes,
 }
 
 pub struct McpGateway {
@@ -50,11 +52,7 @@ pub struct RequestContext {
 // === impl McpGateway ===
 
 impl McpGateway {
-    async fn answer(
-        &self,
-        session: &mut Session,
-        response: http::Response<bytes::Bytes>,
-    ) -> pingora::Result<bool> {
+    async fn answer(&self, session: &mut Session, response: http::Response<bytes::Bytes>) -> pingora::Result<bool> {
         write_response(session, response).await?;
         Ok(true)
     }
@@ -93,16 +91,11 @@ impl McpGateway {
         let active = match result {
             Ok(active) => active,
             Err(BearerError::Missing) => {
-                return self
-                    .answer(session, auth.server.unauthorized(Challenge::NoToken))
-                    .await;
+                return self.answer(session, auth.server.unauthorized(Challenge::NoToken)).await;
             }
             Err(BearerError::Invalid(reason)) => {
                 return self
-                    .answer(
-                        session,
-                        auth.server.unauthorized(Challenge::InvalidToken(reason)),
-                    )
+                    .answer(session, auth.server.unauthorized(Challenge::InvalidToken(reason)))
                     .await;
             }
             Err(BearerError::Store(e)) => {
@@ -115,10 +108,7 @@ impl McpGateway {
                 return self.answer(session, resp).await;
             }
         };
-        match auth
-            .minter
-            .assertion(&active.assertion, &active.subject(), now)
-        {
+        match auth.minter.assertion(&active.assertion, &active.subject(), now) {
             Ok(value) => ctx.assertion = Some(value),
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign the user assertion");
@@ -129,6 +119,11 @@ impl McpGateway {
                 );
                 return self.answer(session, resp).await;
             }
+        }
+        if !auth.required_scopes.satisfied_by(&active.record.scope) {
+            return self
+                .answer(session, auth.server.unauthorized(Challenge::InsufficientScope))
+                .await;
         }
         if let Some(mcp_session) = session
             .req_header()
@@ -165,17 +160,11 @@ impl ProxyHttp for McpGateway {
         }
     }
 
-    async fn request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut Self::CTX,
-    ) -> pingora::Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
         let path = session.req_header().uri.path();
         if path == HEALTH_PATH {
             ctx.local = true;
-            return self
-                .answer(session, json_error(StatusCode::OK, "ok", "alive"))
-                .await;
+            return self.answer(session, json_error(StatusCode::OK, "ok", "alive")).await;
         }
         if path == READY_PATH {
             ctx.local = true;
@@ -204,11 +193,7 @@ impl ProxyHttp for McpGateway {
         self.authenticate(auth, session, ctx).await
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> pingora::Result<Box<HttpPeer>> {
         Ok(Box::new(self.peer.clone()))
     }
 
@@ -233,10 +218,7 @@ impl ProxyHttp for McpGateway {
         apply_forwarded(
             upstream_request,
             &ForwardedFacts {
-                client_ip: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
+                client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
                 original_host,
                 public_scheme: self.public_scheme,
                 upstream_host: &self.upstream_host,
@@ -262,11 +244,7 @@ impl ProxyHttp for McpGateway {
         }
         let request = session.req_header();
         if request.method == Method::DELETE {
-            if let Some(id) = request
-                .headers
-                .get(MCP_SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-            {
+            if let Some(id) = request.headers.get(MCP_SESSION_HEADER).and_then(|v| v.to_str().ok()) {
                 auth.mcp_sessions.forget(id);
             }
         } else if let Some(id) = upstream_response
@@ -280,12 +258,7 @@ impl ProxyHttp for McpGateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &pingora::Error,
-        _ctx: &mut Self::CTX,
-    ) -> FailToProxy
+    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, _ctx: &mut Self::CTX) -> FailToProxy
     where
         Self::CTX: Send + Sync,
     {
@@ -305,17 +278,9 @@ impl ProxyHttp for McpGateway {
         if code > 0 && session.response_written().is_none() {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
             let resp = if code == 502 {
-                json_error(
-                    status,
-                    "bad_gateway",
-                    "the MCP server behind mxgate is not reachable",
-                )
+                json_error(status, "bad_gateway", "the MCP server behind mxgate is not reachable")
             } else {
-                json_error(
-                    status,
-                    "proxy_error",
-                    status.canonical_reason().unwrap_or("error"),
-                )
+                json_error(status, "proxy_error", status.canonical_reason().unwrap_or("error"))
             };
             if let Err(write_error) = write_response(session, resp).await {
                 tracing::debug!(error = %write_error, "could not write the error response");
@@ -327,12 +292,7 @@ impl ProxyHttp for McpGateway {
         }
     }
 
-    async fn logging(
-        &self,
-        session: &mut Session,
-        error: Option<&pingora::Error>,
-        ctx: &mut Self::CTX,
-    ) {
+    async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed: Duration = ctx.started.elapsed();
         let user = ctx

@@ -5,9 +5,7 @@ use pingora::http::RequestHeader;
 
 fn is_gateway_cookie(pair: &str) -> bool {
     let name = pair.trim_start().split('=').next().unwrap_or_default();
-    name.strip_prefix("__Host-")
-        .unwrap_or(name)
-        .starts_with("mxgate-")
+    name.strip_prefix("__Host-").unwrap_or(name).starts_with("mxgate-")
 }
 
 pub fn strip_gateway_cookies(request: &mut RequestHeader) -> pingora::Result<()> {
@@ -50,9 +48,7 @@ mod tests {
         assert_eq!(req.headers["cookie"], "a=1; b=2");
 
         let mut only_ours = RequestHeader::build("GET", b"/", None).unwrap();
-        only_ours
-            .append_header("cookie", "mxgate-consent-ab=z")
-            .unwrap();
+        only_ours.append_header("cookie", "mxgate-consent-ab=z").unwrap();
         strip_gateway_cookies(&mut only_ours).unwrap();
         assert!(only_ours.headers.get("cookie").is_none());
     }

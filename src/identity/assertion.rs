@@ -122,9 +122,7 @@ impl AssertionMinter {
             scope: subject.scope.join(" "),
             client_id: subject.client_id,
             sid: subject.session_id,
-            ext: subject
-                .external_token
-                .filter(|_| self.include_external_token),
+            ext: subject.external_token.filter(|_| self.include_external_token),
         };
         let jwt = self.signer.sign(&claims)?;
         let value = HeaderValue::from_str(&jwt).map_err(|e| KeyError::Key {
@@ -204,10 +202,7 @@ mod tests {
         assert_eq!(claims["client_id"], "client-1");
         assert_eq!(claims["sid"], "sid1");
         assert_eq!(claims["ext"], "gho_provider");
-        assert_eq!(
-            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
-            300
-        );
+        assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 300);
 
         let without = claims_of(
             &minter(300, false)

@@ -25,8 +25,7 @@ fn resolve_path<'a>(profile: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(v) = profile.get(path) {
         return Some(v);
     }
-    path.split('.')
-        .try_fold(profile, |current, part| current.get(part))
+    path.split('.').try_fold(profile, |current, part| current.get(part))
 }
 
 fn claim_values(value: &Value) -> Vec<String> {
@@ -70,13 +69,7 @@ mod tests {
         });
         assert_eq!(
             derive_capabilities(&m, &profile),
-            vec![
-                "ops",
-                "tools.admin",
-                "tools.read",
-                "tools.write",
-                "verified"
-            ]
+            vec!["ops", "tools.admin", "tools.read", "tools.write", "verified"]
         );
     }
 

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
-    OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse, ThumbprintHash,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters,
+    OctetKeyPairType, PublicKeyUse, ThumbprintHash,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
@@ -92,8 +92,7 @@ impl AssertionSigner {
             .thumbprint(ThumbprintHash::SHA256)
             .map_err(|e| key_error(format!("thumbprint: {e}")))?;
         jwk.common.key_id = Some(kid.clone());
-        let jwks = serde_json::to_vec(&JwkSet { keys: vec![jwk] })
-            .map_err(|e| key_error(e.to_string()))?;
+        let jwks = serde_json::to_vec(&JwkSet { keys: vec![jwk] }).map_err(|e| key_error(e.to_string()))?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("JWT".into());
         header.kid = Some(kid);
@@ -140,19 +139,16 @@ fn load_or_create_ed25519(data_dir: &Path) -> Result<SigningKey, KeyError> {
         message,
     };
     match std::fs::read_to_string(&path) {
-        Ok(pem) => SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| err(format!("not a PKCS#8 Ed25519 key: {e}"))),
+        Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| err(format!("not a PKCS#8 Ed25519 key: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)
-                .map_err(|e| err(format!("cannot create data dir: {e}")))?;
+            std::fs::create_dir_all(data_dir).map_err(|e| err(format!("cannot create data dir: {e}")))?;
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| err(format!("no randomness: {e}")))?;
             let key = SigningKey::from_bytes(&seed);
             let pem = key
                 .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
                 .map_err(|e| err(format!("cannot encode: {e}")))?;
-            let mut file =
-                create_private_file(&path).map_err(|e| err(format!("cannot create: {e}")))?;
+            let mut file = create_private_file(&path).map_err(|e| err(format!("cannot create: {e}")))?;
             file.write_all(pem.as_bytes())
                 .and_then(|_| file.sync_all())
                 .map_err(|e| err(format!("cannot write: {e}")))?;
@@ -188,15 +184,12 @@ mod tests {
         let header = decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
         let jwks: JwkSet = serde_json::from_slice(signer.jwks()).unwrap();
-        let file_jwks: JwkSet =
-            serde_json::from_slice(&std::fs::read(dir.path().join(JWKS_FILE)).unwrap()).unwrap();
+        let file_jwks: JwkSet = serde_json::from_slice(&std::fs::read(dir.path().join(JWKS_FILE)).unwrap()).unwrap();
         assert_eq!(jwks, file_jwks);
         let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&["mxcp-core"]);
-        let data =
-            decode::<serde_json::Value>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
-                .unwrap();
+        let data = decode::<serde_json::Value>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap();
         assert_eq!(data.claims["sub"], "alice");
 
         #[cfg(unix)]

@@ -39,11 +39,13 @@ impl AuthorizationServer {
         };
         let client = match self.clients.get(client_id).await {
             Ok(Some(c)) => c,
-            Ok(None) => return error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown application",
-                "This application is not registered with this server. Ask it to register again.",
-            ),
+            Ok(None) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Unknown application",
+                    "This application is not registered with this server. Ask it to register again.",
+                )
+            }
             Err(e) => {
                 tracing::error!(error = %e, "store failure looking up a client");
                 return error_page(
@@ -118,14 +120,10 @@ impl AuthorizationServer {
             ));
         }
         let challenge = params.get("code_challenge").ok_or_else(|| {
-            OAuthError::invalid_request(
-                "PKCE is required: send code_challenge with code_challenge_method=S256",
-            )
+            OAuthError::invalid_request("PKCE is required: send code_challenge with code_challenge_method=S256")
         })?;
         if params.get("code_challenge_method") != Some("S256") {
-            return Err(OAuthError::invalid_request(
-                "code_challenge_method must be S256",
-            ));
+            return Err(OAuthError::invalid_request("code_challenge_method must be S256"));
         }
         if !is_valid_s256_challenge(challenge) {
             return Err(OAuthError::invalid_request(
@@ -156,11 +154,7 @@ impl AuthorizationServer {
     }
 
     /// Requested scopes the client may have; all it may have when it asks for none.
-    fn grant_scopes(
-        &self,
-        client: &ClientRecord,
-        requested: Option<&str>,
-    ) -> Result<Vec<String>, OAuthError> {
+    fn grant_scopes(&self, client: &ClientRecord, requested: Option<&str>) -> Result<Vec<String>, OAuthError> {
         let Some(requested) = requested else {
             return Ok(client.scopes.clone());
         };

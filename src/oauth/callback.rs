@@ -34,17 +34,15 @@ impl AuthorizationServer {
                 "The identity provider sent no state.",
             );
         };
-        let login: LoginState = match self
-            .store
-            .take(Table::LoginStates, &token_hash(state))
-            .await
-        {
+        let login: LoginState = match self.store.take(Table::LoginStates, &token_hash(state)).await {
             Ok(Some(l)) => l,
-            Ok(None) => return error_page(
-                StatusCode::BAD_REQUEST,
-                "This sign-in has expired",
-                "The sign-in expired or was already completed. Start again from your application.",
-            ),
+            Ok(None) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "This sign-in has expired",
+                    "The sign-in expired or was already completed. Start again from your application.",
+                )
+            }
             Err(e) => {
                 tracing::error!(error = %e, "store failure reading a login state");
                 return error_page(
@@ -57,13 +55,7 @@ impl AuthorizationServer {
         let same_browser = self
             .cookies
             .get(req.headers(), cookies::LOGIN)
-            .is_some_and(|b| {
-                bool::from(
-                    token_hash(b)
-                        .as_bytes()
-                        .ct_eq(login.browser_binding_hash.as_bytes()),
-                )
-            });
+            .is_some_and(|b| bool::from(token_hash(b).as_bytes().ct_eq(login.browser_binding_hash.as_bytes())));
         if !same_browser {
             tracing::warn!(client_id = %login.request.client_id, "login callback arrived in a browser that did not start it");
             return error_page(

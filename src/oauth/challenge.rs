@@ -7,12 +7,14 @@ use super::response;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
-/// Why the request was not authenticated.
+/// Why the request was not admitted.
 pub enum Challenge<'a> {
     /// No token: the client should start the authorization flow.
     NoToken,
     /// A token that is unknown, expired or revoked.
     InvalidToken(&'a str),
+    /// A valid token without every required scope (403, RFC 6750 §3.1).
+    InsufficientScope,
 }
 
 /// Quotes a value for an auth-param (RFC 9110 §11.2): backslash-escape `"` and `\`.
@@ -29,17 +31,11 @@ fn quoted(value: &str) -> String {
     out
 }
 
-pub fn unauthorized(
-    resource_metadata: &str,
-    scopes: &[String],
-    challenge: Challenge<'_>,
-) -> Response<Bytes> {
+pub fn unauthorized(resource_metadata: &str, scopes: &[String], challenge: Challenge<'_>) -> Response<Bytes> {
     let mut params = Vec::new();
+    let mut status = StatusCode::UNAUTHORIZED;
     let error = match challenge {
-        Challenge::NoToken => OAuthError::new(
-            ErrorCode::InvalidToken,
-            "authentication required: send a bearer token",
-        ),
+        Challenge::NoToken => OAuthError::new(ErrorCode::InvalidToken, "authentication required: send a bearer token"),
         Challenge::InvalidToken(description) => {
             params.push(format!(
                 "error=\"invalid_token\", error_description={}",
@@ -47,15 +43,23 @@ pub fn unauthorized(
             ));
             OAuthError::new(ErrorCode::InvalidToken, description)
         }
+        Challenge::InsufficientScope => {
+            status = StatusCode::FORBIDDEN;
+            let description = "the token lacks a scope this server requires";
+            params.push(format!(
+                "error=\"insufficient_scope\", error_description={}",
+                quoted(description)
+            ));
+            OAuthError::new(ErrorCode::InsufficientScope, description)
+        }
     };
     if !scopes.is_empty() {
         params.push(format!("scope={}", quoted(&scopes.join(" "))));
     }
     params.push(format!("resource_metadata={}", quoted(resource_metadata)));
-    let mut resp = response::json(StatusCode::UNAUTHORIZED, &error.body());
+    let mut resp = response::json(status, &error.body());
     if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", params.join(", "))) {
-        resp.headers_mut()
-            .insert(http::header::WWW_AUTHENTICATE, value);
+        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, value);
     }
     resp
 }
@@ -87,5 +91,12 @@ mod tests {
         );
         let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(body["error"], "invalid_token");
+
+        let r = unauthorized("http://h/m", &["a".into(), "b".into()], Challenge::InsufficientScope);
+        assert_eq!(r.status(), 403);
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "Bearer error=\"insufficient_scope\", error_description=\"the token lacks a scope this server requires\", scope=\"a b\", resource_metadata=\"http://h/m\""
+        );
     }
 }

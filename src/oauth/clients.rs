@@ -113,9 +113,7 @@ impl ClientRegistry {
     }
 
     pub async fn register(&self, record: &ClientRecord) -> Result<(), StoreError> {
-        self.store
-            .put(Table::Clients, &record.client_id, record, 0)
-            .await
+        self.store.put(Table::Clients, &record.client_id, record, 0).await
     }
 
     /// Authenticates the client of a token request (RFC 6749 §2.3.1).
@@ -139,20 +137,14 @@ impl ClientRegistry {
             }
             (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str())),
             (None, Some(id)) => (id, body_secret),
-            (None, None) => {
-                return Err(invalid_client(
-                    "client authentication is missing (no client_id)",
-                ))
-            }
+            (None, None) => return Err(invalid_client("client authentication is missing (no client_id)")),
         };
         let client = self
             .get(client_id)
             .await?
             .ok_or_else(|| invalid_client("unknown client"))?;
         match (&client.client_secret_hash, secret) {
-            (Some(expected), Some(given))
-                if bool::from(token_hash(given).as_bytes().ct_eq(expected.as_bytes())) =>
-            {
+            (Some(expected), Some(given)) if bool::from(token_hash(given).as_bytes().ct_eq(expected.as_bytes())) => {
                 Ok(client)
             }
             (Some(_), _) => Err(invalid_client("client authentication failed")),
@@ -227,10 +219,7 @@ mod tests {
     fn basic(id: &str, secret: &str) -> HeaderMap {
         let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let mut h = HeaderMap::new();
-        let value = format!(
-            "Basic {}",
-            STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
-        );
+        let value = format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))));
         h.insert("authorization", value.parse().unwrap());
         h
     }
@@ -278,10 +267,7 @@ mod tests {
     async fn public_client_needs_only_its_id_and_unknown_clients_fail() {
         let dir = tempfile::tempdir().unwrap();
         let r = registry(&dir);
-        assert!(r
-            .authenticate(&HeaderMap::new(), Some("public"), None)
-            .await
-            .is_ok());
+        assert!(r.authenticate(&HeaderMap::new(), Some("public"), None).await.is_ok());
         assert_eq!(
             r.authenticate(&HeaderMap::new(), Some("public"), Some("x"))
                 .await

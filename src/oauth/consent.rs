@@ -34,11 +34,7 @@ fn consent_cookie_base(client_id: &str) -> String {
 
 /// A CSRF or binding token from a cookie, if it has the shape of one we issue.
 fn well_formed(token: Option<&str>) -> Option<&str> {
-    token.filter(|t| {
-        t.len() == 43
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+    token.filter(|t| t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 impl AuthorizationServer {
@@ -60,12 +56,7 @@ impl AuthorizationServer {
         };
         if let Err(e) = self
             .store
-            .put(
-                Table::ConsentTransactions,
-                &transaction,
-                &record,
-                now() + ttl,
-            )
+            .put(Table::ConsentTransactions, &transaction, &record, now() + ttl)
             .await
         {
             return request.redirect_error(&self.settings.public_url, &OAuthError::from(e));
@@ -103,8 +94,7 @@ impl AuthorizationServer {
                 "The form was sent twice over.",
             );
         };
-        let (Some(transaction), Some(csrf)) = (params.get("transaction"), params.get("csrf_token"))
-        else {
+        let (Some(transaction), Some(csrf)) = (params.get("transaction"), params.get("csrf_token")) else {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Invalid request",
@@ -133,14 +123,14 @@ impl AuthorizationServer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failure reading a consent transaction");
-                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Server error", "Please try again later.");
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Server error",
+                    "Please try again later.",
+                );
             }
         };
-        if !bool::from(
-            token_hash(csrf)
-                .as_bytes()
-                .ct_eq(record.csrf_hash.as_bytes()),
-        ) {
+        if !bool::from(token_hash(csrf).as_bytes().ct_eq(record.csrf_hash.as_bytes())) {
             return error_page(
                 StatusCode::FORBIDDEN,
                 "Request not accepted",
@@ -156,18 +146,11 @@ impl AuthorizationServer {
         }
     }
 
-    pub(super) fn consent_remembered(
-        &self,
-        headers: &HeaderMap,
-        request: &AuthorizationRequest,
-    ) -> bool {
+    pub(super) fn consent_remembered(&self, headers: &HeaderMap, request: &AuthorizationRequest) -> bool {
         if self.settings.consent_memory.is_zero() {
             return false;
         }
-        let Some(value) = self
-            .cookies
-            .get(headers, &consent_cookie_base(&request.client_id))
-        else {
+        let Some(value) = self.cookies.get(headers, &consent_cookie_base(&request.client_id)) else {
             return false;
         };
         let mut validation = Validation::new(Algorithm::HS256);
@@ -176,9 +159,8 @@ impl AuthorizationServer {
         let Ok(key) = DecodingKey::from_secret(self.store.cipher().mac_key()) else {
             return false;
         };
-        jsonwebtoken::decode::<RememberedConsent>(value, &key, &validation).is_ok_and(|d| {
-            d.claims.cid == request.client_id && d.claims.ruri == request.redirect_uri
-        })
+        jsonwebtoken::decode::<RememberedConsent>(value, &key, &validation)
+            .is_ok_and(|d| d.claims.cid == request.client_id && d.claims.ruri == request.redirect_uri)
     }
 
     /// The `Set-Cookie` that remembers this approval, if remembering is on.
@@ -194,9 +176,6 @@ impl AuthorizationServer {
         };
         let key = EncodingKey::from_secret(self.store.cipher().mac_key()).ok()?;
         let value = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).ok()?;
-        Some(
-            self.cookies
-                .set(&consent_cookie_base(&request.client_id), &value, ttl),
-        )
+        Some(self.cookies.set(&consent_cookie_base(&request.client_id), &value, ttl))
     }
 }

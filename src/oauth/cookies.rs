@@ -83,9 +83,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             "cookie",
-            "mxgate-csrf=plain; __Host-mxgate-csrf=good; x=1"
-                .parse()
-                .unwrap(),
+            "mxgate-csrf=plain; __Host-mxgate-csrf=good; x=1".parse().unwrap(),
         );
         assert_eq!(p.get(&h, CSRF), Some("good"));
         assert_eq!(CookiePolicy::new(false).get(&h, CSRF), Some("plain"));

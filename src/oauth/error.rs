@@ -21,6 +21,7 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     InvalidClientMetadata,
     InvalidToken,
+    InsufficientScope,
 }
 
 // === impl ErrorCode ===
@@ -42,13 +43,14 @@ impl ErrorCode {
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
             Self::InvalidClient | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::AccessDenied => StatusCode::FORBIDDEN,
+            Self::AccessDenied | Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,

@@ -13,11 +13,7 @@ use bytes::Bytes;
 use http::Response;
 
 impl AuthorizationServer {
-    pub(super) async fn start_login(
-        &self,
-        request: AuthorizationRequest,
-        remember_consent: bool,
-    ) -> Response<Bytes> {
+    pub(super) async fn start_login(&self, request: AuthorizationRequest, remember_consent: bool) -> Response<Bytes> {
         let issuer = self.settings.public_url.as_str();
         let state = new_opaque_token("");
         let pkce_verifier = new_opaque_token("");

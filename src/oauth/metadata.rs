@@ -50,10 +50,7 @@ impl Metadata {
         Self {
             protected_resource: Bytes::from(protected_resource.to_string()),
             authorization_server: Bytes::from(authorization_server.to_string()),
-            protected_resource_url: format!(
-                "{issuer}{PROTECTED_RESOURCE_PATH}{}",
-                settings.mcp_path
-            ),
+            protected_resource_url: format!("{issuer}{PROTECTED_RESOURCE_PATH}{}", settings.mcp_path),
         }
     }
 }

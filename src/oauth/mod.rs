@@ -74,11 +74,7 @@ impl AuthorizationServer {
         let callback_url = format!(
             "{}{}",
             settings.public_url,
-            settings
-                .auth
-                .provider
-                .callback_path()
-                .unwrap_or("/callback")
+            settings.auth.provider.callback_path().unwrap_or("/callback")
         );
         Self {
             clients: ClientRegistry::new(&settings.auth.clients, store.clone()),
@@ -101,9 +97,7 @@ impl AuthorizationServer {
             .is_some_and(|rest| rest.is_empty() || rest == self.settings.mcp_path);
         Some(match path {
             _ if prm_suffixed => Route::ProtectedResourceMetadata,
-            AUTHORIZATION_SERVER_PATH | OPENID_CONFIGURATION_PATH => {
-                Route::AuthorizationServerMetadata
-            }
+            AUTHORIZATION_SERVER_PATH | OPENID_CONFIGURATION_PATH => Route::AuthorizationServerMetadata,
             JWKS_PATH => Route::Jwks,
             REGISTER_PATH => Route::Register,
             AUTHORIZE_PATH => Route::Authorize,
@@ -127,8 +121,7 @@ impl AuthorizationServer {
         if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
             let mut resp = response::json(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &error::OAuthError::invalid_request(format!("use {allowed} for this endpoint"))
-                    .body(),
+                &error::OAuthError::invalid_request(format!("use {allowed} for this endpoint")).body(),
             );
             if let Ok(v) = http::HeaderValue::from_str(allowed.as_str()) {
                 resp.headers_mut().insert(http::header::ALLOW, v);
@@ -136,21 +129,14 @@ impl AuthorizationServer {
             return resp;
         }
         match route {
-            Route::ProtectedResourceMetadata => {
-                response::public_json(self.metadata.protected_resource.clone())
-            }
-            Route::AuthorizationServerMetadata => {
-                response::public_json(self.metadata.authorization_server.clone())
-            }
+            Route::ProtectedResourceMetadata => response::public_json(self.metadata.protected_resource.clone()),
+            Route::AuthorizationServerMetadata => response::public_json(self.metadata.authorization_server.clone()),
             Route::Jwks => response::public_json(self.jwks.clone()),
             Route::Register => self
                 .register(req)
                 .await
                 .unwrap_or_else(error::OAuthError::into_response),
-            Route::Token => self
-                .token(req)
-                .await
-                .unwrap_or_else(error::OAuthError::into_response),
+            Route::Token => self.token(req).await.unwrap_or_else(error::OAuthError::into_response),
             Route::Authorize => self.authorize(req).await,
             Route::Consent => self.consent(req).await,
             Route::Callback => self.callback(req).await,

@@ -26,12 +26,7 @@ pub fn s256_challenge(verifier: &str) -> String {
 }
 
 pub fn verify_s256(verifier: &str, challenge: &str) -> bool {
-    is_valid_verifier(verifier)
-        && bool::from(
-            s256_challenge(verifier)
-                .as_bytes()
-                .ct_eq(challenge.as_bytes()),
-        )
+    is_valid_verifier(verifier) && bool::from(s256_challenge(verifier).as_bytes().ct_eq(challenge.as_bytes()))
 }
 
 #[cfg(test)]
@@ -45,10 +40,7 @@ mod tests {
         assert_eq!(s256_challenge(verifier), challenge);
         assert!(is_valid_s256_challenge(challenge));
         assert!(verify_s256(verifier, challenge));
-        assert!(!verify_s256(
-            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX",
-            challenge
-        ));
+        assert!(!verify_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX", challenge));
         assert!(
             !verify_s256("short", &s256_challenge("short")),
             "too-short verifiers are refused"

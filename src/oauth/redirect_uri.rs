@@ -3,16 +3,7 @@
 
 use url::{Host, Url};
 
-const FORBIDDEN_SCHEMES: [&str; 8] = [
-    "javascript",
-    "data",
-    "file",
-    "vbscript",
-    "blob",
-    "about",
-    "ftp",
-    "ws",
-];
+const FORBIDDEN_SCHEMES: [&str; 8] = ["javascript", "data", "file", "vbscript", "blob", "about", "ftp", "ws"];
 
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
@@ -32,12 +23,8 @@ pub fn validate_for_registration(uri: &str) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(&url) => Ok(()),
-        "http" => Err(format!(
-            "`{uri}`: plain http is only allowed for loopback addresses"
-        )),
-        s if FORBIDDEN_SCHEMES.contains(&s) || s == "wss" => {
-            Err(format!("`{uri}`: scheme `{s}` is not allowed"))
-        }
+        "http" => Err(format!("`{uri}`: plain http is only allowed for loopback addresses")),
+        s if FORBIDDEN_SCHEMES.contains(&s) || s == "wss" => Err(format!("`{uri}`: scheme `{s}` is not allowed")),
         // Private-use schemes of native apps (RFC 8252 §7.1), e.g. `com.example.app:/cb`.
         _ => Ok(()),
     }
@@ -69,34 +56,19 @@ mod tests {
     #[test]
     fn exact_match_and_loopback_port_freedom() {
         assert!(matches("https://app.example/cb", "https://app.example/cb"));
-        assert!(!matches(
-            "https://app.example/cb",
-            "https://app.example/cb/"
-        ));
-        assert!(!matches(
-            "https://app.example/cb",
-            "https://app.example:8443/cb"
-        ));
-        assert!(matches(
-            "http://127.0.0.1/callback",
-            "http://127.0.0.1:51234/callback"
-        ));
+        assert!(!matches("https://app.example/cb", "https://app.example/cb/"));
+        assert!(!matches("https://app.example/cb", "https://app.example:8443/cb"));
+        assert!(matches("http://127.0.0.1/callback", "http://127.0.0.1:51234/callback"));
         assert!(matches(
             "http://localhost:3000/callback",
             "http://localhost:4000/callback"
         ));
-        assert!(!matches(
-            "http://127.0.0.1/callback",
-            "http://127.0.0.1:5/other"
-        ));
+        assert!(!matches("http://127.0.0.1/callback", "http://127.0.0.1:5/other"));
         assert!(
             !matches("http://127.0.0.1/callback", "http://localhost:5/callback"),
             "host must be the same literal"
         );
-        assert!(!matches(
-            "http://evil.example/cb",
-            "http://evil.example:81/cb"
-        ));
+        assert!(!matches("http://evil.example/cb", "http://evil.example:81/cb"));
     }
 
     #[test]

@@ -49,15 +49,9 @@ fn metadata_error(description: impl Into<String>) -> OAuthError {
 }
 
 impl AuthorizationServer {
-    pub(super) async fn register(
-        &self,
-        req: Request<Bytes>,
-    ) -> Result<Response<Bytes>, OAuthError> {
-        let request: RegistrationRequest = serde_json::from_slice(req.body()).map_err(|e| {
-            metadata_error(format!(
-                "the body must be a JSON object of client metadata: {e}"
-            ))
-        })?;
+    pub(super) async fn register(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OAuthError> {
+        let request: RegistrationRequest = serde_json::from_slice(req.body())
+            .map_err(|e| metadata_error(format!("the body must be a JSON object of client metadata: {e}")))?;
 
         let redirect_uris = request.redirect_uris.unwrap_or_default();
         if redirect_uris.is_empty() {
@@ -66,17 +60,14 @@ impl AuthorizationServer {
                 "redirect_uris is required",
             ));
         }
-        if redirect_uris.len() > MAX_REDIRECT_URIS
-            || redirect_uris.iter().any(|u| u.len() > MAX_URI_LEN)
-        {
+        if redirect_uris.len() > MAX_REDIRECT_URIS || redirect_uris.iter().any(|u| u.len() > MAX_URI_LEN) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidRedirectUri,
                 "too many or too long redirect_uris",
             ));
         }
         for uri in &redirect_uris {
-            validate_for_registration(uri)
-                .map_err(|e| OAuthError::new(ErrorCode::InvalidRedirectUri, e))?;
+            validate_for_registration(uri).map_err(|e| OAuthError::new(ErrorCode::InvalidRedirectUri, e))?;
         }
 
         let auth_method = request
@@ -100,21 +91,13 @@ impl AuthorizationServer {
             return Err(metadata_error(format!("grant type `{g}` is not supported")));
         }
         if !grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) {
-            return Err(metadata_error(
-                "grant_types must include authorization_code",
-            ));
+            return Err(metadata_error("grant_types must include authorization_code"));
         }
-        let response_types = request
-            .response_types
-            .unwrap_or_else(|| vec!["code".into()]);
+        let response_types = request.response_types.unwrap_or_else(|| vec!["code".into()]);
         if response_types != ["code"] {
             return Err(metadata_error("response_types must be [\"code\"]"));
         }
-        if request
-            .client_name
-            .as_ref()
-            .is_some_and(|n| n.len() > MAX_NAME_LEN)
-        {
+        if request.client_name.as_ref().is_some_and(|n| n.len() > MAX_NAME_LEN) {
             return Err(metadata_error("client_name is too long"));
         }
 

@@ -21,20 +21,14 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Bytes> {
 pub fn public_json(body: Bytes) -> Response<Bytes> {
     let mut resp = bytes_response(StatusCode::OK, "application/json", body);
     let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     allow_cors(h);
     resp
 }
 
 /// CORS for the endpoints browser-based MCP clients call directly (metadata, register, token).
 pub fn allow_cors(h: &mut http::HeaderMap) {
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("authorization, content-type, mcp-protocol-version"),
@@ -53,10 +47,8 @@ pub fn allow_cors(h: &mut http::HeaderMap) {
 pub fn preflight() -> Response<Bytes> {
     let mut resp = bytes_response(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
     allow_cors(resp.headers_mut());
-    resp.headers_mut().insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
+    resp.headers_mut()
+        .insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     resp
 }
 
@@ -67,16 +59,12 @@ pub fn html(status: StatusCode, page: String) -> Response<Bytes> {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
 }
 
@@ -91,18 +79,11 @@ pub fn redirect(location: &str) -> Response<Bytes> {
         Err(_) => return html(StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect".into()),
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     resp
 }
 
-pub fn bytes_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: Bytes,
-) -> Response<Bytes> {
+pub fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Bytes> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     resp.headers_mut()

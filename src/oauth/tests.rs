@@ -24,16 +24,10 @@ impl Provider for StandInProvider {
     fn name(&self) -> &str {
         "oidc"
     }
-    async fn authorization_url(
-        &self,
-        request: &LoginRequest<'_>,
-    ) -> Result<url::Url, ProviderError> {
+    async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<url::Url, ProviderError> {
         Ok(url::Url::parse(&format!("https://idp.test/auth?state={}", request.state)).unwrap())
     }
-    async fn complete_login(
-        &self,
-        callback: &LoginCallback<'_>,
-    ) -> Result<LoginOutcome, ProviderError> {
+    async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
         if callback.code != "good-code" {
             return Err(ProviderError::Rejected {
                 provider: "oidc".into(),
@@ -74,7 +68,9 @@ fn harness() -> Harness {
     let gateway = dir.path().join("mxgate.yml");
     std::fs::write(
         &gateway,
-        format!("listen: 127.0.0.1:18000\nupstream: http://127.0.0.1:18001\npublic_url: {PUBLIC}\nmxcp_config: mxcp.yml\n"),
+        format!(
+            "listen: 127.0.0.1:18000\nupstream: http://127.0.0.1:18001\npublic_url: {PUBLIC}\nmxcp_config: mxcp.yml\n"
+        ),
     )
     .unwrap();
     let settings = Arc::new(crate::config::load(&gateway).unwrap());
@@ -152,11 +148,7 @@ impl Harness {
             "{{\"redirect_uris\":[\"{REDIRECT}\"],\"token_endpoint_auth_method\":\"none\",\"grant_types\":[\"authorization_code\",\"refresh_token\"],\"client_name\":\"Test\"}}"
         );
         let resp = self
-            .call(post(
-                "/register",
-                &body,
-                &[("content-type", "application/json")],
-            ))
+            .call(post("/register", &body, &[("content-type", "application/json")]))
             .await;
         assert_eq!(resp.status(), 201, "{:?}", resp.body());
         json(&resp)["client_id"].as_str().unwrap().to_string()
@@ -171,9 +163,7 @@ impl Harness {
 
     /// /authorize → consent page → approve; returns the provider redirect and the browser's cookies.
     async fn approve(&self, client_id: &str) -> (Response<Bytes>, String) {
-        let page = self
-            .call(get(&Self::authorize_uri(client_id, ""), ""))
-            .await;
+        let page = self.call(get(&Self::authorize_uri(client_id, ""), "")).await;
         assert_eq!(page.status(), 200, "consent page");
         let html = String::from_utf8(page.body().to_vec()).unwrap();
         let jar = cookies_of(&page);
@@ -186,10 +176,7 @@ impl Harness {
             .call(post(
                 "/consent",
                 &form,
-                &[
-                    ("cookie", &jar),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                ],
+                &[("cookie", &jar), ("content-type", "application/x-www-form-urlencoded")],
             ))
             .await;
         let all = format!("{jar}; {}", cookies_of(&resp));
@@ -202,10 +189,7 @@ impl Harness {
         assert_eq!(to_idp.status(), 302);
         let state = query(&location(&to_idp))["state"].clone();
         let back = self
-            .call(get(
-                &format!("/callback?code=good-code&state={state}"),
-                &jar,
-            ))
+            .call(get(&format!("/callback?code=good-code&state={state}"), &jar))
             .await;
         assert_eq!(back.status(), 302, "{:?}", back.body());
         let q = query(&location(&back));
@@ -265,21 +249,12 @@ async fn routes_cover_the_endpoints_and_nothing_else() {
 #[tokio::test]
 async fn metadata_issuer_is_the_protected_resource_authorization_server() {
     let h = harness();
-    let prm = json(
-        &h.call(get("/.well-known/oauth-protected-resource/mcp", ""))
-            .await,
-    );
-    let asm = json(
-        &h.call(get("/.well-known/oauth-authorization-server", ""))
-            .await,
-    );
+    let prm = json(&h.call(get("/.well-known/oauth-protected-resource/mcp", "")).await);
+    let asm = json(&h.call(get("/.well-known/oauth-authorization-server", "")).await);
     assert_eq!(prm["resource"], format!("{PUBLIC}/mcp"));
     assert_eq!(prm["authorization_servers"][0], asm["issuer"]);
     assert_eq!(asm["issuer"], PUBLIC);
-    assert_eq!(
-        asm["code_challenge_methods_supported"],
-        serde_json::json!(["S256"])
-    );
+    assert_eq!(asm["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     assert_eq!(asm["authorization_response_iss_parameter_supported"], true);
     assert_eq!(asm["registration_endpoint"], format!("{PUBLIC}/register"));
 }
@@ -289,10 +264,19 @@ async fn registration_validates_metadata() {
     let h = harness();
     let cases = [
         ("{}", "invalid_redirect_uri"),
-        ("{\"redirect_uris\":[\"http://app.example/cb\"]}", "invalid_redirect_uri"),
+        (
+            "{\"redirect_uris\":[\"http://app.example/cb\"]}",
+            "invalid_redirect_uri",
+        ),
         ("{\"redirect_uris\":[\"javascript:alert(1)\"]}", "invalid_redirect_uri"),
-        ("{\"redirect_uris\":[\"https://a.example/cb\"],\"token_endpoint_auth_method\":\"private_key_jwt\"}", "invalid_client_metadata"),
-        ("{\"redirect_uris\":[\"https://a.example/cb\"],\"grant_types\":[\"implicit\"]}", "invalid_client_metadata"),
+        (
+            "{\"redirect_uris\":[\"https://a.example/cb\"],\"token_endpoint_auth_method\":\"private_key_jwt\"}",
+            "invalid_client_metadata",
+        ),
+        (
+            "{\"redirect_uris\":[\"https://a.example/cb\"],\"grant_types\":[\"implicit\"]}",
+            "invalid_client_metadata",
+        ),
         ("not json", "invalid_client_metadata"),
     ];
     for (body, error) in cases {
@@ -346,18 +330,14 @@ async fn request_errors_after_the_redirect_check_go_back_to_the_client() {
             "invalid_request",
         ),
         (
-            Harness::authorize_uri(&client, "")
-                .replace("response_type=code", "response_type=token"),
+            Harness::authorize_uri(&client, "").replace("response_type=code", "response_type=token"),
             "unsupported_response_type",
         ),
         (
             Harness::authorize_uri(&client, "&resource=https%3A%2F%2Fother.example%2Fmcp"),
             "invalid_target",
         ),
-        (
-            Harness::authorize_uri(&client, "&scope=admin"),
-            "invalid_scope",
-        ),
+        (Harness::authorize_uri(&client, "&scope=admin"), "invalid_scope"),
     ];
     for (uri, error) in cases {
         let resp = h.call(get(&uri, "")).await;
@@ -376,10 +356,7 @@ async fn consent_page_is_protected_and_csrf_checked() {
     let client = h.register_public().await;
     let page = h
         .call(get(
-            &Harness::authorize_uri(
-                &client,
-                &format!("&resource={}", urlencode(&format!("{PUBLIC}/mcp"))),
-            ),
+            &Harness::authorize_uri(&client, &format!("&resource={}", urlencode(&format!("{PUBLIC}/mcp")))),
             "",
         ))
         .await;
@@ -400,10 +377,7 @@ async fn consent_page_is_protected_and_csrf_checked() {
         .call(post(
             "/consent",
             &form,
-            &[(
-                "cookie",
-                "mxgate-csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            )],
+            &[("cookie", "mxgate-csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
         ))
         .await;
     assert_eq!(wrong_cookie.status(), 403);
@@ -423,21 +397,13 @@ async fn approval_is_remembered_for_that_client_and_redirect_uri() {
     let h = harness();
     let client = h.register_public().await;
     let (to_idp, jar) = h.approve(&client).await;
-    assert!(location(&to_idp)
-        .as_str()
-        .starts_with("https://idp.test/auth"));
-    let second = h
-        .call(get(&Harness::authorize_uri(&client, ""), &jar))
-        .await;
+    assert!(location(&to_idp).as_str().starts_with("https://idp.test/auth"));
+    let second = h.call(get(&Harness::authorize_uri(&client, ""), &jar)).await;
     assert_eq!(second.status(), 302, "no second consent page");
-    assert!(location(&second)
-        .as_str()
-        .starts_with("https://idp.test/auth"));
+    assert!(location(&second).as_str().starts_with("https://idp.test/auth"));
     let other = h.register_public().await;
     assert_eq!(
-        h.call(get(&Harness::authorize_uri(&other, ""), &jar))
-            .await
-            .status(),
+        h.call(get(&Harness::authorize_uri(&other, ""), &jar)).await.status(),
         200
     );
 }
@@ -462,17 +428,11 @@ async fn provider_errors_go_back_to_the_client_and_states_are_single_use() {
     let (to_idp, jar) = h.approve(&client).await;
     let state = query(&location(&to_idp))["state"].clone();
     let refused = h
-        .call(get(
-            &format!("/callback?error=access_denied&state={state}"),
-            &jar,
-        ))
+        .call(get(&format!("/callback?error=access_denied&state={state}"), &jar))
         .await;
     assert_eq!(query(&location(&refused))["error"], "access_denied");
     let replay = h
-        .call(get(
-            &format!("/callback?code=good-code&state={state}"),
-            &jar,
-        ))
+        .call(get(&format!("/callback?code=good-code&state={state}"), &jar))
         .await;
     assert_eq!(replay.status(), 400);
 
@@ -507,15 +467,8 @@ async fn code_exchange_checks_pkce_and_a_replay_revokes_the_session() {
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["scope"], "mxcp:access");
     let access = tokens["access_token"].as_str().unwrap();
-    let session = h
-        .bearer
-        .authenticate(access, crate::store::now())
-        .await
-        .unwrap();
-    assert_eq!(
-        session.record.user.email.as_deref(),
-        Some("alice@example.test")
-    );
+    let session = h.bearer.authenticate(access, crate::store::now()).await.unwrap();
+    assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
     assert_eq!(session.record.provider_tokens.access_token, "idp-access");
 
     let replay = h.exchange(&client, &code, VERIFIER).await;
@@ -532,15 +485,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes() {
     let client = h.register_public().await;
     let code = h.code_for(&client).await;
     let first = json(&h.exchange(&client, &code, VERIFIER).await);
-    let refresh =
-        |token: &str| format!("grant_type=refresh_token&refresh_token={token}&client_id={client}");
+    let refresh = |token: &str| format!("grant_type=refresh_token&refresh_token={token}&client_id={client}");
 
     let second = h
-        .call(post(
-            "/token",
-            &refresh(first["refresh_token"].as_str().unwrap()),
-            &[],
-        ))
+        .call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[]))
         .await;
     assert_eq!(second.status(), 200);
     let second = json(&second);
@@ -557,11 +505,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes() {
     assert!(h.bearer.authenticate(newest, now).await.is_ok());
 
     let reuse = h
-        .call(post(
-            "/token",
-            &refresh(first["refresh_token"].as_str().unwrap()),
-            &[],
-        ))
+        .call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[]))
         .await;
     assert_eq!(json(&reuse)["error"], "invalid_grant");
     assert!(
@@ -569,11 +513,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes() {
         "reuse revokes the session"
     );
     let after = h
-        .call(post(
-            "/token",
-            &refresh(second["refresh_token"].as_str().unwrap()),
-            &[],
-        ))
+        .call(post("/token", &refresh(second["refresh_token"].as_str().unwrap()), &[]))
         .await;
     assert_eq!(json(&after)["error"], "invalid_grant");
 }
@@ -592,11 +532,7 @@ async fn token_endpoint_authenticates_clients_and_checks_the_grant() {
     );
 
     let unsupported = h
-        .call(post(
-            "/token",
-            &format!("grant_type=password&client_id={client}"),
-            &[],
-        ))
+        .call(post("/token", &format!("grant_type=password&client_id={client}"), &[]))
         .await;
     assert_eq!(json(&unsupported)["error"], "unsupported_grant_type");
     let no_client = h
@@ -616,8 +552,6 @@ async fn token_endpoint_authenticates_clients_and_checks_the_grant() {
         .to_str()
         .unwrap()
         .starts_with("Basic"));
-    let dup = h
-        .call(post("/token", "grant_type=a&grant_type=b", &[]))
-        .await;
+    let dup = h.call(post("/token", "grant_type=a&grant_type=b", &[])).await;
     assert_eq!(json(&dup)["error"], "invalid_request");
 }

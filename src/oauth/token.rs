@@ -8,9 +8,7 @@ use super::params::Params;
 use super::pkce::verify_s256;
 use super::transactions::CodeRecord;
 use super::{response, AuthorizationServer};
-use crate::session::tokens::{
-    issue_tokens, token_hash, IssuePolicy, IssuedTokens, TokenKind, TokenRecord,
-};
+use crate::session::tokens::{issue_tokens, token_hash, IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
 use crate::session::SessionRecord;
 use crate::store::{now, Table};
 use bytes::Bytes;
@@ -19,16 +17,11 @@ use serde_json::json;
 
 impl AuthorizationServer {
     pub(super) async fn token(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OAuthError> {
-        let params = Params::parse(req.body()).map_err(|name| {
-            OAuthError::invalid_request(format!("parameter `{name}` appears more than once"))
-        })?;
+        let params = Params::parse(req.body())
+            .map_err(|name| OAuthError::invalid_request(format!("parameter `{name}` appears more than once")))?;
         let client = self
             .clients
-            .authenticate(
-                req.headers(),
-                params.get("client_id"),
-                params.get("client_secret"),
-            )
+            .authenticate(req.headers(), params.get("client_id"), params.get("client_secret"))
             .await?;
         let (session, issued) = match params.get("grant_type") {
             Some(GRANT_AUTHORIZATION_CODE) => self.redeem_code(&params, &client).await?,
@@ -74,11 +67,7 @@ impl AuthorizationServer {
             .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
         let hash = token_hash(code);
         let unknown = || OAuthError::invalid_grant("the authorization code is invalid or expired");
-        let current: CodeRecord = self
-            .store
-            .get(Table::Codes, &hash)
-            .await?
-            .ok_or_else(unknown)?;
+        let current: CodeRecord = self.store.get(Table::Codes, &hash).await?.ok_or_else(unknown)?;
         let spent = CodeRecord::Redeemed {
             session_id: current.session_id().to_string(),
         };
@@ -88,11 +77,7 @@ impl AuthorizationServer {
             .replace(Table::Codes, &hash, &spent, expires)
             .await?
             .ok_or_else(unknown)?;
-        let CodeRecord::Issued {
-            request,
-            session_id,
-        } = previous
-        else {
+        let CodeRecord::Issued { request, session_id } = previous else {
             self.revoke_session(current.session_id()).await;
             tracing::warn!(client_id = %client.client_id, "authorization code replayed; its session is revoked");
             return Err(OAuthError::invalid_grant(
@@ -104,10 +89,7 @@ impl AuthorizationServer {
                 "the authorization code was issued to another client",
             ));
         }
-        if params
-            .get("redirect_uri")
-            .is_some_and(|r| r != request.redirect_uri)
-        {
+        if params.get("redirect_uri").is_some_and(|r| r != request.redirect_uri) {
             return Err(OAuthError::invalid_grant(
                 "redirect_uri differs from the authorization request",
             ));
@@ -145,13 +127,8 @@ impl AuthorizationServer {
             .get("refresh_token")
             .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
         let hash = token_hash(token);
-        let invalid =
-            || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-        let current: TokenRecord = self
-            .store
-            .get(Table::Tokens, &hash)
-            .await?
-            .ok_or_else(invalid)?;
+        let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+        let current: TokenRecord = self.store.get(Table::Tokens, &hash).await?.ok_or_else(invalid)?;
         if current.kind != TokenKind::Refresh || current.client_id != client.client_id {
             return Err(invalid());
         }
@@ -183,10 +160,7 @@ impl AuthorizationServer {
                 .split_whitespace()
                 .any(|s| !session.scope.iter().any(|g| g == s))
             {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    "a refresh cannot add scopes",
-                ));
+                return Err(OAuthError::new(ErrorCode::InvalidScope, "a refresh cannot add scopes"));
             }
         }
         let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now()).await?;

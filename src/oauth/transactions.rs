@@ -32,10 +32,7 @@ impl AuthorizationRequest {
         let Ok(mut url) = Url::parse(&self.redirect_uri) else {
             return response::html(
                 http::StatusCode::BAD_REQUEST,
-                super::pages::error(
-                    "Invalid redirect URI",
-                    "The application's redirect URI is not a URL.",
-                ),
+                super::pages::error("Invalid redirect URI", "The application's redirect URI is not a URL."),
             );
         };
         {

@@ -31,9 +31,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         what,
         message,
     };
-    let mut request = http
-        .get(url)
-        .header(reqwest::header::ACCEPT, "application/json");
+    let mut request = http.get(url).header(reqwest::header::ACCEPT, "application/json");
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
@@ -50,9 +48,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         return Err(unreachable(format!("{url} answered {status}")));
     }
     if body.len() > MAX_JSON_BYTES {
-        return Err(unreachable(format!(
-            "{url} answered more than {MAX_JSON_BYTES} bytes"
-        )));
+        return Err(unreachable(format!("{url} answered more than {MAX_JSON_BYTES} bytes")));
     }
     serde_json::from_slice(&body).map_err(|e| super::ProviderError::Invalid {
         provider: provider.to_string(),

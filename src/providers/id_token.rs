@@ -61,17 +61,11 @@ impl JwksCache {
         id_token: &str,
         expected: &Expected<'_>,
     ) -> Result<Value, ProviderError> {
-        let header = decode_header(id_token)
-            .map_err(|e| self.invalid(format!("ID token is malformed: {e}")))?;
+        let header = decode_header(id_token).map_err(|e| self.invalid(format!("ID token is malformed: {e}")))?;
         if !ALLOWED.contains(&header.alg) {
-            return Err(self.invalid(format!(
-                "ID token algorithm {:?} is not accepted",
-                header.alg
-            )));
+            return Err(self.invalid(format!("ID token algorithm {:?} is not accepted", header.alg)));
         }
-        let key = self
-            .key_for(http, header.kid.as_deref(), header.alg)
-            .await?;
+        let key = self.key_for(http, header.kid.as_deref(), header.alg).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[expected.issuer]);
         validation.set_audience(&[expected.client_id]);
@@ -84,12 +78,8 @@ impl JwksCache {
             return Err(self.invalid("ID token nonce does not match this login"));
         }
         if let Some(Value::Array(audiences)) = claims.get("aud") {
-            if audiences.len() > 1
-                && claims.get("azp").and_then(Value::as_str) != Some(expected.client_id)
-            {
-                return Err(
-                    self.invalid("ID token has several audiences but `azp` is not this client")
-                );
+            if audiences.len() > 1 && claims.get("azp").and_then(Value::as_str) != Some(expected.client_id) {
+                return Err(self.invalid("ID token has several audiences but `azp` is not this client"));
             }
         }
         Ok(claims)
@@ -110,11 +100,7 @@ impl JwksCache {
             .unwrap_or_else(|| Err(self.invalid(format!("no key {kid:?} in the provider's JWKS"))))
     }
 
-    async fn find(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Option<Result<DecodingKey, ProviderError>> {
+    async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<Result<DecodingKey, ProviderError>> {
         let guard = self.keys.read().await;
         let (set, _) = guard.as_ref()?;
         let jwk = match kid {
@@ -129,16 +115,12 @@ impl JwksCache {
                 });
                 let only = candidates.next()?;
                 if candidates.next().is_some() {
-                    return Some(Err(
-                        self.invalid("ID token has no `kid` and the JWKS has several keys")
-                    ));
+                    return Some(Err(self.invalid("ID token has no `kid` and the JWKS has several keys")));
                 }
                 only
             }
         };
-        Some(
-            DecodingKey::from_jwk(jwk).map_err(|e| self.invalid(format!("unusable JWKS key: {e}"))),
-        )
+        Some(DecodingKey::from_jwk(jwk).map_err(|e| self.invalid(format!("unusable JWKS key: {e}"))))
     }
 
     async fn refetch(&self, http: &reqwest::Client) -> Result<(), ProviderError> {
@@ -148,9 +130,7 @@ impl JwksCache {
                 return Ok(());
             }
         }
-        let set: JwkSet =
-            super::http_client::get_json(http, &self.provider, "the JWKS", &self.jwks_uri, None)
-                .await?;
+        let set: JwkSet = super::http_client::get_json(http, &self.provider, "the JWKS", &self.jwks_uri, None).await?;
         *guard = Some((set, Instant::now()));
         Ok(())
     }

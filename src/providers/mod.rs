@@ -65,10 +65,7 @@ pub trait Provider: Send + Sync {
     /// The provider name the core sees (`get_user_provider()`).
     fn name(&self) -> &str;
     async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<Url, ProviderError>;
-    async fn complete_login(
-        &self,
-        callback: &LoginCallback<'_>,
-    ) -> Result<LoginOutcome, ProviderError>;
+    async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError>;
 }
 
 /// Builds the configured provider; `None` for `provider: none`.
@@ -79,9 +76,7 @@ pub fn build(settings: &ProviderSettings) -> Result<Option<Arc<dyn Provider>>, P
     })?;
     Ok(match settings {
         ProviderSettings::None => None,
-        ProviderSettings::Oidc(config) => {
-            Some(Arc::new(oidc::OidcProvider::new(config.clone(), http)))
-        }
+        ProviderSettings::Oidc(config) => Some(Arc::new(oidc::OidcProvider::new(config.clone(), http))),
         other => return Err(ProviderError::Unsupported(other.kind().as_str())),
     })
 }

@@ -4,13 +4,12 @@
 use super::ProviderError;
 use crate::identity::user::ProviderTokens;
 use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
 };
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
-    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse,
+    TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -83,17 +82,11 @@ impl OAuthClient {
             StandardRevocableToken,
             BasicRevocationErrorResponse,
         >::new(ClientId::new(self.client_id.clone()))
-        .set_auth_uri(
-            AuthUrl::new(auth_url.to_string())
-                .map_err(|e| self.invalid(format!("auth_url: {e}")))?,
-        )
+        .set_auth_uri(AuthUrl::new(auth_url.to_string()).map_err(|e| self.invalid(format!("auth_url: {e}")))?)
         .set_redirect_uri(
-            RedirectUrl::new(redirect_uri.to_string())
-                .map_err(|e| self.invalid(format!("redirect URL: {e}")))?,
+            RedirectUrl::new(redirect_uri.to_string()).map_err(|e| self.invalid(format!("redirect URL: {e}")))?,
         );
-        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
-            pkce_verifier.to_string(),
-        ));
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(pkce_verifier.to_string()));
         let mut request = client
             .authorize_url(|| CsrfToken::new(state.to_string()))
             .add_scopes(scope.split_whitespace().map(|s| Scope::new(s.to_string())))
@@ -112,13 +105,9 @@ impl OAuthClient {
             } else {
                 AuthType::RequestBody
             })
-            .set_token_uri(
-                TokenUrl::new(token_url.to_string())
-                    .map_err(|e| self.invalid(format!("token_url: {e}")))?,
-            )
+            .set_token_uri(TokenUrl::new(token_url.to_string()).map_err(|e| self.invalid(format!("token_url: {e}")))?)
             .set_redirect_uri(
-                RedirectUrl::new(redirect_uri.to_string())
-                    .map_err(|e| self.invalid(format!("redirect URL: {e}")))?,
+                RedirectUrl::new(redirect_uri.to_string()).map_err(|e| self.invalid(format!("redirect URL: {e}")))?,
             ))
     }
 
@@ -136,17 +125,11 @@ impl OAuthClient {
         for (name, value) in exchange.extra {
             request = request.add_extra_param(*name, *value);
         }
-        let response = request
-            .request_async(http)
-            .await
-            .map_err(|e| self.token_error(e))?;
+        let response = request.request_async(http).await.map_err(|e| self.token_error(e))?;
         Ok(provider_tokens(&response, now))
     }
 
-    fn token_error<E: std::error::Error>(
-        &self,
-        error: RequestTokenError<E, BasicErrorResponse>,
-    ) -> ProviderError {
+    fn token_error<E: std::error::Error>(&self, error: RequestTokenError<E, BasicErrorResponse>) -> ProviderError {
         match error {
             RequestTokenError::ServerResponse(response) => ProviderError::Rejected {
                 provider: self.provider.clone(),
@@ -158,9 +141,7 @@ impl OAuthClient {
                 what: "the token endpoint",
                 message: error_chain(&e),
             },
-            RequestTokenError::Parse(e, _body) => {
-                self.invalid(format!("unreadable token response: {e}"))
-            }
+            RequestTokenError::Parse(e, _body) => self.invalid(format!("unreadable token response: {e}")),
             RequestTokenError::Other(message) => self.invalid(message),
         }
     }

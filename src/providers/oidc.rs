@@ -5,9 +5,7 @@
 
 use super::id_token::{Expected, JwksCache};
 use super::oauth_client::{CodeExchange, OAuthClient};
-use super::{
-    http_client::get_json, LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError,
-};
+use super::{http_client::get_json, LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError};
 use crate::config::mxcp_user::OidcConfig;
 use crate::identity::capabilities::derive_capabilities;
 use crate::identity::user::UserIdentity;
@@ -48,10 +46,7 @@ pub struct OidcProvider {
 
 impl OidcProvider {
     pub fn new(config: OidcConfig, http: reqwest::Client) -> Self {
-        let name = config
-            .provider_name
-            .clone()
-            .unwrap_or_else(|| "oidc".into());
+        let name = config.provider_name.clone().unwrap_or_else(|| "oidc".into());
         Self {
             config,
             name,
@@ -88,8 +83,7 @@ impl OidcProvider {
             ("token_endpoint", &document.token_endpoint),
             ("jwks_uri", &document.jwks_uri),
         ] {
-            Url::parse(value)
-                .map_err(|e| self.invalid(format!("discovery `{field}` is not a URL: {e}")))?;
+            Url::parse(value).map_err(|e| self.invalid(format!("discovery `{field}` is not a URL: {e}")))?;
         }
         // RFC 6749 §2.3.1: Basic is the default; use the request body only when Basic is not offered.
         let basic_auth = document
@@ -129,23 +123,12 @@ impl OidcProvider {
         let user_id = text("sub").ok_or_else(|| self.invalid("the profile has no `sub`"))?;
         let email = text("email");
         let username = text("preferred_username")
-            .or_else(|| {
-                email
-                    .as_deref()
-                    .and_then(|e| e.split('@').next())
-                    .map(str::to_string)
-            })
+            .or_else(|| email.as_deref().and_then(|e| e.split('@').next()).map(str::to_string))
             .unwrap_or_else(|| user_id.clone());
         let groups = profile
             .get("groups")
             .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
         Ok(UserIdentity {
             provider: self.name.clone(),
@@ -185,18 +168,10 @@ impl Provider for OidcProvider {
         )
     }
 
-    async fn complete_login(
-        &self,
-        callback: &LoginCallback<'_>,
-    ) -> Result<LoginOutcome, ProviderError> {
+    async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
         let d = self.discovered().await?;
         let now = crate::store::now();
-        let audience: Vec<(&str, &str)> = self
-            .config
-            .audience
-            .iter()
-            .map(|a| ("audience", a.as_str()))
-            .collect();
+        let audience: Vec<(&str, &str)> = self.config.audience.iter().map(|a| ("audience", a.as_str())).collect();
         let tokens = d
             .client
             .exchange_code(
@@ -211,9 +186,10 @@ impl Provider for OidcProvider {
                 now,
             )
             .await?;
-        let id_token = tokens.id_token.as_deref().ok_or_else(|| {
-            self.invalid("the token response has no id_token (is `openid` in the scope?)")
-        })?;
+        let id_token = tokens
+            .id_token
+            .as_deref()
+            .ok_or_else(|| self.invalid("the token response has no id_token (is `openid` in the scope?)"))?;
         let mut profile = d
             .jwks
             .verify(

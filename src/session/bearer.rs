@@ -53,26 +53,18 @@ impl BearerAuthenticator {
         }
     }
 
-    pub async fn authenticate(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Result<Arc<ActiveSession>, BearerError> {
+    pub async fn authenticate(&self, token: &str, now: u64) -> Result<Arc<ActiveSession>, BearerError> {
         let hash = token_hash(token);
         if let Some(session) = self.cached(&hash, now) {
             return Ok(session);
         }
-        let record: TokenRecord =
-            self.store
-                .get(Table::Tokens, &hash)
-                .await?
-                .ok_or(BearerError::Invalid(
-                    "the access token is unknown, expired or revoked",
-                ))?;
+        let record: TokenRecord = self
+            .store
+            .get(Table::Tokens, &hash)
+            .await?
+            .ok_or(BearerError::Invalid("the access token is unknown, expired or revoked"))?;
         if record.kind != TokenKind::Access {
-            return Err(BearerError::Invalid(
-                "a refresh token is not an access token",
-            ));
+            return Err(BearerError::Invalid("a refresh token is not an access token"));
         }
         if record.expires_at <= now {
             return Err(BearerError::Invalid("the access token has expired"));
@@ -105,13 +97,7 @@ impl BearerAuthenticator {
                 cache.clear();
             }
         }
-        cache.insert(
-            hash,
-            CacheEntry {
-                session,
-                valid_until,
-            },
-        );
+        cache.insert(hash, CacheEntry { session, valid_until });
     }
 
     /// Drops every cached token of a session (after it was revoked).
@@ -140,10 +126,7 @@ mod tests {
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let kv = RedbStore::open(&dir.path().join("s.redb")).unwrap();
-        (
-            dir,
-            Store::new(Arc::new(kv), RecordCipher::from_secret(b"k")),
-        )
+        (dir, Store::new(Arc::new(kv), RecordCipher::from_secret(b"k")))
     }
 
     fn session(expires_at: u64) -> SessionRecord {
@@ -187,14 +170,10 @@ mod tests {
         s.save(&store).await.unwrap();
         let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let auth = BearerAuthenticator::new(store.clone());
-        let active = auth
-            .authenticate(&issued.access_token, now())
-            .await
-            .unwrap();
+        let active = auth.authenticate(&issued.access_token, now()).await.unwrap();
         assert_eq!(active.record.user.user_id, "alice");
         assert!(matches!(
-            auth.authenticate(issued.refresh_token.as_deref().unwrap(), now())
-                .await,
+            auth.authenticate(issued.refresh_token.as_deref().unwrap(), now()).await,
             Err(BearerError::Invalid(_))
         ));
         assert!(matches!(
@@ -210,13 +189,9 @@ mod tests {
         s.save(&store).await.unwrap();
         let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let auth = BearerAuthenticator::new(store.clone());
-        auth.authenticate(&issued.access_token, now())
-            .await
-            .unwrap();
+        auth.authenticate(&issued.access_token, now()).await.unwrap();
         assert!(
-            auth.authenticate(&issued.access_token, now() + 61)
-                .await
-                .is_err(),
+            auth.authenticate(&issued.access_token, now() + 61).await.is_err(),
             "the cache honours the token's expiry"
         );
 

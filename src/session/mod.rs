@@ -28,9 +28,7 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     pub async fn save(&self, store: &Store) -> Result<(), StoreError> {
-        store
-            .put_sealed(Table::Sessions, &self.id, self, self.expires_at)
-            .await
+        store.put_sealed(Table::Sessions, &self.id, self, self.expires_at).await
     }
 
     pub async fn load(store: &Store, id: &str) -> Result<Option<Self>, StoreError> {
@@ -64,8 +62,7 @@ impl ActiveSession {
             user: &self.record.user,
             client_id: &self.record.client_id,
             scope: &self.record.scope,
-            external_token: Some(self.record.provider_tokens.access_token.as_str())
-                .filter(|t| !t.is_empty()),
+            external_token: Some(self.record.provider_tokens.access_token.as_str()).filter(|t| !t.is_empty()),
         }
     }
 }

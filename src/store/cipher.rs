@@ -54,14 +54,11 @@ impl RecordCipher {
             ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
-                getrandom::fill(&mut key)
-                    .map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
-                let mut file = create_private_file(&path)
-                    .map_err(io(format!("creating {}", path.display())))?;
+                getrandom::fill(&mut key).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
+                let mut file = create_private_file(&path).map_err(io(format!("creating {}", path.display())))?;
                 file.write_all(&key)
                     .map_err(io(format!("writing {}", path.display())))?;
-                file.sync_all()
-                    .map_err(io(format!("syncing {}", path.display())))?;
+                file.sync_all().map_err(io(format!("syncing {}", path.display())))?;
                 Ok(Self::from_key(key))
             }
             Err(e) => Err(StoreError::Io {
@@ -73,8 +70,7 @@ impl RecordCipher {
 
     pub fn seal(&self, associated: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce)
-            .map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
         let ciphertext = self
             .aead
             .encrypt(
@@ -134,14 +130,9 @@ mod tests {
         let cipher = RecordCipher::from_secret(b"k1");
         let sealed = cipher.seal(b"sessions/a", b"provider-token").unwrap();
         assert!(!sealed.windows(14).any(|w| w == b"provider-token"));
-        assert_eq!(
-            cipher.open(b"sessions/a", &sealed).unwrap(),
-            b"provider-token"
-        );
+        assert_eq!(cipher.open(b"sessions/a", &sealed).unwrap(), b"provider-token");
         assert!(cipher.open(b"sessions/b", &sealed).is_none());
-        assert!(RecordCipher::from_secret(b"k2")
-            .open(b"sessions/a", &sealed)
-            .is_none());
+        assert!(RecordCipher::from_secret(b"k2").open(b"sessions/a", &sealed).is_none());
         assert!(cipher.open(b"sessions/a", &sealed[..10]).is_none());
     }
 

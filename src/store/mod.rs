@@ -82,13 +82,7 @@ pub enum StoreError {
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    async fn put(
-        &self,
-        table: Table,
-        key: &str,
-        value: Vec<u8>,
-        expires_at: u64,
-    ) -> Result<(), StoreError>;
+    async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError>;
     async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError>;
     /// Removes an entry and returns it, atomically (single-use values).
     async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -129,16 +123,8 @@ impl Store {
         &self.cipher
     }
 
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        self.kv
-            .get(table, key)
-            .await?
-            .map(|b| decode(table, &b))
-            .transpose()
+    pub async fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
+        self.kv.get(table, key).await?.map(|b| decode(table, &b)).transpose()
     }
 
     pub async fn put<T: Serialize>(
@@ -151,16 +137,8 @@ impl Store {
         self.kv.put(table, key, encode(value), expires_at).await
     }
 
-    pub async fn take<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        self.kv
-            .take(table, key)
-            .await?
-            .map(|b| decode(table, &b))
-            .transpose()
+    pub async fn take<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
+        self.kv.take(table, key).await?.map(|b| decode(table, &b)).transpose()
     }
 
     pub async fn replace<T: Serialize, U: DeserializeOwned>(
@@ -189,17 +167,11 @@ impl Store {
         value: &T,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        let sealed = self
-            .cipher
-            .seal(&associated_data(table, key), &encode(value))?;
+        let sealed = self.cipher.seal(&associated_data(table, key), &encode(value))?;
         self.kv.put(table, key, sealed, expires_at).await
     }
 
-    pub async fn get_sealed<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
+    pub async fn get_sealed<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
         let Some(sealed) = self.kv.get(table, key).await? else {
             return Ok(None);
         };

@@ -34,8 +34,7 @@ impl RedbStore {
             })?);
         }
         restrict_permissions(path)?;
-        let db = Database::create(path)
-            .map_err(|e| backend(format!("opening {}", path.display()), e))?;
+        let db = Database::create(path).map_err(|e| backend(format!("opening {}", path.display()), e))?;
         let txn = db.begin_write().map_err(|e| backend("begin", e))?;
         for table in Table::ALL {
             txn.open_table(definition(table))
@@ -85,12 +84,12 @@ fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
         })?;
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(path = %path.display(), "store file was readable by others; setting mode 0600");
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |source| StoreError::Io {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+                StoreError::Io {
                     context: format!("chmod {}", path.display()),
                     source,
-                },
-            )?;
+                }
+            })?;
         }
     }
     Ok(())
@@ -133,13 +132,7 @@ impl KvStore for RedbStore {
         .await
     }
 
-    async fn put(
-        &self,
-        table: Table,
-        key: &str,
-        value: Vec<u8>,
-        expires_at: u64,
-    ) -> Result<(), StoreError> {
+    async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(|e| backend("write", e))?;
@@ -254,18 +247,12 @@ mod tests {
     #[tokio::test]
     async fn put_get_delete_and_expiry() {
         let (_dir, store) = open();
-        store
-            .put(Table::Clients, "a", b"one".to_vec(), 0)
-            .await
-            .unwrap();
+        store.put(Table::Clients, "a", b"one".to_vec(), 0).await.unwrap();
         store
             .put(Table::Clients, "old", b"gone".to_vec(), now() - 1)
             .await
             .unwrap();
-        assert_eq!(
-            store.get(Table::Clients, "a").await.unwrap().unwrap(),
-            b"one"
-        );
+        assert_eq!(store.get(Table::Clients, "a").await.unwrap().unwrap(), b"one");
         assert_eq!(store.get(Table::Clients, "old").await.unwrap(), None);
         assert_eq!(
             store.get(Table::Tokens, "a").await.unwrap(),
@@ -283,10 +270,7 @@ mod tests {
             .put(Table::LoginStates, "s", b"x".to_vec(), now() + 60)
             .await
             .unwrap();
-        assert_eq!(
-            store.take(Table::LoginStates, "s").await.unwrap().unwrap(),
-            b"x"
-        );
+        assert_eq!(store.take(Table::LoginStates, "s").await.unwrap().unwrap(), b"x");
         assert_eq!(store.take(Table::LoginStates, "s").await.unwrap(), None);
     }
 
@@ -294,17 +278,10 @@ mod tests {
     async fn replace_only_touches_live_entries() {
         let (_dir, store) = open();
         assert_eq!(
-            store
-                .replace(Table::Codes, "c", b"new".to_vec(), 0)
-                .await
-                .unwrap(),
+            store.replace(Table::Codes, "c", b"new".to_vec(), 0).await.unwrap(),
             None
         );
-        assert_eq!(
-            store.get(Table::Codes, "c").await.unwrap(),
-            None,
-            "absent stays absent"
-        );
+        assert_eq!(store.get(Table::Codes, "c").await.unwrap(), None, "absent stays absent");
         store
             .put(Table::Codes, "c", b"issued".to_vec(), now() + 60)
             .await
@@ -328,21 +305,14 @@ mod tests {
             .put(Table::Sessions, "live", b"1".to_vec(), now() + 600)
             .await
             .unwrap();
-        store
-            .put(Table::Sessions, "forever", b"1".to_vec(), 0)
-            .await
-            .unwrap();
+        store.put(Table::Sessions, "forever", b"1".to_vec(), 0).await.unwrap();
         store
             .put(Table::Tokens, "dead", b"1".to_vec(), now() - 5)
             .await
             .unwrap();
         assert_eq!(store.purge_expired(now()).await.unwrap(), 1);
         assert!(store.get(Table::Sessions, "live").await.unwrap().is_some());
-        assert!(store
-            .get(Table::Sessions, "forever")
-            .await
-            .unwrap()
-            .is_some());
+        assert!(store.get(Table::Sessions, "forever").await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -351,16 +321,10 @@ mod tests {
         let path = dir.path().join("mxgate.redb");
         {
             let store = RedbStore::open(&path).unwrap();
-            store
-                .put(Table::Sessions, "s", b"kept".to_vec(), 0)
-                .await
-                .unwrap();
+            store.put(Table::Sessions, "s", b"kept".to_vec(), 0).await.unwrap();
         }
         let store = RedbStore::open(&path).unwrap();
-        assert_eq!(
-            store.get(Table::Sessions, "s").await.unwrap().unwrap(),
-            b"kept"
-        );
+        assert_eq!(store.get(Table::Sessions, "s").await.unwrap().unwrap(), b"kept");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
