@@ -21,9 +21,7 @@ fn write_config(
 ) -> std::path::PathBuf {
     std::fs::write(
         dir.join("mxcp.yml"),
-        format!(
-            "mxcp: 1\nprojects:\n  demo:\n    profiles:\n      default:\n        auth:\n{auth}"
-        ),
+        format!("mxcp: 1\nprojects:\n  demo:\n    profiles:\n      default:\n        auth:\n{auth}"),
     )
     .unwrap();
     let path = dir.join("mxgate.yml");
@@ -48,11 +46,7 @@ fn check_prints_the_effective_config_with_secrets_redacted() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("provider: oidc"), "{stdout}");
     assert!(stdout.contains("***redacted***"), "{stdout}");
     assert!(!stdout.contains("top-secret-value"), "{stdout}");
@@ -61,13 +55,7 @@ fn check_prints_the_effective_config_with_secrets_redacted() {
 #[test]
 fn check_refuses_a_misspelled_key_and_an_unset_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "",
-        &OIDC_AUTH.replace("scope:", "scopes:"),
-        18082,
-        18083,
-    );
+    let config = write_config(dir.path(), "", &OIDC_AUTH.replace("scope:", "scopes:"), 18082, 18083);
     let out = mxgate()
         .args(["check", "--config"])
         .arg(&config)
@@ -76,10 +64,7 @@ fn check_refuses_a_misspelled_key_and_an_unset_variable() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr.contains("scopes") && stderr.contains("mxcp.yml"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("scopes") && stderr.contains("mxcp.yml"), "{stderr}");
 
     let out = mxgate()
         .args(["check", "--config"])
@@ -96,16 +81,8 @@ fn check_refuses_a_misspelled_key_and_an_unset_variable() {
 fn config_file_can_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "", "          provider: none\n", 18084, 18085);
-    let out = mxgate()
-        .arg("check")
-        .env("MXGATE_CONFIG", &config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = mxgate().arg("check").env("MXGATE_CONFIG", &config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 struct Server(Child);
@@ -117,20 +94,13 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_for(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mxgate did not start listening on {port}"
-        );
+        assert!(Instant::now() < deadline, "mxgate did not start listening on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -176,13 +146,7 @@ fn provider_none_passes_through_but_strips_forged_identity_headers() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_port = upstream.local_addr().unwrap().port();
     let port = free_port();
-    let config = write_config(
-        dir.path(),
-        "",
-        "          provider: none\n",
-        port,
-        upstream_port,
-    );
+    let config = write_config(dir.path(), "", "          provider: none\n", port, upstream_port);
     let _server = Server(
         mxgate()
             .args(["serve", "--config"])
@@ -205,14 +169,8 @@ fn provider_none_passes_through_but_strips_forged_identity_headers() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let head = recorded.join().unwrap().to_ascii_lowercase();
     assert!(head.starts_with("get /mcp?x=1 http/1.1"), "{head}");
-    assert!(
-        head.contains(&format!("host: 127.0.0.1:{upstream_port}")),
-        "{head}"
-    );
-    assert!(
-        !head.contains("x-mxcp-user") && !head.contains("x_mxcp_user"),
-        "{head}"
-    );
+    assert!(head.contains(&format!("host: 127.0.0.1:{upstream_port}")), "{head}");
+    assert!(!head.contains("x-mxcp-user") && !head.contains("x_mxcp_user"), "{head}");
     assert!(!head.contains("origin:"), "{head}");
     assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
     assert!(
@@ -235,15 +193,8 @@ fn serve_refuses_to_start_on_a_bad_config() {
         18086,
         18087,
     );
-    let out = mxgate()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = mxgate().args(["serve", "--config"]).arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr.contains("store.type") && stderr.contains("postgres"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("store.type") && stderr.contains("postgres"), "{stderr}");
 }

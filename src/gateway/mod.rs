@@ -2,6 +2,7 @@
 //! provider and authorization server from the settings, and runs the proxy service and the
 //! store's clean-up task until a signal stops the process.
 
+mod admit;
 mod forwarded;
 mod local_response;
 mod mcp_session_binding;
@@ -17,14 +18,16 @@ use crate::identity::signing_key::AssertionSigner;
 use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
 use crate::session::bearer::BearerAuthenticator;
+use crate::session::provider_refresh::ProviderRefresher;
 use crate::store::{cipher::RecordCipher, RedbStore, Store};
+use admit::AuthParts;
 use anyhow::Context;
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
-use proxy::{AuthParts, McpGateway};
+use proxy::McpGateway;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +66,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                     .context("loading the assertion signing key")?,
             );
             let bearer = Arc::new(BearerAuthenticator::new(store.clone()));
+            let refresher = ProviderRefresher::new(provider.clone(), store.clone());
             let server = Arc::new(AuthorizationServer::new(
                 settings.clone(),
                 store.clone(),
@@ -78,6 +82,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                     minter,
                     mcp_sessions: Default::default(),
                     required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
+                    refresher,
                 }),
                 Some(store),
             )

@@ -2,16 +2,13 @@
 //! authenticates everything else; `upstream_request_filter` cleans the request for the core and
 //! adds the assertion. Bodies stream both ways (SSE included); nothing is buffered.
 
+use super::admit::AuthParts;
 use super::forwarded::{apply_forwarded, ForwardedFacts};
 use super::local_response::{json_error, read_request, write_response};
-use super::mcp_session_binding::{McpSessionBindings, SessionCheck, MCP_SESSION_HEADER};
+use super::mcp_session_binding::MCP_SESSION_HEADER;
 use super::strip_gateway_cookies::strip_gateway_cookies;
 use super::strip_identity_headers::strip_identity_headers;
-use crate::identity::assertion::{AssertionMinter, ASSERTION_HEADER};
-use crate::oauth::challenge::Challenge;
-use crate::oauth::AuthorizationServer;
-use crate::policy::required_scopes::RequiredScopes;
-use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
+use crate::identity::assertion::ASSERTION_HEADER;
 use crate::session::ActiveSession;
 use async_trait::async_trait;
 use http::{HeaderValue, Method, StatusCode};
@@ -23,15 +20,6 @@ use std::time::{Duration, Instant};
 
 pub const HEALTH_PATH: &str = "/healthz";
 pub const READY_PATH: &str = "/readyz";
-
-/// Authentication parts; absent with `provider: none` (plain pass-through).
-pub struct AuthParts {
-    pub server: Arc<AuthorizationServer>,
-    pub bearer: Arc<BearerAuthenticator>,
-    pub minter: AssertionMinter,
-    pub mcp_sessions: McpSessionBindings,
-    pub required_scopes: RequiredScopes,
-}
 
 pub struct McpGateway {
     pub auth: Option<AuthParts>,
@@ -76,74 +64,16 @@ impl McpGateway {
         }
     }
 
-    /// Authenticates a request for the core. `Ok(true)` when a response was written instead.
-    async fn authenticate(
-        &self,
-        auth: &AuthParts,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-    ) -> pingora::Result<bool> {
-        let now = crate::store::now();
-        let result = match bearer_token(&session.req_header().headers) {
-            Some(token) => auth.bearer.authenticate(token, now).await,
-            None => Err(BearerError::Missing),
-        };
-        let active = match result {
-            Ok(active) => active,
-            Err(BearerError::Missing) => {
-                return self.answer(session, auth.server.unauthorized(Challenge::NoToken)).await;
+    /// Admits a request for the core. `Ok(true)` when a refusal was written instead.
+    async fn admit(&self, auth: &AuthParts, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        match auth.admit(&session.req_header().headers, crate::store::now()).await {
+            Ok(admitted) => {
+                ctx.assertion = Some(admitted.assertion);
+                ctx.session = Some(admitted.session);
+                Ok(false)
             }
-            Err(BearerError::Invalid(reason)) => {
-                return self
-                    .answer(session, auth.server.unauthorized(Challenge::InvalidToken(reason)))
-                    .await;
-            }
-            Err(BearerError::Store(e)) => {
-                tracing::error!(error = %e, "store failure while checking a token");
-                let resp = json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "the token store is not available",
-                );
-                return self.answer(session, resp).await;
-            }
-        };
-        match auth.minter.assertion(&active.assertion, &active.subject(), now) {
-            Ok(value) => ctx.assertion = Some(value),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot sign the user assertion");
-                let resp = json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "cannot sign the user assertion",
-                );
-                return self.answer(session, resp).await;
-            }
+            Err(refusal) => self.answer(session, refusal).await,
         }
-        if !auth.required_scopes.satisfied_by(&active.record.scope) {
-            return self
-                .answer(session, auth.server.unauthorized(Challenge::InsufficientScope))
-                .await;
-        }
-        if let Some(mcp_session) = session
-            .req_header()
-            .headers
-            .get(MCP_SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            let user = active.record.user.key();
-            if auth.mcp_sessions.check(mcp_session, &user, now) == SessionCheck::OtherUser {
-                tracing::warn!(user = %user, "refused an MCP session id that belongs to another user");
-                let resp = json_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "unknown MCP session; start a new one",
-                );
-                return self.answer(session, resp).await;
-            }
-        }
-        ctx.session = Some(active);
-        Ok(false)
     }
 }
 
@@ -190,7 +120,7 @@ impl ProxyHttp for McpGateway {
         if session.req_header().method == Method::OPTIONS {
             return Ok(false);
         }
-        self.authenticate(auth, session, ctx).await
+        self.admit(auth, session, ctx).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> pingora::Result<Box<HttpPeer>> {

@@ -61,6 +61,23 @@ pub struct CachedAssertion {
 #[derive(Default)]
 pub struct AssertionSlot(RwLock<Option<CachedAssertion>>);
 
+// === impl AssertionSlot ===
+
+impl AssertionSlot {
+    /// The cached assertion, if it is not due for renewal.
+    pub fn current(&self, now: u64) -> Option<HeaderValue> {
+        let guard = self.0.read().ok()?;
+        guard.as_ref().filter(|c| now < c.renew_at).map(|c| c.value.clone())
+    }
+
+    /// Forgets the cached assertion (its claims changed).
+    pub fn clear(&self) {
+        if let Ok(mut guard) = self.0.write() {
+            *guard = None;
+        }
+    }
+}
+
 pub struct AssertionMinter {
     signer: Arc<AssertionSigner>,
     issuer: String,
@@ -89,10 +106,8 @@ impl AssertionMinter {
         subject: &AssertionSubject<'_>,
         now: u64,
     ) -> Result<HeaderValue, KeyError> {
-        if let Ok(guard) = slot.0.read() {
-            if let Some(cached) = guard.as_ref().filter(|c| now < c.renew_at) {
-                return Ok(cached.value.clone());
-            }
+        if let Some(value) = slot.current(now) {
+            return Ok(value);
         }
         let minted = self.mint(subject, now)?;
         if let Ok(mut guard) = slot.0.write() {
@@ -125,10 +140,12 @@ impl AssertionMinter {
             ext: subject.external_token.filter(|_| self.include_external_token),
         };
         let jwt = self.signer.sign(&claims)?;
-        let value = HeaderValue::from_str(&jwt).map_err(|e| KeyError::Key {
+        let mut value = HeaderValue::from_str(&jwt).map_err(|e| KeyError::Key {
             path: Default::default(),
             message: format!("assertion is not a header value: {e}"),
         })?;
+        // It carries the provider token (`ext`): `Debug` (and so Pingora's debug logs) must not show it.
+        value.set_sensitive(true);
         // Renew a minute early (or a fifth of the lifetime, if that is shorter).
         let margin = (self.ttl_secs / 5).min(60);
         Ok(CachedAssertion {

@@ -50,6 +50,9 @@ pub struct ProviderTokens {
     pub expires_at: Option<u64>,
     #[serde(default)]
     pub scope: Option<String>,
+    /// Unix seconds when these tokens were issued to mxgate.
+    #[serde(default)]
+    pub obtained_at: u64,
 }
 
 impl fmt::Debug for ProviderTokens {

@@ -80,6 +80,7 @@ impl AuthorizationServer {
 
         let mut request = AuthorizationRequest {
             client_id: client.client_id.clone(),
+            redirect_uri_sent: params.get("redirect_uri").is_some(),
             redirect_uri,
             code_challenge: String::new(),
             state: params.get("state").map(str::to_string),

@@ -17,6 +17,15 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
+fn store_failure(e: crate::store::StoreError) -> Response<Bytes> {
+    tracing::error!(error = %e, "store failure reading a login state");
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Server error",
+        "Please try again later.",
+    )
+}
+
 impl AuthorizationServer {
     pub(super) async fn callback(&self, req: Request<Bytes>) -> Response<Bytes> {
         let issuer = self.settings.public_url.as_str();
@@ -34,23 +43,20 @@ impl AuthorizationServer {
                 "The identity provider sent no state.",
             );
         };
-        let login: LoginState = match self.store.take(Table::LoginStates, &token_hash(state)).await {
+        // Read, check the browser, and only then consume: a callback opened in another browser
+        // must not spend the login of the browser that started it.
+        let key = token_hash(state);
+        let expired = || {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in has expired",
+                "The sign-in expired or was already completed. Start again from your application.",
+            )
+        };
+        let login: LoginState = match self.store.get(Table::LoginStates, &key).await {
             Ok(Some(l)) => l,
-            Ok(None) => {
-                return error_page(
-                    StatusCode::BAD_REQUEST,
-                    "This sign-in has expired",
-                    "The sign-in expired or was already completed. Start again from your application.",
-                )
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store failure reading a login state");
-                return error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Server error",
-                    "Please try again later.",
-                );
-            }
+            Ok(None) => return expired(),
+            Err(e) => return store_failure(e),
         };
         let same_browser = self
             .cookies
@@ -63,6 +69,11 @@ impl AuthorizationServer {
                 "Sign-in not accepted",
                 "This sign-in was started in another browser. Start again from your application on this device.",
             );
+        }
+        match self.store.take::<LoginState>(Table::LoginStates, &key).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return expired(),
+            Err(e) => return store_failure(e),
         }
         let request = &login.request;
         if let Some(error) = params.get("error") {
@@ -87,6 +98,7 @@ impl AuthorizationServer {
             .provider
             .complete_login(&LoginCallback {
                 code,
+                iss: params.get("iss"),
                 pkce_verifier: &login.pkce_verifier,
                 nonce: &login.nonce,
                 redirect_uri: &self.callback_url,

@@ -27,6 +27,9 @@ impl Provider for StandInProvider {
     async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<url::Url, ProviderError> {
         Ok(url::Url::parse(&format!("https://idp.test/auth?state={}", request.state)).unwrap())
     }
+    async fn refresh(&self, _refresh_token: &str) -> Result<ProviderTokens, ProviderError> {
+        Err(ProviderError::Unsupported("stand-in"))
+    }
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
         if callback.code != "good-code" {
             return Err(ProviderError::Rejected {
@@ -469,7 +472,7 @@ async fn code_exchange_checks_pkce_and_a_replay_revokes_the_session() {
     let access = tokens["access_token"].as_str().unwrap();
     let session = h.bearer.authenticate(access, crate::store::now()).await.unwrap();
     assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
-    assert_eq!(session.record.provider_tokens.access_token, "idp-access");
+    assert_eq!(session.provider_tokens().access_token, "idp-access");
 
     let replay = h.exchange(&client, &code, VERIFIER).await;
     assert_eq!(json(&replay)["error"], "invalid_grant");

@@ -89,10 +89,18 @@ impl AuthorizationServer {
                 "the authorization code was issued to another client",
             ));
         }
-        if params.get("redirect_uri").is_some_and(|r| r != request.redirect_uri) {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri differs from the authorization request",
-            ));
+        match params.get("redirect_uri") {
+            Some(r) if r != request.redirect_uri => {
+                return Err(OAuthError::invalid_grant(
+                    "redirect_uri differs from the authorization request",
+                ))
+            }
+            None if request.redirect_uri_sent => {
+                return Err(OAuthError::invalid_grant(
+                    "redirect_uri is required: the authorization request had one",
+                ))
+            }
+            _ => {}
         }
         if !verify_s256(verifier, &request.code_challenge) {
             return Err(OAuthError::invalid_grant(

@@ -14,6 +14,10 @@ use url::Url;
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// The client sent `redirect_uri` (rather than relying on its only registered one); then the
+    /// token request must repeat it (RFC 6749 §4.1.3).
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     pub code_challenge: String,
     #[serde(default)]
     pub state: Option<String>,

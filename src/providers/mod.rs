@@ -30,6 +30,8 @@ pub struct LoginRequest<'a> {
 /// The provider redirected back with a code.
 pub struct LoginCallback<'a> {
     pub code: &'a str,
+    /// The `iss` of the authorization response (RFC 9207), when the provider sent one.
+    pub iss: Option<&'a str>,
     pub pkce_verifier: &'a str,
     pub nonce: &'a str,
     pub redirect_uri: &'a str,
@@ -66,6 +68,8 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<Url, ProviderError>;
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError>;
+    /// New tokens for a refresh token. A response without a refresh token keeps the old one.
+    async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError>;
 }
 
 /// Builds the configured provider; `None` for `provider: none`.

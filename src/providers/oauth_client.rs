@@ -97,18 +97,21 @@ impl OAuthClient {
         Ok(request.url().0)
     }
 
-    fn token_client(&self, token_url: &str, redirect_uri: &str) -> Result<Client, ProviderError> {
-        Ok(oauth2::Client::new(ClientId::new(self.client_id.clone()))
+    fn token_client(&self, token_url: &str, redirect_uri: Option<&str>) -> Result<Client, ProviderError> {
+        let auth_type = if self.basic_auth {
+            AuthType::BasicAuth
+        } else {
+            AuthType::RequestBody
+        };
+        let mut client = oauth2::Client::new(ClientId::new(self.client_id.clone()))
             .set_client_secret(ClientSecret::new(self.client_secret.clone()))
-            .set_auth_type(if self.basic_auth {
-                AuthType::BasicAuth
-            } else {
-                AuthType::RequestBody
-            })
-            .set_token_uri(TokenUrl::new(token_url.to_string()).map_err(|e| self.invalid(format!("token_url: {e}")))?)
-            .set_redirect_uri(
-                RedirectUrl::new(redirect_uri.to_string()).map_err(|e| self.invalid(format!("redirect URL: {e}")))?,
-            ))
+            .set_auth_type(auth_type)
+            .set_token_uri(TokenUrl::new(token_url.to_string()).map_err(|e| self.invalid(format!("token_url: {e}")))?);
+        if let Some(uri) = redirect_uri {
+            let uri = RedirectUrl::new(uri.to_string()).map_err(|e| self.invalid(format!("redirect URL: {e}")))?;
+            client = client.set_redirect_uri(uri);
+        }
+        Ok(client)
     }
 
     /// Exchanges an authorization code (with mxgate's PKCE verifier) for the provider's tokens.
@@ -118,7 +121,7 @@ impl OAuthClient {
         exchange: &CodeExchange<'_>,
         now: u64,
     ) -> Result<ProviderTokens, ProviderError> {
-        let client = self.token_client(exchange.token_url, exchange.redirect_uri)?;
+        let client = self.token_client(exchange.token_url, Some(exchange.redirect_uri))?;
         let mut request = client
             .exchange_code(AuthorizationCode::new(exchange.code.to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(exchange.pkce_verifier.to_string()));
@@ -127,6 +130,30 @@ impl OAuthClient {
         }
         let response = request.request_async(http).await.map_err(|e| self.token_error(e))?;
         Ok(provider_tokens(&response, now))
+    }
+
+    /// Exchanges a provider refresh token for new tokens (keeping the old refresh token when the
+    /// provider does not rotate it).
+    pub async fn refresh(
+        &self,
+        http: &reqwest::Client,
+        token_url: &str,
+        refresh_token: &str,
+        extra: &[(&str, &str)],
+        now: u64,
+    ) -> Result<ProviderTokens, ProviderError> {
+        let client = self.token_client(token_url, None)?;
+        let token = oauth2::RefreshToken::new(refresh_token.to_string());
+        let mut request = client.exchange_refresh_token(&token);
+        for (name, value) in extra {
+            request = request.add_extra_param(*name, *value);
+        }
+        let response = request.request_async(http).await.map_err(|e| self.token_error(e))?;
+        let mut tokens = provider_tokens(&response, now);
+        if tokens.refresh_token.is_none() {
+            tokens.refresh_token = Some(refresh_token.to_string());
+        }
+        Ok(tokens)
     }
 
     fn token_error<E: std::error::Error>(&self, error: RequestTokenError<E, BasicErrorResponse>) -> ProviderError {
@@ -153,6 +180,7 @@ fn provider_tokens(response: &TokenResponseWithId, now: u64) -> ProviderTokens {
         refresh_token: response.refresh_token().map(|t| t.secret().clone()),
         id_token: response.extra_fields().id_token.clone(),
         expires_at: response.expires_in().map(|d| now + d.as_secs()),
+        obtained_at: now,
         scope: response
             .scopes()
             .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),

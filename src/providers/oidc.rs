@@ -8,7 +8,7 @@ use super::oauth_client::{CodeExchange, OAuthClient};
 use super::{http_client::get_json, LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError};
 use crate::config::mxcp_user::OidcConfig;
 use crate::identity::capabilities::derive_capabilities;
-use crate::identity::user::UserIdentity;
+use crate::identity::user::{ProviderTokens, UserIdentity};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,6 +27,8 @@ struct DiscoveryDocument {
     jwks_uri: String,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 struct Discovered {
@@ -118,6 +120,10 @@ impl OidcProvider {
         params
     }
 
+    fn audience_param(&self) -> Vec<(&str, &str)> {
+        self.config.audience.iter().map(|a| ("audience", a.as_str())).collect()
+    }
+
     fn user_from_profile(&self, profile: &Value) -> Result<UserIdentity, ProviderError> {
         let text = |key: &str| profile.get(key).and_then(Value::as_str).map(str::to_string);
         let user_id = text("sub").ok_or_else(|| self.invalid("the profile has no `sub`"))?;
@@ -170,8 +176,20 @@ impl Provider for OidcProvider {
 
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
         let d = self.discovered().await?;
+        // RFC 9207: the response must come from the issuer we sent the user to (mix-up defence).
+        match callback.iss {
+            Some(iss) if iss != d.document.issuer => {
+                return Err(self.invalid(format!(
+                    "the authorization response came from issuer `{iss}`, not this provider"
+                )))
+            }
+            None if d.document.authorization_response_iss_parameter_supported => {
+                return Err(self.invalid("the authorization response has no `iss` although the provider sends one"))
+            }
+            _ => {}
+        }
         let now = crate::store::now();
-        let audience: Vec<(&str, &str)> = self.config.audience.iter().map(|a| ("audience", a.as_str())).collect();
+        let audience = self.audience_param();
         let tokens = d
             .client
             .exchange_code(
@@ -222,5 +240,18 @@ impl Provider for OidcProvider {
             user: self.user_from_profile(&profile)?,
             tokens,
         })
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError> {
+        let d = self.discovered().await?;
+        d.client
+            .refresh(
+                &self.http,
+                &d.document.token_endpoint,
+                refresh_token,
+                &self.audience_param(),
+                crate::store::now(),
+            )
+            .await
     }
 }

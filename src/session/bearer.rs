@@ -8,7 +8,7 @@ use super::{ActiveSession, SessionRecord};
 use crate::store::{Store, StoreError, Table};
 use http::HeaderMap;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use thiserror::Error;
 
 /// Entries kept before expired ones are swept on insert.
@@ -37,10 +37,18 @@ struct CacheEntry {
     valid_until: u64,
 }
 
+#[derive(Default)]
+struct Cache {
+    by_token: HashMap<String, CacheEntry>,
+    /// One [`ActiveSession`] per session, whichever of its tokens is presented, so that provider
+    /// refreshes and assertions are shared.
+    by_session: HashMap<String, Weak<ActiveSession>>,
+}
+
 /// Validates bearer tokens against the store, through a cache.
 pub struct BearerAuthenticator {
     store: Store,
-    cache: RwLock<HashMap<String, CacheEntry>>,
+    cache: RwLock<Cache>,
 }
 
 // === impl BearerAuthenticator ===
@@ -49,7 +57,7 @@ impl BearerAuthenticator {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(Cache::default()),
         }
     }
 
@@ -69,48 +77,76 @@ impl BearerAuthenticator {
         if record.expires_at <= now {
             return Err(BearerError::Invalid("the access token has expired"));
         }
-        let session = SessionRecord::load(&self.store, &record.session_id)
-            .await?
-            .filter(|s| s.expires_at > now)
-            .ok_or(BearerError::Invalid("the session of this token has ended"))?;
-        let valid_until = record.expires_at.min(session.expires_at);
-        let active = Arc::new(ActiveSession::new(session));
-        self.remember(hash, active.clone(), valid_until, now);
-        Ok(active)
+        let active = match self.live_session(&record.session_id) {
+            Some(active) => active,
+            None => {
+                let session = SessionRecord::load(&self.store, &record.session_id)
+                    .await?
+                    .filter(|s| s.expires_at > now)
+                    .ok_or(BearerError::Invalid("the session of this token has ended"))?;
+                Arc::new(ActiveSession::new(session))
+            }
+        };
+        let valid_until = record.expires_at.min(active.record.expires_at);
+        Ok(self.remember(hash, active, valid_until, now))
     }
 
     fn cached(&self, hash: &str, now: u64) -> Option<Arc<ActiveSession>> {
         let cache = self.cache.read().ok()?;
         cache
+            .by_token
             .get(hash)
             .filter(|e| e.valid_until > now)
             .map(|e| e.session.clone())
     }
 
-    fn remember(&self, hash: String, session: Arc<ActiveSession>, valid_until: u64, now: u64) {
+    fn live_session(&self, session_id: &str) -> Option<Arc<ActiveSession>> {
+        self.cache.read().ok()?.by_session.get(session_id)?.upgrade()
+    }
+
+    /// Caches the token; if another task loaded the same session meanwhile, that one wins.
+    fn remember(&self, hash: String, session: Arc<ActiveSession>, valid_until: u64, now: u64) -> Arc<ActiveSession> {
         let Ok(mut cache) = self.cache.write() else {
-            return;
+            return session;
         };
-        if cache.len() >= CACHE_SOFT_CAPACITY {
-            cache.retain(|_, e| e.valid_until > now);
-            if cache.len() >= CACHE_SOFT_CAPACITY {
-                cache.clear();
+        if cache.by_token.len() >= CACHE_SOFT_CAPACITY {
+            cache.by_token.retain(|_, e| e.valid_until > now);
+            if cache.by_token.len() >= CACHE_SOFT_CAPACITY {
+                cache.by_token.clear();
             }
+            cache.by_session.retain(|_, w| w.strong_count() > 0);
         }
-        cache.insert(hash, CacheEntry { session, valid_until });
+        let session = match cache.by_session.get(session.id()).and_then(Weak::upgrade) {
+            Some(existing) => existing,
+            None => {
+                cache
+                    .by_session
+                    .insert(session.id().to_string(), Arc::downgrade(&session));
+                session
+            }
+        };
+        cache.by_token.insert(
+            hash,
+            CacheEntry {
+                session: session.clone(),
+                valid_until,
+            },
+        );
+        session
     }
 
     /// Drops every cached token of a session (after it was revoked).
     pub fn forget_session(&self, session_id: &str) {
         if let Ok(mut cache) = self.cache.write() {
-            cache.retain(|_, e| e.session.id() != session_id);
+            cache.by_token.retain(|_, e| e.session.id() != session_id);
+            cache.by_session.remove(session_id);
         }
     }
 
     /// Drops one cached token (after it was rotated out).
     pub fn forget_token(&self, hash: &str) {
         if let Ok(mut cache) = self.cache.write() {
-            cache.remove(hash);
+            cache.by_token.remove(hash);
         }
     }
 }
@@ -180,6 +216,19 @@ mod tests {
             auth.authenticate("mxg_at_forged", now()).await,
             Err(BearerError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn tokens_of_one_session_share_one_active_session() {
+        let (_d, store) = store();
+        let s = session(now() + 3600);
+        s.save(&store).await.unwrap();
+        let first = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
+        let second = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
+        let auth = BearerAuthenticator::new(store.clone());
+        let a = auth.authenticate(&first.access_token, now()).await.unwrap();
+        let b = auth.authenticate(&second.access_token, now()).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
     }
 
     #[tokio::test]

@@ -3,12 +3,16 @@
 //! and refresh tokens point at it. Revoking a session ends every token issued for it.
 
 pub mod bearer;
+pub mod provider_refresh;
 pub mod tokens;
 
-use crate::identity::assertion::{AssertionSlot, AssertionSubject};
+use crate::identity::assertion::{AssertionMinter, AssertionSlot, AssertionSubject};
+use crate::identity::signing_key::KeyError;
 use crate::identity::user::{ProviderTokens, UserIdentity};
 use crate::store::{Store, StoreError, Table};
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
+use std::sync::RwLock;
 
 /// A session as stored (sealed) in the `sessions` table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,18 +40,26 @@ impl SessionRecord {
     }
 }
 
-/// A session in memory, on the request path: the record plus its cached assertion.
+/// A session in memory, on the request path: the record, the provider's current tokens (which a
+/// refresh replaces), and the cached assertion. One per session, shared by all its tokens.
 pub struct ActiveSession {
+    /// The session as loaded; its `provider_tokens` are moved into [`Self::provider_tokens`].
     pub record: SessionRecord,
-    pub assertion: AssertionSlot,
+    provider_tokens: RwLock<ProviderTokens>,
+    /// Held while the provider tokens are being refreshed (single flight).
+    pub(crate) refreshing: tokio::sync::Mutex<()>,
+    assertion: AssertionSlot,
 }
 
 // === impl ActiveSession ===
 
 impl ActiveSession {
-    pub fn new(record: SessionRecord) -> Self {
+    pub fn new(mut record: SessionRecord) -> Self {
+        let tokens = std::mem::take(&mut record.provider_tokens);
         Self {
             record,
+            provider_tokens: RwLock::new(tokens),
+            refreshing: tokio::sync::Mutex::new(()),
             assertion: AssertionSlot::default(),
         }
     }
@@ -56,13 +68,44 @@ impl ActiveSession {
         &self.record.id
     }
 
-    pub fn subject(&self) -> AssertionSubject<'_> {
-        AssertionSubject {
+    /// The provider's current tokens.
+    pub fn provider_tokens(&self) -> ProviderTokens {
+        self.provider_tokens.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// When the provider's access token expires, and whether it can be refreshed.
+    pub fn provider_expiry(&self) -> (Option<u64>, bool) {
+        self.provider_tokens
+            .read()
+            .map(|t| (t.expires_at, t.refresh_token.is_some()))
+            .unwrap_or((None, false))
+    }
+
+    /// Installs refreshed provider tokens; the next request gets a new assertion. Returns the
+    /// record to persist.
+    pub fn replace_provider_tokens(&self, tokens: ProviderTokens) -> SessionRecord {
+        let mut record = self.record.clone();
+        record.provider_tokens = tokens.clone();
+        if let Ok(mut current) = self.provider_tokens.write() {
+            *current = tokens;
+        }
+        self.assertion.clear();
+        record
+    }
+
+    /// The session's assertion for the core, minted only when the cached one is due.
+    pub fn assertion(&self, minter: &AssertionMinter, now: u64) -> Result<HeaderValue, KeyError> {
+        if let Some(value) = self.assertion.current(now) {
+            return Ok(value);
+        }
+        let tokens = self.provider_tokens();
+        let subject = AssertionSubject {
             session_id: &self.record.id,
             user: &self.record.user,
             client_id: &self.record.client_id,
             scope: &self.record.scope,
-            external_token: Some(self.record.provider_tokens.access_token.as_str()).filter(|t| !t.is_empty()),
-        }
+            external_token: Some(tokens.access_token.as_str()).filter(|t| !t.is_empty()),
+        };
+        minter.assertion(&self.assertion, &subject, now)
     }
 }

@@ -264,8 +264,9 @@ def refresh(base_url: str, client_id: str, refresh_token: str, timeout: float = 
 
 
 def login(base_url: str, *, redirect_uri: str = DEFAULT_REDIRECT_URI, browser: Browser | None = None,
-          client_id: str | None = None, redeem_code: bool = True) -> Login:  # fmt: skip
-    """Register (unless ``client_id``), authorize through the browser, redeem the code."""
+          client_id: str | None = None, redeem_code: bool = True, **extra: str) -> Login:  # fmt: skip
+    """Register (unless ``client_id``), authorize through the browser, redeem the code.
+    ``extra`` adds authorization request parameters (e.g. ``login_hint="bob"``)."""
     base_url = base_url.rstrip("/")
     if client_id is None:
         client_id = register(base_url, redirect_uri)["client_id"]
@@ -274,7 +275,8 @@ def login(base_url: str, *, redirect_uri: str = DEFAULT_REDIRECT_URI, browser: B
     own = browser is None
     browser = browser or Browser()
     try:
-        auth = browser.authorize(authorization_url(base_url, client_id, redirect_uri, challenge, state), redirect_uri)
+        url = authorization_url(base_url, client_id, redirect_uri, challenge, state, **extra)
+        auth = browser.authorize(url, redirect_uri)
     finally:
         if own:
             browser.close()

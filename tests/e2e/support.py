@@ -213,8 +213,10 @@ class Gateway(Process):
     stop_signal = signal.SIGINT  # fast shutdown for teardown; tests pass SIGTERM explicitly
 
     def __init__(self, workdir: Path, upstream: str, *, port: int | None = None,
-                 tokens: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 tokens: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
+                 log_level: str | None = None) -> None:  # fmt: skip
         super().__init__(workdir)
+        self.log_level = log_level or os.environ.get("MXGATE_E2E_LOG", "info")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mcp_url = self.url + "/mcp"
@@ -265,7 +267,7 @@ class Gateway(Process):
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MXGATE_")}
         env[SECRET_ENV] = IDP_CLIENT_SECRET
-        env["MXGATE_LOG"] = os.environ.get("MXGATE_E2E_LOG", "info")
+        env["MXGATE_LOG"] = self.log_level
         env["NO_COLOR"] = "1"
         return env
 
@@ -285,7 +287,8 @@ class Stack:
     """An IdP and an mxgate in front of ``upstream`` (optionally with a real core)."""
 
     def __init__(self, workdir: Path, upstream: str | None = None, *, with_core: bool = False,
-                 tokens: dict[str, str] | None = None, idp_args: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 tokens: dict[str, str] | None = None, idp_args: tuple[str, ...] = (),
+                 log_level: str | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.core: Core | None = None
         gw_port = free_port()
@@ -294,7 +297,7 @@ class Stack:
             self.core = Core(workdir / "core", gw_url, gw_url + "/.well-known/jwks.json")
             upstream = self.core.url
         assert upstream, "an upstream or with_core=True"
-        self.gateway = Gateway(workdir / "mxgate", upstream, port=gw_port, tokens=tokens)
+        self.gateway = Gateway(workdir / "mxgate", upstream, port=gw_port, tokens=tokens, log_level=log_level)
         self.idp = IdP(workdir / "idp", [self.gateway.callback_url], *idp_args)
 
     @property
@@ -406,7 +409,7 @@ class RecordingUpstream:
                     upstream.sse_errors.append(f"{self.path}: {e!r}")
                 self.close_connection = True
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
+            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _serve
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -101,6 +102,9 @@ def test_replayed_code_is_refused_and_revokes_what_it_issued(echo_stack: Stack) 
     "http://127.0.0.1:9/callback?x=1",
     "http://evil.example/callback",
     "https://127.0.0.1:9/callback",
+    "http://localhost:9/callback",
+    "http://127.0.0.1.evil.example:9/callback",
+    "http://127.0.0.1:9/CALLBACK",
 ])  # fmt: skip
 def test_unregistered_redirect_uri_gets_an_error_page_and_no_redirect(echo_stack: Stack, redirect_uri: str) -> None:
     client_id = browser.register(echo_stack.url, "http://127.0.0.1:9/callback")["client_id"]
@@ -121,11 +125,32 @@ def test_unknown_client_gets_an_error_page_and_no_redirect(echo_stack: Stack) ->
     assert "location" not in r.headers, r.headers
 
 
-def test_loopback_redirect_uri_may_use_any_port(echo_stack: Stack) -> None:
+@pytest.mark.parametrize("registered", ["http://127.0.0.1/cb", "http://127.0.0.1:9/cb"])
+def test_loopback_redirect_uri_may_use_any_port(echo_stack: Stack, registered: str) -> None:
     """RFC 8252 §7.3: a registered loopback redirect URI matches with any port."""
-    client_id = browser.register(echo_stack.url, "http://127.0.0.1/cb")["client_id"]
+    client_id = browser.register(echo_stack.url, registered)["client_id"]
     lg = browser.login(echo_stack.url, client_id=client_id, redirect_uri="http://127.0.0.1:51234/cb")
+    assert lg.auth.url.startswith("http://127.0.0.1:51234/cb?"), lg.auth.url
     assert lg.tokens["access_token"]
+
+
+def test_confidential_client_must_authenticate(echo_stack: Stack) -> None:
+    reg = httpx.post(echo_stack.url + "/register", timeout=10, json={
+        "redirect_uris": [browser.DEFAULT_REDIRECT_URI], "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["authorization_code", "refresh_token"],
+    })  # fmt: skip
+    assert reg.status_code == 201, reg.text
+    client = reg.json()
+    assert client["client_secret"], client
+    lg = browser.login(echo_stack.url, client_id=client["client_id"], redeem_code=False)
+    form = {"grant_type": "authorization_code", "code": lg.auth.code, "redirect_uri": lg.redirect_uri,
+            "code_verifier": lg.verifier}  # fmt: skip
+    for auth, extra in (((client["client_id"], "wrong-secret"), {}), (None, {"client_id": client["client_id"]})):
+        r = httpx.post(echo_stack.url + "/token", data={**form, **extra}, auth=auth, timeout=10)
+        _oauth_error(r, 401, "invalid_client")
+    r = httpx.post(echo_stack.url + "/token", data=form, auth=(client["client_id"], client["client_secret"]), timeout=10)
+    assert r.status_code == 200, r.text
+    assert _get(echo_stack, r.json()["access_token"]).status_code == 200
 
 
 # --- bearer tokens at the resource ---------------------------------------------------------
@@ -200,13 +225,44 @@ def test_unsupported_grant_type(echo_stack: Stack, echo_login: Login) -> None:
     _oauth_error(r, 400, "unsupported_grant_type")
 
 
-# --- expiry (own mxgate with a 2 s access token lifetime) ------------------------------------
+def test_concurrent_redemptions_of_one_code_issue_one_token(echo_stack: Stack) -> None:
+    lg = browser.login(echo_stack.url, redeem_code=False)
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(
+            lambda _: browser.redeem(echo_stack.url, lg.client_id, lg.auth.code, lg.verifier, lg.redirect_uri),
+            range(12),
+        ))  # fmt: skip
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] + [400] * 11, statuses
+    for r in results:
+        if r.status_code == 400:
+            assert r.json()["error"] == "invalid_grant", r.text
+
+
+def test_concurrent_refreshes_with_one_token_issue_one_pair(echo_stack: Stack) -> None:
+    lg = browser.login(echo_stack.url)
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(
+            lambda _: browser.refresh(echo_stack.url, lg.client_id, lg.tokens["refresh_token"]), range(12)
+        ))  # fmt: skip
+    winners = [r.json() for r in results if r.status_code == 200]
+    assert len(winners) <= 1, f"one refresh token was exchanged {len(winners)} times"
+    for r in results:
+        if r.status_code != 200:
+            _oauth_error(r, 400, "invalid_grant")
+    # The losers presented a spent refresh token: that is reuse, so the session is revoked.
+    for winner in winners:
+        _expect_invalid_token(echo_stack, _get(echo_stack, winner["access_token"]))
+        _oauth_error(browser.refresh(echo_stack.url, lg.client_id, winner["refresh_token"]), 400, "invalid_grant")
+
+
+# --- expiry (own mxgate: access 2 s, refresh 4 s, session 6 s) -------------------------------
 
 
 @pytest.fixture(scope="module")
 def short_ttl_stack(tmp_path_factory: pytest.TempPathFactory, echo_upstream: RecordingUpstream) -> Iterator[Stack]:
-    with Stack(tmp_path_factory.mktemp("short-ttl"), echo_upstream.url,
-               tokens={"access_token_ttl": "2s"}) as stack:  # fmt: skip
+    tokens = {"access_token_ttl": "2s", "refresh_token_ttl": "4s", "session_ttl": "6s"}
+    with Stack(tmp_path_factory.mktemp("short-ttl"), echo_upstream.url, tokens=tokens) as stack:
         yield stack
 
 
@@ -227,3 +283,71 @@ def test_expired_access_token_is_refused_and_refresh_recovers(short_ttl_stack: S
     r = browser.refresh(stack.url, lg.client_id, lg.tokens["refresh_token"])
     assert r.status_code == 200, r.text
     assert _get(stack, r.json()["access_token"]).status_code == 200
+
+
+# --- malformed input: a JSON OAuth error, never a 5xx ----------------------------------------
+
+
+@pytest.mark.parametrize("method, path, kwargs, status", [
+    ("POST", "/token", {"content": b"%%%&&&==\xff\xfe", "headers": {"content-type": "application/x-www-form-urlencoded"}}, None),
+    ("POST", "/token", {"content": b"grant_type=refresh_token&grant_type=authorization_code",
+                        "headers": {"content-type": "application/x-www-form-urlencoded"}}, 400),
+    ("POST", "/token", {"json": {"grant_type": "authorization_code"}}, None),
+    ("POST", "/token", {"data": {"x": "a" * 3_000_000}}, 413),
+    ("GET", "/token", {}, 405),
+    ("POST", "/register", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+    ("POST", "/register", {"json": [1, 2]}, 400),
+    ("POST", "/register", {"json": {"redirect_uris": ["http://127.0.0.1/cb"], "client_name": "x" * 100_000}}, 400),
+    ("GET", "/register", {}, 405),
+])  # fmt: skip
+def test_malformed_requests_get_json_oauth_errors(echo_stack: Stack, method: str, path: str, kwargs: dict,
+                                                  status: int | None) -> None:  # fmt: skip
+    r = httpx.request(method, echo_stack.url + path, timeout=10, **kwargs)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
+    if status:
+        assert r.status_code == status, (r.status_code, r.text[:300])
+    assert r.headers.get("content-type", "").startswith("application/json"), r.headers
+    assert r.json().get("error"), r.text
+    assert echo_stack.gateway.proc.poll() is None, "mxgate died"
+
+
+def test_unauthenticated_preflight_carries_no_identity(echo_stack: Stack, echo_upstream: RecordingUpstream) -> None:
+    """OPTIONS (CORS preflight) passes to the core without authentication, by design; it must
+    then carry no identity and no credentials at all."""
+    marker = uuid.uuid4().hex
+    r = httpx.request("OPTIONS", f"{echo_stack.url}/mcp?id={marker}", timeout=10, headers={
+        "origin": "http://app.example", "access-control-request-method": "POST",
+        "x-mxcp-user-assertion": "forged", "authorization": "Bearer forged",
+        "cookie": "mxgate-login=x",
+    })  # fmt: skip
+    seen = echo_upstream.find(lambda req: marker in req["path"])
+    assert r.status_code == 200 and len(seen) == 1, (r.status_code, r.text[:200], seen)
+    names = {n.lower() for n, _ in seen[0]["headers"]}
+    assert "x-mxcp-user-assertion" not in names and "authorization" not in names, seen[0]["headers"]
+    assert "mxgate-login" not in "; ".join(v for n, v in seen[0]["headers"] if n.lower() == "cookie")
+
+
+def test_refresh_token_expires(short_ttl_stack: Stack) -> None:
+    lg = browser.login(short_ttl_stack.url)
+    # Only a wait shows expiry: any successful check would rotate the token.
+    time.sleep(4.5)
+    _oauth_error(browser.refresh(short_ttl_stack.url, lg.client_id, lg.tokens["refresh_token"]), 400, "invalid_grant")
+
+
+def test_session_lifetime_bounds_refreshes(short_ttl_stack: Stack) -> None:
+    stack = short_ttl_stack
+    started = time.time()
+    lg = browser.login(stack.url)
+    tokens, refreshed = lg.tokens, 0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        r = browser.refresh(stack.url, lg.client_id, tokens["refresh_token"])
+        if r.status_code != 200:
+            break
+        tokens, refreshed = r.json(), refreshed + 1
+        # No token outlives the session (6 s from the login, which began at `started`).
+        assert time.time() + tokens["expires_in"] <= started + 6 + 1.5, (refreshed, tokens["expires_in"])
+        time.sleep(0.5)
+    _oauth_error(r, 400, "invalid_grant")
+    assert refreshed >= 3, f"only {refreshed} refreshes before the session ended"
+    _expect_invalid_token(stack, _get(stack, tokens["access_token"]))

@@ -5,6 +5,7 @@ the response the read below would time out (10 s) and the test fails instead of 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from browser import Login
 from support import RecordingUpstream, Stack
 
 
-def _events(lines) -> "iter":
+def _events(lines: Iterator[str]) -> Iterator[str]:
     for line in lines:
         if line.startswith("data:"):
             yield line[5:].strip()
@@ -27,6 +28,7 @@ def test_sse_event_arrives_before_the_upstream_finishes(
     gate = echo_upstream.gate(key)
     headers = {"authorization": f"Bearer {echo_login.tokens['access_token']}", "accept": "text/event-stream"}
     timeout = httpx.Timeout(10.0)
+    first: str | None = None
     try:
         with httpx.Client(timeout=timeout) as client:
             with client.stream(method, f"{echo_stack.url}/sse?id={key}", headers=headers,
@@ -34,15 +36,16 @@ def test_sse_event_arrives_before_the_upstream_finishes(
                 assert r.status_code == 200, r.read()
                 assert r.headers["content-type"].startswith("text/event-stream"), r.headers
                 events = _events(r.iter_lines())
-                try:
-                    first = next(events)
-                except httpx.ReadTimeout:
-                    pytest.fail("no SSE event within 10 s while the upstream holds the stream open: "
-                                "mxgate buffers the response")  # fmt: skip
+                first = next(events)
                 assert first == "first"
                 assert not gate.is_set()
                 gate.set()  # now let the upstream send the second event and finish
                 assert list(events) == ["second"]
+    except httpx.ReadTimeout:
+        pytest.fail(
+            f"read timed out ({'after' if first else 'before'} the first event) while the upstream held "
+            "the stream open: mxgate buffers the response"
+        )
     finally:
         gate.set()
     assert not [e for e in echo_upstream.sse_errors if key in e], echo_upstream.sse_errors

@@ -1,0 +1,82 @@
+//! The admission pipeline for a request to the core, in the order it runs: bearer token →
+//! session; provider token still usable (refreshed if due); required scopes; MCP session owned
+//! by this user; the assertion to forward. Each refusal is the response to send instead.
+//! Plain `http` types; no Pingora here.
+
+use super::local_response::json_error;
+use super::mcp_session_binding::{McpSessionBindings, SessionCheck, MCP_SESSION_HEADER};
+use crate::identity::assertion::AssertionMinter;
+use crate::oauth::challenge::Challenge;
+use crate::oauth::AuthorizationServer;
+use crate::policy::required_scopes::RequiredScopes;
+use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
+use crate::session::provider_refresh::{Freshness, ProviderRefresher};
+use crate::session::ActiveSession;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use std::sync::Arc;
+
+/// Authentication parts; absent with `provider: none` (plain pass-through).
+pub struct AuthParts {
+    pub server: Arc<AuthorizationServer>,
+    pub bearer: Arc<BearerAuthenticator>,
+    pub minter: AssertionMinter,
+    pub mcp_sessions: McpSessionBindings,
+    pub required_scopes: RequiredScopes,
+    pub refresher: ProviderRefresher,
+}
+
+/// An admitted request: whose it is, and the assertion to add.
+pub struct Admitted {
+    pub session: Arc<ActiveSession>,
+    pub assertion: HeaderValue,
+}
+
+// === impl AuthParts ===
+
+impl AuthParts {
+    pub async fn admit(&self, headers: &HeaderMap, now: u64) -> Result<Admitted, Response<Bytes>> {
+        let token = bearer_token(headers).ok_or_else(|| self.server.unauthorized(Challenge::NoToken))?;
+        let session = match self.bearer.authenticate(token, now).await {
+            Ok(session) => session,
+            Err(BearerError::Invalid(reason)) => return Err(self.server.unauthorized(Challenge::InvalidToken(reason))),
+            Err(BearerError::Missing) => return Err(self.server.unauthorized(Challenge::NoToken)),
+            Err(BearerError::Store(e)) => {
+                tracing::error!(error = %e, "store failure while checking a token");
+                return Err(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the token store is not available",
+                ));
+            }
+        };
+        if self.refresher.ensure_fresh(&session, now).await == Freshness::SessionEnded {
+            self.server.revoke_session(session.id()).await;
+            let ended = Challenge::InvalidToken("the sign-in at the identity provider has ended; sign in again");
+            return Err(self.server.unauthorized(ended));
+        }
+        if !self.required_scopes.satisfied_by(&session.record.scope) {
+            return Err(self.server.unauthorized(Challenge::InsufficientScope));
+        }
+        if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+            let user = session.record.user.key();
+            if self.mcp_sessions.check(mcp_session, &user, now) == SessionCheck::OtherUser {
+                tracing::warn!(user = %user, "refused an MCP session id that belongs to another user");
+                return Err(json_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "unknown MCP session; start a new one",
+                ));
+            }
+        }
+        let assertion = session.assertion(&self.minter, now).map_err(|e| {
+            tracing::error!(error = %e, "cannot sign the user assertion");
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "cannot sign the user assertion",
+            )
+        })?;
+        Ok(Admitted { session, assertion })
+    }
+}
