@@ -23,6 +23,7 @@ cleanup() {
   echo; echo "demo: stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  exit 0
 }
 trap cleanup INT TERM EXIT
 

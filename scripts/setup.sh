@@ -13,6 +13,7 @@ mkdir -p target/py target/cache
 
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
   command -v nginx >/dev/null || need_apt+=(nginx)
   command -v wrk >/dev/null || need_apt+=(wrk)
