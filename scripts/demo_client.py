@@ -14,34 +14,13 @@ from pathlib import Path
 import anyio
 import httpx2
 from mcp import ClientSession
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 from browser import Browser, SdkHandlers  # noqa: E402
+from sdk_client import MemoryStorage, oauth_provider  # noqa: E402
 
 REDIRECT_URI = "http://127.0.0.1:9/demo-callback"  # the headless browser stops before it
-
-
-class MemoryStorage:
-    """Where the SDK keeps its registration and tokens (in memory, for the demo)."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
 
 
 def _text(result) -> str:
@@ -51,19 +30,7 @@ def _text(result) -> str:
 async def main(mcp_url: str) -> None:
     handlers = SdkHandlers(Browser(), REDIRECT_URI)
     storage = MemoryStorage()
-    auth = OAuthClientProvider(
-        mcp_url,
-        OAuthClientMetadata(
-            client_name="mxgate demo client",
-            redirect_uris=[REDIRECT_URI],
-            grant_types=["authorization_code", "refresh_token"],
-            response_types=["code"],
-            token_endpoint_auth_method="none",
-        ),
-        storage,
-        redirect_handler=handlers.redirect_handler,
-        callback_handler=handlers.callback_handler,
-    )
+    auth = oauth_provider(mcp_url, handlers, storage, "mxgate demo client")
     async with httpx2.AsyncClient(auth=auth, timeout=30) as http:
         async with streamable_http_client(mcp_url, http_client=http) as (read, write):
             async with ClientSession(read, write) as session:

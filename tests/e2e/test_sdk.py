@@ -10,50 +10,17 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx2
 from mcp import ClientSession
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from browser import Browser, SdkHandlers
+from sdk_client import MemoryStorage, oauth_provider
 from support import Stack
 
 REDIRECT_URI = "http://127.0.0.1:9/sdk-callback"
 
 
-class MemoryStorage:
-    """The SDK's TokenStorage, in memory."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
-
-
 async def _run_sdk(mcp_url: str, handlers: SdkHandlers, storage: MemoryStorage) -> dict[str, Any]:
-    provider = OAuthClientProvider(
-        mcp_url,
-        OAuthClientMetadata(
-            client_name="mxgate e2e (MCP SDK)",
-            redirect_uris=[REDIRECT_URI],
-            grant_types=["authorization_code", "refresh_token"],
-            response_types=["code"],
-            token_endpoint_auth_method="none",
-        ),
-        storage,
-        redirect_handler=handlers.redirect_handler,
-        callback_handler=handlers.callback_handler,
-    )
+    provider = oauth_provider(mcp_url, handlers, storage, "mxgate e2e (MCP SDK)")
     out: dict[str, Any] = {}
     with anyio.fail_after(60):
         async with httpx2.AsyncClient(auth=provider, timeout=20) as http:
