@@ -2,8 +2,10 @@
 //! clients, scopes, transport) comes from the MXCP user config this file points at.
 
 use super::lenient;
+use super::mxcp_user::ProviderKind;
 use super::secret::Secret;
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +44,10 @@ pub struct GatewayFile {
     pub project: Option<String>,
     #[serde(default)]
     pub profile: Option<String>,
+    /// Provider API endpoints other than the real ones (a private GitHub Enterprise, a test
+    /// fixture): `provider_overrides: {github: {api_url: …}}`. Each provider names its keys.
+    #[serde(default)]
+    pub provider_overrides: BTreeMap<ProviderKind, BTreeMap<String, String>>,
 }
 
 fn default_listen() -> String {

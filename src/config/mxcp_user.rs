@@ -150,7 +150,7 @@ pub enum AuthMode {
     Verifier,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     #[default]
@@ -164,6 +164,19 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The keys a provider accepts under `provider_overrides` in mxgate.yml, with their real defaults.
+    pub fn overridable_endpoints(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Github => &[("api_url", "https://api.github.com")],
+            Self::Atlassian => &[("api_url", "https://api.atlassian.com")],
+            Self::Google => &[(
+                "config_url",
+                "https://accounts.google.com/.well-known/openid-configuration",
+            )],
+            Self::None | Self::Salesforce | Self::Keycloak | Self::Oidc => &[],
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",

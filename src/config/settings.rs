@@ -5,6 +5,7 @@ use super::gateway_file::{AssertionAlgorithm, GatewayFile};
 use super::mxcp_user::{self, AuthMode, ProviderKind, StaticClientConfig, UserConfig};
 use super::{relative_to, ConfigError, Secret};
 use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +31,19 @@ pub struct Settings {
     pub consent_memory: Duration,
     pub auth: AuthSettings,
     pub transport: TransportSettings,
+}
+
+/// Endpoints a provider calls, with `provider_overrides` applied over the real defaults.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProviderEndpoints(BTreeMap<String, String>);
+
+// === impl ProviderEndpoints ===
+
+impl ProviderEndpoints {
+    /// The endpoint named `key` (one of the provider's `overridable_endpoints`).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +94,7 @@ pub struct TransportSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct AuthSettings {
     pub provider: ProviderSettings,
+    pub endpoints: ProviderEndpoints,
     pub clients: Vec<StaticClientConfig>,
     pub required_scopes: Vec<String>,
     /// MXCP's `persistence.auth_encryption_key`; when unset mxgate keeps its own key in `data_dir`.
@@ -182,6 +197,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         ));
     }
     let provider = provider_settings(&auth, mxcp_path, &auth_key)?;
+    let endpoints = provider_endpoints(&gateway, gateway_path, provider.kind())?;
 
     let listen = parse_listen(&gateway.listen).map_err(|m| gw_err("listen", m))?;
     let upstream = parse_upstream(&gateway.upstream).map_err(|m| gw_err("upstream", m))?;
@@ -290,6 +306,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         consent_memory: gateway.consent.remember,
         auth: AuthSettings {
             provider,
+            endpoints,
             clients: auth.clients,
             required_scopes,
             encryption_key,
@@ -343,6 +360,51 @@ fn provider_settings(
             ProviderSettings::Oidc(oidc)
         }
     })
+}
+
+/// The active provider's endpoints: real defaults, then `provider_overrides` (whose keys are
+/// checked for every provider named there, active or not).
+fn provider_endpoints(
+    gateway: &GatewayFile,
+    file: &Path,
+    active: ProviderKind,
+) -> Result<ProviderEndpoints, ConfigError> {
+    for (kind, overrides) in &gateway.provider_overrides {
+        let allowed = kind.overridable_endpoints();
+        for (key, value) in overrides {
+            let field = format!("provider_overrides.{}.{key}", kind.as_str());
+            if !allowed.iter().any(|(k, _)| k == key) {
+                let known: Vec<&str> = allowed.iter().map(|(k, _)| *k).collect();
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    format!("unknown endpoint (known: {known})"),
+                ));
+            }
+            let url = Url::parse(value).map_err(|e| ConfigError::invalid(file, &field, format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::invalid(file, field, "must be an http(s) URL"));
+            }
+        }
+    }
+    let mut endpoints: BTreeMap<String, String> = active
+        .overridable_endpoints()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(overrides) = gateway.provider_overrides.get(&active) {
+        endpoints.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.clone(), v.trim_end_matches('/').to_string())),
+        );
+    }
+    Ok(ProviderEndpoints(endpoints))
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, String> {

@@ -56,7 +56,8 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
         "http"
     };
 
-    let provider = crate::providers::build(&settings.auth.provider).context("setting up the identity provider")?;
+    let provider = crate::providers::build(&settings.auth.provider, &settings.auth.endpoints)
+        .context("setting up the identity provider")?;
     let (auth, store) = match provider {
         None => (None, None),
         Some(provider) => {

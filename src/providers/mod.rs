@@ -2,12 +2,17 @@
 //! a login request into the URL the browser goes to, and the callback's code into a user and
 //! the provider's tokens. It never sees mxgate's own tokens.
 
+pub mod atlassian;
+pub mod github;
+pub mod google;
 mod http_client;
 mod id_token;
+pub mod keycloak;
 mod oauth_client;
 pub mod oidc;
+pub mod salesforce;
 
-use crate::config::ProviderSettings;
+use crate::config::{ProviderEndpoints, ProviderSettings};
 use crate::identity::user::{ProviderTokens, UserIdentity};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -73,14 +78,21 @@ pub trait Provider: Send + Sync {
 }
 
 /// Builds the configured provider; `None` for `provider: none`.
-pub fn build(settings: &ProviderSettings) -> Result<Option<Arc<dyn Provider>>, ProviderError> {
+pub fn build(
+    settings: &ProviderSettings,
+    endpoints: &ProviderEndpoints,
+) -> Result<Option<Arc<dyn Provider>>, ProviderError> {
     let http = provider_http_client().map_err(|e| ProviderError::Invalid {
         provider: settings.kind().as_str().into(),
         message: format!("cannot build the HTTP client: {e}"),
     })?;
-    Ok(match settings {
-        ProviderSettings::None => None,
-        ProviderSettings::Oidc(config) => Some(Arc::new(oidc::OidcProvider::new(config.clone(), http))),
-        other => return Err(ProviderError::Unsupported(other.kind().as_str())),
-    })
+    Ok(Some(match settings {
+        ProviderSettings::None => return Ok(None),
+        ProviderSettings::Oidc(config) => Arc::new(oidc::OidcProvider::new(config.clone(), http)),
+        ProviderSettings::Github(config) => github::build(config, http, endpoints)?,
+        ProviderSettings::Atlassian(config) => atlassian::build(config, http, endpoints)?,
+        ProviderSettings::Salesforce(config) => salesforce::build(config, http, endpoints)?,
+        ProviderSettings::Google(config) => google::build(config, http, endpoints)?,
+        ProviderSettings::Keycloak(config) => keycloak::build(config, http, endpoints)?,
+    }))
 }

@@ -206,6 +206,20 @@ class Core(Process):
         raise RuntimeError(f"core did not start:\n{_tail(self.log())}")
 
 
+def oidc_auth_block(idp_issuer: str) -> dict[str, Any]:
+    """The MXCP `auth` block for the `oidc` provider at the test IdP."""
+    return {
+        "provider": "oidc",
+        "oidc": {
+            "config_url": f"{idp_issuer}/.well-known/openid-configuration",
+            "client_id": IDP_CLIENT_ID,
+            "client_secret": "${" + SECRET_ENV + "}",
+            "scope": "openid profile email groups",
+            "callback_path": "/callback",
+        },
+    }
+
+
 class Gateway(Process):
     """mxgate with its own generated mxgate.yml, MXCP user config and fresh data dir."""
 
@@ -214,8 +228,11 @@ class Gateway(Process):
 
     def __init__(self, workdir: Path, upstream: str, *, port: int | None = None,
                  tokens: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
+                 auth: Callable[[str], dict[str, Any]] | None = None,
                  log_level: str | None = None) -> None:  # fmt: skip
         super().__init__(workdir)
+        # `auth(idp_issuer)` gives the MXCP `auth` block; the default is the oidc provider at the IdP.
+        self.auth = auth or oidc_auth_block
         self.log_level = log_level or os.environ.get("MXGATE_E2E_LOG", "info")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -246,16 +263,7 @@ class Gateway(Process):
         mxcp = {
             "mxcp": 1,
             "transport": {"http": {"host": "127.0.0.1", "port": self.port}},
-            "projects": {"e2e": {"profiles": {"default": {"auth": {
-                "provider": "oidc",
-                "oidc": {
-                    "config_url": f"{idp_issuer}/.well-known/openid-configuration",
-                    "client_id": IDP_CLIENT_ID,
-                    "client_secret": "${" + SECRET_ENV + "}",
-                    "scope": "openid profile email groups",
-                    "callback_path": "/callback",
-                },
-            }}}}},
+            "projects": {"e2e": {"profiles": {"default": {"auth": self.auth(idp_issuer)}}}},
         }  # fmt: skip
         # JSON is valid YAML; it keeps the generated files unambiguous.
         self.config_path.write_text(json.dumps(mxgate_yml, indent=2) + "\n")
@@ -288,6 +296,7 @@ class Stack:
 
     def __init__(self, workdir: Path, upstream: str | None = None, *, with_core: bool = False,
                  tokens: dict[str, str] | None = None, idp_args: tuple[str, ...] = (),
+                 auth: Callable[[str], dict[str, Any]] | None = None, gateway_extra: dict[str, Any] | None = None,
                  log_level: str | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.core: Core | None = None
@@ -297,7 +306,8 @@ class Stack:
             self.core = Core(workdir / "core", gw_url, gw_url + "/.well-known/jwks.json")
             upstream = self.core.url
         assert upstream, "an upstream or with_core=True"
-        self.gateway = Gateway(workdir / "mxgate", upstream, port=gw_port, tokens=tokens, log_level=log_level)
+        self.gateway = Gateway(workdir / "mxgate", upstream, port=gw_port, tokens=tokens, log_level=log_level,
+                               auth=auth, extra=gateway_extra)  # fmt: skip
         self.idp = IdP(workdir / "idp", [self.gateway.callback_url], *idp_args)
 
     @property

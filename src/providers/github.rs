@@ -1,0 +1,14 @@
+//! The `github` provider (being written; until then configuring it is a clear start-up error).
+
+use super::{Provider, ProviderError};
+use crate::config::mxcp_user::GithubConfig;
+use crate::config::ProviderEndpoints;
+use std::sync::Arc;
+
+pub fn build(
+    _config: &GithubConfig,
+    _http: reqwest::Client,
+    _endpoints: &ProviderEndpoints,
+) -> Result<Arc<dyn Provider>, ProviderError> {
+    Err(ProviderError::Unsupported("github"))
+}
