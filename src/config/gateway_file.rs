@@ -19,6 +19,10 @@ pub struct GatewayFile {
     /// The URL clients use to reach mxgate; overrides `transport.http.base_url` of the MXCP config.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-*` headers are believed when MXCP's `transport.http.trust_proxy`
+    /// is on: addresses or CIDRs. Default: loopback only.
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
     /// The path of the MCP endpoint on the core (used for the protected-resource URL).
     #[serde(default = "default_mcp_path")]
     pub mcp_path: String,
@@ -52,6 +56,9 @@ pub struct GatewayFile {
 
 fn default_listen() -> String {
     "127.0.0.1:8000".into()
+}
+fn default_trusted_proxies() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
 }
 fn default_mcp_path() -> String {
     "/mcp".into()

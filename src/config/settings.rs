@@ -4,6 +4,7 @@
 use super::gateway_file::{AssertionAlgorithm, GatewayFile};
 use super::mxcp_user::{self, AuthMode, ProviderKind, StaticClientConfig, UserConfig};
 use super::{relative_to, ConfigError, Secret};
+use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -21,6 +22,9 @@ pub struct Settings {
     pub upstream: Upstream,
     /// Scheme, host and port clients use to reach mxgate; no trailing slash. Also the issuer.
     pub public_url: String,
+    /// Whether `public_url` was configured (`public_url` or MXCP's `base_url`); when it was only
+    /// derived from `listen`, a trusted proxy's `X-Forwarded-Proto/-Host` may name it per request.
+    pub public_url_configured: bool,
     pub mcp_path: String,
     pub data_dir: PathBuf,
     pub threads: usize,
@@ -88,6 +92,7 @@ pub struct TokenLifetimes {
 #[derive(Debug, Clone, Serialize)]
 pub struct TransportSettings {
     pub trust_proxy: bool,
+    pub trusted_proxies: Vec<IpNet>,
     pub stateless: bool,
 }
 
@@ -209,6 +214,13 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         }
         (None, None) => derive_public_url(listen).map_err(|m| gw_err("public_url", m))?,
     };
+    let public_url_configured = gateway.public_url.is_some() || transport.base_url.is_some();
+    let trusted_proxies = gateway
+        .trusted_proxies
+        .iter()
+        .map(|p| parse_net(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| gw_err("trusted_proxies", m))?;
     if !gateway.mcp_path.starts_with('/') {
         return Err(gw_err("mcp_path", "must start with `/`".into()));
     }
@@ -285,6 +297,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         listen,
         upstream,
         public_url,
+        public_url_configured,
         mcp_path: gateway.mcp_path,
         data_dir,
         threads: gateway.threads,
@@ -313,6 +326,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         },
         transport: TransportSettings {
             trust_proxy: transport.trust_proxy,
+            trusted_proxies,
             stateless: transport.stateless,
         },
     })
@@ -405,6 +419,14 @@ fn provider_endpoints(
         );
     }
     Ok(ProviderEndpoints(endpoints))
+}
+
+/// An address (`10.0.0.1`, `::1`) or a CIDR (`10.0.0.0/8`).
+fn parse_net(value: &str) -> Result<IpNet, String> {
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{value}` is not an IP address or CIDR"))
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, String> {

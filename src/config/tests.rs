@@ -185,16 +185,38 @@ fn provider_overrides_replace_real_endpoints_and_unknown_keys_are_refused() {
     let user = "mxcp: 1\nprojects:\n  p:\n    profiles:\n      default:\n        auth:\n          provider: github\n          github: {client_id: c, client_secret: s, callback_path: /callback, auth_url: 'http://127.0.0.1:9/login/oauth/authorize', token_url: 'http://127.0.0.1:9/login/oauth/access_token'}\n";
     let path = write(dir.path(), GATEWAY, user);
     let settings = load(&path).unwrap();
-    assert_eq!(settings.auth.endpoints.get("api_url"), Some("https://api.github.com"), "the real default");
+    assert_eq!(
+        settings.auth.endpoints.get("api_url"),
+        Some("https://api.github.com"),
+        "the real default"
+    );
 
-    let path = write(dir.path(), &format!("{GATEWAY}provider_overrides: {{github: {{api_url: 'http://127.0.0.1:9500/'}}}}\n"), user);
-    assert_eq!(load(&path).unwrap().auth.endpoints.get("api_url"), Some("http://127.0.0.1:9500"));
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}provider_overrides: {{github: {{api_url: 'http://127.0.0.1:9500/'}}}}\n"),
+        user,
+    );
+    assert_eq!(
+        load(&path).unwrap().auth.endpoints.get("api_url"),
+        Some("http://127.0.0.1:9500")
+    );
 
-    let path = write(dir.path(), &format!("{GATEWAY}provider_overrides: {{github: {{apiurl: 'http://x'}}}}\n"), user);
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}provider_overrides: {{github: {{apiurl: 'http://x'}}}}\n"),
+        user,
+    );
     let err = load(&path).unwrap_err().to_string();
-    assert!(err.contains("provider_overrides.github.apiurl") && err.contains("api_url"), "{err}");
+    assert!(
+        err.contains("provider_overrides.github.apiurl") && err.contains("api_url"),
+        "{err}"
+    );
 
-    let path = write(dir.path(), &format!("{GATEWAY}provider_overrides: {{gitlab: {{api_url: 'http://x'}}}}\n"), user);
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}provider_overrides: {{gitlab: {{api_url: 'http://x'}}}}\n"),
+        user,
+    );
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("provider_overrides") && err.contains("gitlab"), "{err}");
 }

@@ -7,7 +7,7 @@ use super::local_response::json_error;
 use super::mcp_session_binding::{McpSessionBindings, SessionCheck, MCP_SESSION_HEADER};
 use crate::identity::assertion::AssertionMinter;
 use crate::oauth::challenge::Challenge;
-use crate::oauth::AuthorizationServer;
+use crate::oauth::{AuthorizationServer, PublicOrigin};
 use crate::policy::required_scopes::RequiredScopes;
 use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
 use crate::session::provider_refresh::{Freshness, ProviderRefresher};
@@ -35,12 +35,18 @@ pub struct Admitted {
 // === impl AuthParts ===
 
 impl AuthParts {
-    pub async fn admit(&self, headers: &HeaderMap, now: u64) -> Result<Admitted, Response<Bytes>> {
-        let token = bearer_token(headers).ok_or_else(|| self.server.unauthorized(Challenge::NoToken))?;
+    pub async fn admit(
+        &self,
+        headers: &HeaderMap,
+        origin: Option<&PublicOrigin>,
+        now: u64,
+    ) -> Result<Admitted, Response<Bytes>> {
+        let refuse = |challenge| self.server.unauthorized(origin, challenge);
+        let token = bearer_token(headers).ok_or_else(|| refuse(Challenge::NoToken))?;
         let session = match self.bearer.authenticate(token, now).await {
             Ok(session) => session,
-            Err(BearerError::Invalid(reason)) => return Err(self.server.unauthorized(Challenge::InvalidToken(reason))),
-            Err(BearerError::Missing) => return Err(self.server.unauthorized(Challenge::NoToken)),
+            Err(BearerError::Invalid(reason)) => return Err(refuse(Challenge::InvalidToken(reason))),
+            Err(BearerError::Missing) => return Err(refuse(Challenge::NoToken)),
             Err(BearerError::Store(e)) => {
                 tracing::error!(error = %e, "store failure while checking a token");
                 return Err(json_error(
@@ -53,10 +59,10 @@ impl AuthParts {
         if self.refresher.ensure_fresh(&session, now).await == Freshness::SessionEnded {
             self.server.revoke_session(session.id()).await;
             let ended = Challenge::InvalidToken("the sign-in at the identity provider has ended; sign in again");
-            return Err(self.server.unauthorized(ended));
+            return Err(refuse(ended));
         }
         if !self.required_scopes.satisfied_by(&session.record.scope) {
-            return Err(self.server.unauthorized(Challenge::InsufficientScope));
+            return Err(refuse(Challenge::InsufficientScope));
         }
         if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER).and_then(|v| v.to_str().ok()) {
             let user = session.record.user.key();

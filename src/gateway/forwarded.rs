@@ -7,11 +7,15 @@ use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
 pub struct ForwardedFacts<'a> {
+    /// The real client (see `proxy_trust`).
     pub client_ip: Option<IpAddr>,
-    /// The `Host` the client sent.
-    pub original_host: Option<String>,
-    /// `http` or `https`: the scheme of mxgate's public URL.
-    pub public_scheme: &'a str,
+    /// The `X-Forwarded-For` chain to send (trusted hops plus the connecting peer).
+    pub forwarded_for: Option<&'a str>,
+    /// `http` or `https`: how the client reached mxgate (trusted `X-Forwarded-Proto`, else the
+    /// scheme of the public URL).
+    pub proto: &'a str,
+    /// The host the client used.
+    pub original_host: Option<&'a str>,
     /// `host:port` of the core.
     pub upstream_host: &'a str,
 }
@@ -27,13 +31,14 @@ pub fn apply_forwarded(request: &mut RequestHeader, facts: &ForwardedFacts<'_>) 
     ] {
         request.remove_header(name);
     }
-    if let Some(ip) = facts.client_ip {
-        let ip = ip.to_string();
-        request.insert_header("x-forwarded-for", &ip)?;
-        request.insert_header("x-real-ip", &ip)?;
+    if let Some(chain) = facts.forwarded_for {
+        request.insert_header("x-forwarded-for", chain)?;
     }
-    request.insert_header("x-forwarded-proto", facts.public_scheme)?;
-    if let Some(host) = &facts.original_host {
+    if let Some(ip) = facts.client_ip {
+        request.insert_header("x-real-ip", ip.to_string())?;
+    }
+    request.insert_header("x-forwarded-proto", facts.proto)?;
+    if let Some(host) = facts.original_host {
         request.insert_header("x-forwarded-host", host)?;
     }
     request.insert_header(http::header::HOST, facts.upstream_host)?;
@@ -55,8 +60,9 @@ mod tests {
             &mut req,
             &ForwardedFacts {
                 client_ip: Some("10.1.2.3".parse().unwrap()),
-                original_host: Some("mcp.example.com".into()),
-                public_scheme: "https",
+                forwarded_for: Some("10.1.2.3"),
+                original_host: Some("mcp.example.com"),
+                proto: "https",
                 upstream_host: "127.0.0.1:8001",
             },
         )

@@ -7,6 +7,7 @@ mod forwarded;
 mod local_response;
 mod mcp_session_binding;
 mod proxy;
+mod proxy_trust;
 mod strip_gateway_cookies;
 mod strip_identity_headers;
 
@@ -28,6 +29,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use proxy::McpGateway;
+use proxy_trust::ProxyTrust;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +96,11 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
         peer,
         upstream_host: settings.upstream.host_header.clone(),
         public_scheme,
+        origin_from_proxy: settings.transport.trust_proxy && !settings.public_url_configured,
+        trust: ProxyTrust::new(
+            settings.transport.trust_proxy,
+            settings.transport.trusted_proxies.clone(),
+        ),
         store_ready: store.clone(),
     };
     Ok((gateway, store))

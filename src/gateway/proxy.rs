@@ -6,9 +6,11 @@ use super::admit::AuthParts;
 use super::forwarded::{apply_forwarded, ForwardedFacts};
 use super::local_response::{json_error, read_request, write_response};
 use super::mcp_session_binding::MCP_SESSION_HEADER;
+use super::proxy_trust::{ClientView, ProxyTrust};
 use super::strip_gateway_cookies::strip_gateway_cookies;
 use super::strip_identity_headers::strip_identity_headers;
 use crate::identity::assertion::ASSERTION_HEADER;
+use crate::oauth::PublicOrigin;
 use crate::session::ActiveSession;
 use async_trait::async_trait;
 use http::{HeaderValue, Method, StatusCode};
@@ -26,12 +28,18 @@ pub struct McpGateway {
     pub peer: HttpPeer,
     pub upstream_host: String,
     pub public_scheme: &'static str,
+    /// `public_url` was derived, not configured: a trusted proxy may name the origin per request.
+    pub origin_from_proxy: bool,
+    pub trust: ProxyTrust,
     pub store_ready: Option<crate::store::Store>,
 }
 
 /// What earlier phases of one request learned, for later ones.
 pub struct RequestContext {
     started: Instant,
+    view: ClientView,
+    /// The public URL of this request when a trusted proxy names one other than `public_url`.
+    origin: Option<PublicOrigin>,
     session: Option<Arc<ActiveSession>>,
     assertion: Option<HeaderValue>,
     local: bool,
@@ -66,7 +74,11 @@ impl McpGateway {
 
     /// Admits a request for the core. `Ok(true)` when a refusal was written instead.
     async fn admit(&self, auth: &AuthParts, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
-        match auth.admit(&session.req_header().headers, crate::store::now()).await {
+        let now = crate::store::now();
+        match auth
+            .admit(&session.req_header().headers, ctx.origin.as_ref(), now)
+            .await
+        {
             Ok(admitted) => {
                 ctx.assertion = Some(admitted.assertion);
                 ctx.session = Some(admitted.session);
@@ -84,6 +96,8 @@ impl ProxyHttp for McpGateway {
     fn new_ctx(&self) -> Self::CTX {
         RequestContext {
             started: Instant::now(),
+            view: ClientView::default(),
+            origin: None,
             session: None,
             assertion: None,
             local: false,
@@ -91,6 +105,13 @@ impl ProxyHttp for McpGateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.view = self.trust.view(peer, &session.req_header().headers);
+        if self.origin_from_proxy {
+            if let (Some(proto), Some(host)) = (&ctx.view.forwarded_proto, &ctx.view.host) {
+                ctx.origin = Some(PublicOrigin(format!("{proto}://{host}")));
+            }
+        }
         let path = session.req_header().uri.path();
         if path == HEALTH_PATH {
             ctx.local = true;
@@ -107,7 +128,12 @@ impl ProxyHttp for McpGateway {
         if let Some(route) = auth.server.route(path) {
             ctx.local = true;
             let response = match read_request(session).await? {
-                Some(request) => auth.server.handle(route, request).await,
+                Some(mut request) => {
+                    if let Some(origin) = &ctx.origin {
+                        request.extensions_mut().insert(origin.clone());
+                    }
+                    auth.server.handle(route, request).await
+                }
                 None => json_error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "invalid_request",
@@ -129,7 +155,7 @@ impl ProxyHttp for McpGateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
@@ -139,18 +165,14 @@ impl ProxyHttp for McpGateway {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
             strip_gateway_cookies(upstream_request)?;
         }
-        let original_host = session
-            .req_header()
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
+        let proto = ctx.view.forwarded_proto.as_deref().unwrap_or(self.public_scheme);
         apply_forwarded(
             upstream_request,
             &ForwardedFacts {
-                client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
-                original_host,
-                public_scheme: self.public_scheme,
+                client_ip: ctx.view.client_ip,
+                forwarded_for: ctx.view.forwarded_for.as_deref(),
+                proto,
+                original_host: ctx.view.host.as_deref(),
                 upstream_host: &self.upstream_host,
             },
         )?;

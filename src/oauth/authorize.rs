@@ -78,7 +78,9 @@ impl AuthorizationServer {
             );
         }
 
+        let origin = self.origin_of(&req).to_string();
         let mut request = AuthorizationRequest {
+            issuer: origin.clone(),
             client_id: client.client_id.clone(),
             redirect_uri_sent: params.get("redirect_uri").is_some(),
             redirect_uri,
@@ -89,7 +91,7 @@ impl AuthorizationServer {
             resource: String::new(),
         };
         if let Err(e) = self.complete_request(&params, &client, &mut request) {
-            return request.redirect_error(&self.settings.public_url, &e);
+            return request.redirect_error(&e);
         }
         if self.consent_remembered(req.headers(), &request) {
             return self.start_login(request, false).await;
@@ -132,19 +134,19 @@ impl AuthorizationServer {
             ));
         }
         request.code_challenge = challenge.to_string();
-        request.resource = self.check_resource(params.get("resource"))?;
+        request.resource = self.check_resource(&request.issuer, params.get("resource"))?;
         request.scope = self.grant_scopes(client, params.get("scope"))?;
         Ok(())
     }
 
     /// The resource indicator (RFC 8707) must name this MCP server; absent means this server.
-    pub(super) fn check_resource(&self, resource: Option<&str>) -> Result<String, OAuthError> {
-        let canonical = self.settings.resource_url();
+    pub(super) fn check_resource(&self, origin: &str, resource: Option<&str>) -> Result<String, OAuthError> {
+        let canonical = format!("{origin}{}", self.settings.mcp_path);
         let Some(given) = resource else {
             return Ok(canonical);
         };
         let trimmed = given.trim_end_matches('/');
-        if trimmed == canonical || trimmed == self.settings.public_url {
+        if trimmed == canonical || trimmed == origin {
             Ok(canonical)
         } else {
             Err(OAuthError::new(

@@ -28,7 +28,6 @@ fn store_failure(e: crate::store::StoreError) -> Response<Bytes> {
 
 impl AuthorizationServer {
     pub(super) async fn callback(&self, req: Request<Bytes>) -> Response<Bytes> {
-        let issuer = self.settings.public_url.as_str();
         let Ok(params) = Params::parse(req.uri().query().unwrap_or_default().as_bytes()) else {
             return error_page(
                 StatusCode::BAD_REQUEST,
@@ -58,8 +57,8 @@ impl AuthorizationServer {
             Ok(None) => return expired(),
             Err(e) => return store_failure(e),
         };
-        let same_browser = self
-            .cookies
+        let cookies = Self::cookies_for(&login.request.issuer);
+        let same_browser = cookies
             .get(req.headers(), cookies::LOGIN)
             .is_some_and(|b| bool::from(token_hash(b).as_bytes().ct_eq(login.browser_binding_hash.as_bytes())));
         if !same_browser {
@@ -83,16 +82,21 @@ impl AuthorizationServer {
             } else {
                 ErrorCode::ServerError
             };
-            return self.finish(request.redirect_error(
-                issuer,
-                &OAuthError::new(code, format!("the identity provider answered `{error}`")),
-            ));
+            return self.finish(
+                &request.issuer,
+                request.redirect_error(&OAuthError::new(
+                    code,
+                    format!("the identity provider answered `{error}`"),
+                )),
+            );
         }
         let Some(code) = params.get("code") else {
-            return self.finish(request.redirect_error(
-                issuer,
-                &OAuthError::server_error("the identity provider sent no authorization code"),
-            ));
+            return self.finish(
+                &request.issuer,
+                request.redirect_error(&OAuthError::server_error(
+                    "the identity provider sent no authorization code",
+                )),
+            );
         };
         let outcome = match self
             .provider
@@ -101,7 +105,7 @@ impl AuthorizationServer {
                 iss: params.get("iss"),
                 pkce_verifier: &login.pkce_verifier,
                 nonce: &login.nonce,
-                redirect_uri: &self.callback_url,
+                redirect_uri: &self.callback_url(&request.issuer),
             })
             .await
         {
@@ -113,10 +117,10 @@ impl AuthorizationServer {
                     ProviderError::Unreachable { .. } => ErrorCode::TemporarilyUnavailable,
                     _ => ErrorCode::ServerError,
                 };
-                return self.finish(request.redirect_error(
-                    issuer,
-                    &OAuthError::new(code, "signing in at the identity provider failed"),
-                ));
+                return self.finish(
+                    &request.issuer,
+                    request.redirect_error(&OAuthError::new(code, "signing in at the identity provider failed")),
+                );
             }
         };
 
@@ -147,7 +151,7 @@ impl AuthorizationServer {
                 .await
         };
         if let Err(e) = stored.await {
-            return self.finish(request.redirect_error(issuer, &OAuthError::from(e)));
+            return self.finish(&request.issuer, request.redirect_error(&OAuthError::from(e)));
         }
         tracing::info!(
             user = %session.user.username,
@@ -156,12 +160,12 @@ impl AuthorizationServer {
             session = %session.id,
             "user logged in"
         );
-        self.finish(request.redirect_to_client(issuer, &[("code", &code)]))
+        self.finish(&request.issuer, request.redirect_to_client(&[("code", &code)]))
     }
 
     /// Every way out of the callback clears the login cookie.
-    fn finish(&self, mut resp: Response<Bytes>) -> Response<Bytes> {
-        response::set_cookie(&mut resp, &self.cookies.clear(cookies::LOGIN));
+    fn finish(&self, origin: &str, mut resp: Response<Bytes>) -> Response<Bytes> {
+        response::set_cookie(&mut resp, &Self::cookies_for(origin).clear(cookies::LOGIN));
         resp
     }
 }

@@ -45,7 +45,8 @@ impl AuthorizationServer {
         request: AuthorizationRequest,
     ) -> Response<Bytes> {
         // One CSRF token per browser, so that two consent tabs do not invalidate each other.
-        let csrf = well_formed(self.cookies.get(headers, cookies::CSRF))
+        let cookie_policy = Self::cookies_for(&request.issuer);
+        let csrf = well_formed(cookie_policy.get(headers, cookies::CSRF))
             .map(str::to_string)
             .unwrap_or_else(|| new_opaque_token(""));
         let transaction = random_id();
@@ -59,7 +60,7 @@ impl AuthorizationServer {
             .put(Table::ConsentTransactions, &transaction, &record, now() + ttl)
             .await
         {
-            return request.redirect_error(&self.settings.public_url, &OAuthError::from(e));
+            return request.redirect_error(&OAuthError::from(e));
         }
         let redirect_host = url::Url::parse(&request.redirect_uri)
             .ok()
@@ -81,7 +82,7 @@ impl AuthorizationServer {
             form_action: CONSENT_PATH,
         });
         let mut resp = response::html(StatusCode::OK, page);
-        response::set_cookie(&mut resp, &self.cookies.set(cookies::CSRF, &csrf, ttl));
+        response::set_cookie(&mut resp, &cookie_policy.set(cookies::CSRF, &csrf, ttl));
         resp
     }
 
@@ -101,8 +102,7 @@ impl AuthorizationServer {
                 "The consent form is incomplete.",
             );
         };
-        let cookie_matches = self
-            .cookies
+        let cookie_matches = Self::cookies_for(self.origin_of(&req))
             .get(req.headers(), cookies::CSRF)
             .is_some_and(|c| bool::from(c.as_bytes().ct_eq(csrf.as_bytes())));
         if !cookie_matches {
@@ -139,10 +139,9 @@ impl AuthorizationServer {
         }
         match params.get("decision") {
             Some("approve") => self.start_login(record.request, true).await,
-            _ => record.request.redirect_error(
-                &self.settings.public_url,
-                &OAuthError::new(ErrorCode::AccessDenied, "the user denied access"),
-            ),
+            _ => record
+                .request
+                .redirect_error(&OAuthError::new(ErrorCode::AccessDenied, "the user denied access")),
         }
     }
 
@@ -150,7 +149,8 @@ impl AuthorizationServer {
         if self.settings.consent_memory.is_zero() {
             return false;
         }
-        let Some(value) = self.cookies.get(headers, &consent_cookie_base(&request.client_id)) else {
+        let Some(value) = Self::cookies_for(&request.issuer).get(headers, &consent_cookie_base(&request.client_id))
+        else {
             return false;
         };
         let mut validation = Validation::new(Algorithm::HS256);
@@ -176,6 +176,6 @@ impl AuthorizationServer {
         };
         let key = EncodingKey::from_secret(self.store.cipher().mac_key()).ok()?;
         let value = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).ok()?;
-        Some(self.cookies.set(&consent_cookie_base(&request.client_id), &value, ttl))
+        Some(Self::cookies_for(&request.issuer).set(&consent_cookie_base(&request.client_id), &value, ttl))
     }
 }

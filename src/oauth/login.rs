@@ -14,7 +14,6 @@ use http::Response;
 
 impl AuthorizationServer {
     pub(super) async fn start_login(&self, request: AuthorizationRequest, remember_consent: bool) -> Response<Bytes> {
-        let issuer = self.settings.public_url.as_str();
         let state = new_opaque_token("");
         let pkce_verifier = new_opaque_token("");
         let nonce = random_id();
@@ -25,7 +24,7 @@ impl AuthorizationServer {
                 state: &state,
                 pkce_verifier: &pkce_verifier,
                 nonce: &nonce,
-                redirect_uri: &self.callback_url,
+                redirect_uri: &self.callback_url(&request.issuer),
                 login_hint: request.login_hint.as_deref(),
             })
             .await
@@ -33,13 +32,10 @@ impl AuthorizationServer {
             Ok(url) => url,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a login at the provider");
-                return request.redirect_error(
-                    issuer,
-                    &OAuthError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        "the identity provider is not reachable",
-                    ),
-                );
+                return request.redirect_error(&OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the identity provider is not reachable",
+                ));
             }
         };
         let ttl = self.settings.tokens.login.as_secs();
@@ -54,10 +50,13 @@ impl AuthorizationServer {
             .put(Table::LoginStates, &token_hash(&state), &login, now() + ttl)
             .await
         {
-            return request.redirect_error(issuer, &OAuthError::from(e));
+            return request.redirect_error(&OAuthError::from(e));
         }
         let mut resp = response::redirect(url.as_str());
-        response::set_cookie(&mut resp, &self.cookies.set(cookies::LOGIN, &binding, ttl));
+        response::set_cookie(
+            &mut resp,
+            &Self::cookies_for(&request.issuer).set(cookies::LOGIN, &binding, ttl),
+        );
         if remember_consent {
             if let Some(cookie) = self.remember_consent_cookie(&request) {
                 response::set_cookie(&mut resp, &cookie);

@@ -15,6 +15,7 @@ pub const AUTHORIZE_PATH: &str = "/authorize";
 pub const CONSENT_PATH: &str = "/consent";
 pub const TOKEN_PATH: &str = "/token";
 
+#[derive(Clone)]
 pub struct Metadata {
     pub protected_resource: Bytes,
     pub authorization_server: Bytes,
@@ -25,10 +26,10 @@ pub struct Metadata {
 // === impl Metadata ===
 
 impl Metadata {
-    pub fn new(settings: &Settings, scopes: &[String]) -> Self {
-        let issuer = settings.public_url.as_str();
+    /// The documents as seen from `issuer` (the public URL of the request).
+    pub fn new(issuer: &str, settings: &Settings, scopes: &[String]) -> Self {
         let protected_resource = json!({
-            "resource": settings.resource_url(),
+            "resource": format!("{issuer}{}", settings.mcp_path),
             "authorization_servers": [issuer],
             "scopes_supported": scopes,
             "bearer_methods_supported": ["header"],

@@ -46,18 +46,22 @@ pub enum Route {
     Token,
 }
 
+/// The public URL a request reached mxgate by, when it differs from `public_url` (set by the
+/// gateway from a trusted proxy's `X-Forwarded-Proto/-Host`; see `gateway::proxy_trust`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicOrigin(pub String);
+
 pub struct AuthorizationServer {
     settings: Arc<Settings>,
     store: Store,
     provider: Arc<dyn Provider>,
     clients: ClientRegistry,
     bearer: Arc<BearerAuthenticator>,
-    cookies: CookiePolicy,
     /// Every scope this server can grant.
     scopes: Vec<String>,
+    /// The metadata for `public_url` (other origins are rendered when asked).
     metadata: Metadata,
     jwks: Bytes,
-    callback_url: String,
 }
 
 // === impl AuthorizationServer ===
@@ -71,22 +75,44 @@ impl AuthorizationServer {
         jwks: Bytes,
     ) -> Self {
         let scopes = supported_scopes(&settings);
-        let callback_url = format!(
-            "{}{}",
-            settings.public_url,
-            settings.auth.provider.callback_path().unwrap_or("/callback")
-        );
         Self {
             clients: ClientRegistry::new(&settings.auth.clients, store.clone()),
-            cookies: CookiePolicy::new(settings.public_url_is_https()),
-            metadata: Metadata::new(&settings, &scopes),
+            metadata: Metadata::new(&settings.public_url, &settings, &scopes),
             scopes,
             settings,
             store,
             provider,
             bearer,
             jwks,
-            callback_url,
+        }
+    }
+
+    /// The public URL of this request: a [`PublicOrigin`] set by the gateway, else `public_url`.
+    fn origin_of<'a>(&'a self, req: &'a Request<Bytes>) -> &'a str {
+        req.extensions()
+            .get::<PublicOrigin>()
+            .map(|o| o.0.as_str())
+            .unwrap_or(&self.settings.public_url)
+    }
+
+    /// Cookies for pages served at `origin` (`__Host-` and `Secure` on https).
+    fn cookies_for(origin: &str) -> CookiePolicy {
+        CookiePolicy::new(origin.starts_with("https://"))
+    }
+
+    /// Where the provider sends the browser back to, for a login that started at `origin`.
+    fn callback_url(&self, origin: &str) -> String {
+        format!(
+            "{origin}{}",
+            self.settings.auth.provider.callback_path().unwrap_or("/callback")
+        )
+    }
+
+    fn metadata_for(&self, origin: &str) -> std::borrow::Cow<'_, Metadata> {
+        if origin == self.settings.public_url {
+            std::borrow::Cow::Borrowed(&self.metadata)
+        } else {
+            std::borrow::Cow::Owned(Metadata::new(origin, &self.settings, &self.scopes))
         }
     }
 
@@ -129,8 +155,12 @@ impl AuthorizationServer {
             return resp;
         }
         match route {
-            Route::ProtectedResourceMetadata => response::public_json(self.metadata.protected_resource.clone()),
-            Route::AuthorizationServerMetadata => response::public_json(self.metadata.authorization_server.clone()),
+            Route::ProtectedResourceMetadata => {
+                response::public_json(self.metadata_for(self.origin_of(&req)).protected_resource.clone())
+            }
+            Route::AuthorizationServerMetadata => {
+                response::public_json(self.metadata_for(self.origin_of(&req)).authorization_server.clone())
+            }
             Route::Jwks => response::public_json(self.jwks.clone()),
             Route::Register => self
                 .register(req)
@@ -144,9 +174,10 @@ impl AuthorizationServer {
     }
 
     /// The 401 for a protected path (see [`challenge`]).
-    pub fn unauthorized(&self, challenge: challenge::Challenge<'_>) -> Response<Bytes> {
+    pub fn unauthorized(&self, origin: Option<&PublicOrigin>, challenge: challenge::Challenge<'_>) -> Response<Bytes> {
+        let origin = origin.map(|o| o.0.as_str()).unwrap_or(&self.settings.public_url);
         challenge::unauthorized(
-            &self.metadata.protected_resource_url,
+            &self.metadata_for(origin).protected_resource_url,
             &self.settings.auth.required_scopes,
             challenge,
         )

@@ -558,3 +558,58 @@ async fn token_endpoint_authenticates_clients_and_checks_the_grant() {
     let dup = h.call(post("/token", "grant_type=a&grant_type=b", &[])).await;
     assert_eq!(json(&dup)["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn a_public_origin_from_a_trusted_proxy_names_issuer_resource_and_callback() {
+    let h = harness();
+    let origin = PublicOrigin("https://mcp.example.com".into());
+    let with_origin = |mut req: Request<Bytes>| {
+        req.extensions_mut().insert(origin.clone());
+        req
+    };
+    let asm = json(
+        &h.call(with_origin(get("/.well-known/oauth-authorization-server", "")))
+            .await,
+    );
+    assert_eq!(asm["issuer"], "https://mcp.example.com");
+    assert_eq!(asm["token_endpoint"], "https://mcp.example.com/token");
+    let prm = json(
+        &h.call(with_origin(get("/.well-known/oauth-protected-resource/mcp", "")))
+            .await,
+    );
+    assert_eq!(prm["resource"], "https://mcp.example.com/mcp");
+    assert_eq!(prm["authorization_servers"][0], "https://mcp.example.com");
+    let challenge = h.server.unauthorized(Some(&origin), challenge::Challenge::NoToken);
+    assert!(challenge.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("https://mcp.example.com/.well-known/oauth-protected-resource/mcp"));
+
+    let client = h.register_public().await;
+    let uri = Harness::authorize_uri(
+        &client,
+        &format!("&resource={}", urlencode("https://mcp.example.com/mcp")),
+    );
+    let page = h.call(with_origin(get(&uri, ""))).await;
+    assert_eq!(page.status(), 200, "the resource of this origin is accepted");
+    assert!(
+        page.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .starts_with("__Host-mxgate-csrf="),
+        "https origin: __Host- cookies"
+    );
+    let html = String::from_utf8(page.body().to_vec()).unwrap();
+    let form = format!(
+        "transaction={}&csrf_token={}&decision=deny",
+        hidden(&html, "transaction"),
+        hidden(&html, "csrf_token")
+    );
+    let jar = cookies_of(&page);
+    let denied = h.call(with_origin(post("/consent", &form, &[("cookie", &jar)]))).await;
+    assert_eq!(query(&location(&denied))["iss"], "https://mcp.example.com");
+
+    let wrong_resource = Harness::authorize_uri(&client, &format!("&resource={}", urlencode(&format!("{PUBLIC}/mcp"))));
+    let refused = h.call(with_origin(get(&wrong_resource, ""))).await;
+    assert_eq!(query(&location(&refused))["error"], "invalid_target");
+}

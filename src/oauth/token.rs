@@ -108,7 +108,7 @@ impl AuthorizationServer {
             ));
         }
         if let Some(resource) = params.get("resource") {
-            if self.check_resource(Some(resource))? != request.resource {
+            if self.check_resource(&request.issuer, Some(resource))? != request.resource {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidTarget,
                     "resource differs from the authorization request",

@@ -12,6 +12,9 @@ use url::Url;
 /// A validated `/authorize` request of an MCP client.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
+    /// The public URL this request came to (the issuer the client is told, RFC 9207).
+    #[serde(default)]
+    pub issuer: String,
     pub client_id: String,
     pub redirect_uri: String,
     /// The client sent `redirect_uri` (rather than relying on its only registered one); then the
@@ -32,7 +35,7 @@ pub struct AuthorizationRequest {
 
 impl AuthorizationRequest {
     /// Redirects back to the client with `params`, plus its `state` and our `iss` (RFC 9207).
-    pub fn redirect_to_client(&self, issuer: &str, params: &[(&str, &str)]) -> Response<Bytes> {
+    pub fn redirect_to_client(&self, params: &[(&str, &str)]) -> Response<Bytes> {
         let Ok(mut url) = Url::parse(&self.redirect_uri) else {
             return response::html(
                 http::StatusCode::BAD_REQUEST,
@@ -47,20 +50,17 @@ impl AuthorizationRequest {
             if let Some(state) = &self.state {
                 query.append_pair("state", state);
             }
-            query.append_pair("iss", issuer);
+            query.append_pair("iss", &self.issuer);
         }
         response::redirect(url.as_str())
     }
 
     /// Redirects back to the client with an OAuth error.
-    pub fn redirect_error(&self, issuer: &str, error: &OAuthError) -> Response<Bytes> {
-        self.redirect_to_client(
-            issuer,
-            &[
-                ("error", error.code.as_str()),
-                ("error_description", &error.description),
-            ],
-        )
+    pub fn redirect_error(&self, error: &OAuthError) -> Response<Bytes> {
+        self.redirect_to_client(&[
+            ("error", error.code.as_str()),
+            ("error_description", &error.description),
+        ])
     }
 }
 

@@ -229,8 +229,11 @@ class Gateway(Process):
     def __init__(self, workdir: Path, upstream: str, *, port: int | None = None,
                  tokens: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
                  auth: Callable[[str], dict[str, Any]] | None = None,
+                 transport: dict[str, Any] | None = None,
                  log_level: str | None = None) -> None:  # fmt: skip
         super().__init__(workdir)
+        # Extra keys of the MXCP config's `transport.http` (trust_proxy, base_url, stateless).
+        self.transport = transport or {}
         # `auth(idp_issuer)` gives the MXCP `auth` block; the default is the oidc provider at the IdP.
         self.auth = auth or oidc_auth_block
         self.log_level = log_level or os.environ.get("MXGATE_E2E_LOG", "info")
@@ -262,7 +265,7 @@ class Gateway(Process):
         mxgate_yml.update(self.extra)
         mxcp = {
             "mxcp": 1,
-            "transport": {"http": {"host": "127.0.0.1", "port": self.port}},
+            "transport": {"http": {"host": "127.0.0.1", "port": self.port, **self.transport}},
             "projects": {"e2e": {"profiles": {"default": {"auth": self.auth(idp_issuer)}}}},
         }  # fmt: skip
         # JSON is valid YAML; it keeps the generated files unambiguous.
@@ -297,7 +300,7 @@ class Stack:
     def __init__(self, workdir: Path, upstream: str | None = None, *, with_core: bool = False,
                  tokens: dict[str, str] | None = None, idp_args: tuple[str, ...] = (),
                  auth: Callable[[str], dict[str, Any]] | None = None, gateway_extra: dict[str, Any] | None = None,
-                 log_level: str | None = None) -> None:  # fmt: skip
+                 transport: dict[str, Any] | None = None, log_level: str | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.core: Core | None = None
         gw_port = free_port()
@@ -307,7 +310,7 @@ class Stack:
             upstream = self.core.url
         assert upstream, "an upstream or with_core=True"
         self.gateway = Gateway(workdir / "mxgate", upstream, port=gw_port, tokens=tokens, log_level=log_level,
-                               auth=auth, extra=gateway_extra)  # fmt: skip
+                               auth=auth, extra=gateway_extra, transport=transport)  # fmt: skip
         self.idp = IdP(workdir / "idp", [self.gateway.callback_url], *idp_args)
 
     @property
