@@ -153,6 +153,10 @@ pub struct TokensFile {
     pub session_ttl: Duration,
     #[serde(default = "default_code_ttl", deserialize_with = "duration")]
     pub authorization_code_ttl: Duration,
+    /// After a refresh token is used, one retry with it is allowed for this long (a client that
+    /// lost the response); any other reuse revokes the session.
+    #[serde(default = "default_refresh_grace", deserialize_with = "duration")]
+    pub refresh_token_reuse_grace: Duration,
     /// How long a login may take at the provider (the `state` lifetime).
     #[serde(default = "default_login_ttl", deserialize_with = "duration")]
     pub login_ttl: Duration,
@@ -165,6 +169,7 @@ impl Default for TokensFile {
             refresh_token_ttl: default_refresh_ttl(),
             session_ttl: default_session_ttl(),
             authorization_code_ttl: default_code_ttl(),
+            refresh_token_reuse_grace: default_refresh_grace(),
             login_ttl: default_login_ttl(),
         }
     }
@@ -181,6 +186,9 @@ fn default_session_ttl() -> Duration {
 }
 fn default_code_ttl() -> Duration {
     Duration::from_secs(300)
+}
+fn default_refresh_grace() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_login_ttl() -> Duration {
     Duration::from_secs(600)

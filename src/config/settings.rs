@@ -87,6 +87,8 @@ pub struct TokenLifetimes {
     pub authorization_code: Duration,
     #[serde(serialize_with = "as_humantime")]
     pub login: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub refresh_reuse_grace: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -315,6 +317,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
             session: tokens.session_ttl,
             authorization_code: tokens.authorization_code_ttl,
             login: tokens.login_ttl,
+            refresh_reuse_grace: tokens.refresh_token_reuse_grace,
         },
         consent_memory: gateway.consent.remember,
         auth: AuthSettings {

@@ -22,6 +22,7 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     InvalidToken,
     InsufficientScope,
+    UnsupportedTokenType,
 }
 
 // === impl ErrorCode ===
@@ -44,6 +45,7 @@ impl ErrorCode {
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::UnsupportedTokenType => "unsupported_token_type",
         }
     }
 

@@ -14,6 +14,8 @@ pub const REGISTER_PATH: &str = "/register";
 pub const AUTHORIZE_PATH: &str = "/authorize";
 pub const CONSENT_PATH: &str = "/consent";
 pub const TOKEN_PATH: &str = "/token";
+pub const REVOKE_PATH: &str = "/revoke";
+pub const LOGOUT_PATH: &str = "/logout";
 
 #[derive(Clone)]
 pub struct Metadata {
@@ -40,6 +42,8 @@ impl Metadata {
             "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
             "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
             "registration_endpoint": format!("{issuer}{REGISTER_PATH}"),
+            "revocation_endpoint": format!("{issuer}{REVOKE_PATH}"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": scopes,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],

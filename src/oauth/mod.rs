@@ -19,13 +19,14 @@ pub mod pkce;
 pub mod redirect_uri;
 mod register;
 mod response;
+mod revoke;
 mod token;
 pub mod transactions;
 
 use crate::config::Settings;
 use crate::providers::Provider;
 use crate::session::bearer::BearerAuthenticator;
-use crate::store::{Store, Table};
+use crate::store::Store;
 use bytes::Bytes;
 use clients::{ClientRegistry, DEFAULT_SCOPE};
 use cookies::CookiePolicy;
@@ -44,6 +45,8 @@ pub enum Route {
     Consent,
     Callback,
     Token,
+    Revoke,
+    Logout,
 }
 
 /// The public URL a request reached mxgate by, when it differs from `public_url` (set by the
@@ -129,6 +132,8 @@ impl AuthorizationServer {
             AUTHORIZE_PATH => Route::Authorize,
             CONSENT_PATH => Route::Consent,
             TOKEN_PATH => Route::Token,
+            REVOKE_PATH => Route::Revoke,
+            LOGOUT_PATH => Route::Logout,
             p if Some(p) == self.settings.auth.provider.callback_path() => Route::Callback,
             _ => return None,
         })
@@ -141,7 +146,8 @@ impl AuthorizationServer {
             return response::preflight();
         }
         let allowed = match route {
-            Route::Register | Route::Token | Route::Consent => Method::POST,
+            Route::Register | Route::Token | Route::Consent | Route::Revoke => Method::POST,
+            Route::Logout if method == Method::POST => Method::POST,
             _ => Method::GET,
         };
         if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
@@ -167,6 +173,8 @@ impl AuthorizationServer {
                 .await
                 .unwrap_or_else(error::OAuthError::into_response),
             Route::Token => self.token(req).await.unwrap_or_else(error::OAuthError::into_response),
+            Route::Revoke => self.revoke(req).await.unwrap_or_else(error::OAuthError::into_response),
+            Route::Logout => self.logout(req).await,
             Route::Authorize => self.authorize(req).await,
             Route::Consent => self.consent(req).await,
             Route::Callback => self.callback(req).await,
@@ -181,14 +189,6 @@ impl AuthorizationServer {
             &self.settings.auth.required_scopes,
             challenge,
         )
-    }
-
-    /// Ends a session: its tokens stop working at once, here and in the request cache.
-    pub async fn revoke_session(&self, session_id: &str) {
-        if let Err(e) = self.store.delete(Table::Sessions, session_id).await {
-            tracing::error!(error = %e, session = %session_id, "could not revoke a session");
-        }
-        self.bearer.forget_session(session_id);
     }
 }
 

@@ -61,6 +61,11 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with("")
+}
+
+/// A harness whose mxgate.yml has `gateway_extra` appended.
+fn harness_with(gateway_extra: &str) -> Harness {
     std::env::set_var("MXGATE_OAUTH_TEST_SECRET", "static-secret");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -72,7 +77,7 @@ fn harness() -> Harness {
     std::fs::write(
         &gateway,
         format!(
-            "listen: 127.0.0.1:18000\nupstream: http://127.0.0.1:18001\npublic_url: {PUBLIC}\nmxcp_config: mxcp.yml\n"
+            "listen: 127.0.0.1:18000\nupstream: http://127.0.0.1:18001\npublic_url: {PUBLIC}\nmxcp_config: mxcp.yml\n{gateway_extra}"
         ),
     )
     .unwrap();
@@ -507,6 +512,15 @@ async fn refresh_tokens_rotate_and_reuse_revokes() {
     let newest = second["access_token"].as_str().unwrap();
     assert!(h.bearer.authenticate(newest, now).await.is_ok());
 
+    // One retry within the grace window (the client lost the response): a new pair, and the
+    // pair of the first use stays valid.
+    let retry = json(
+        &h.call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[]))
+            .await,
+    );
+    assert!(retry["access_token"].is_string(), "{retry}");
+    assert!(h.bearer.authenticate(newest, now).await.is_ok());
+
     let reuse = h
         .call(post("/token", &refresh(first["refresh_token"].as_str().unwrap()), &[]))
         .await;
@@ -519,6 +533,26 @@ async fn refresh_tokens_rotate_and_reuse_revokes() {
         .call(post("/token", &refresh(second["refresh_token"].as_str().unwrap()), &[]))
         .await;
     assert_eq!(json(&after)["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn without_a_grace_window_the_first_reuse_revokes() {
+    let h = harness_with("tokens: {refresh_token_reuse_grace: 0s}\n");
+    let client = h.register_public().await;
+    let code = h.code_for(&client).await;
+    let first = json(&h.exchange(&client, &code, VERIFIER).await);
+    let refresh = format!(
+        "grant_type=refresh_token&refresh_token={}&client_id={client}",
+        first["refresh_token"].as_str().unwrap()
+    );
+    let second = json(&h.call(post("/token", &refresh, &[])).await);
+    let reuse = h.call(post("/token", &refresh, &[])).await;
+    assert_eq!(json(&reuse)["error"], "invalid_grant");
+    assert!(h
+        .bearer
+        .authenticate(second["access_token"].as_str().unwrap(), crate::store::now())
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -612,4 +646,128 @@ async fn a_public_origin_from_a_trusted_proxy_names_issuer_resource_and_callback
     let wrong_resource = Harness::authorize_uri(&client, &format!("&resource={}", urlencode(&format!("{PUBLIC}/mcp"))));
     let refused = h.call(with_origin(get(&wrong_resource, ""))).await;
     assert_eq!(query(&location(&refused))["error"], "invalid_target");
+}
+
+impl Harness {
+    /// A logged-in public client: (client id, token response).
+    async fn logged_in(&self) -> (String, Value) {
+        let client = self.register_public().await;
+        let code = self.code_for(&client).await;
+        let tokens = json(&self.exchange(&client, &code, VERIFIER).await);
+        (client, tokens)
+    }
+
+    async fn works(&self, access_token: &Value) -> bool {
+        self.bearer
+            .authenticate(access_token.as_str().unwrap(), crate::store::now())
+            .await
+            .is_ok()
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_ends_the_session_and_an_access_token_only_itself() {
+    let h = harness();
+    let (client, tokens) = h.logged_in().await;
+    let revoke = |token: &Value| format!("token={}&client_id={client}", token.as_str().unwrap());
+    let resp = h.call(post("/revoke", &revoke(&tokens["access_token"]), &[])).await;
+    assert_eq!(resp.status(), 200);
+    assert!(!h.works(&tokens["access_token"]).await);
+    let refreshed = h
+        .call(post(
+            "/token",
+            &format!(
+                "grant_type=refresh_token&refresh_token={}&client_id={client}",
+                tokens["refresh_token"].as_str().unwrap()
+            ),
+            &[],
+        ))
+        .await;
+    assert_eq!(
+        refreshed.status(),
+        200,
+        "the session lives on after an access token is revoked"
+    );
+    let refreshed = json(&refreshed);
+
+    assert_eq!(
+        h.call(post("/revoke", &revoke(&refreshed["refresh_token"]), &[]))
+            .await
+            .status(),
+        200
+    );
+    assert!(!h.works(&refreshed["access_token"]).await, "the whole session ended");
+}
+
+#[tokio::test]
+async fn revoke_answers_200_for_unknown_or_foreign_tokens_and_checks_the_client() {
+    let h = harness();
+    let (_client, tokens) = h.logged_in().await;
+    let other = h.register_public().await;
+    let foreign = format!("token={}&client_id={other}", tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(h.call(post("/revoke", &foreign, &[])).await.status(), 200);
+    assert!(
+        h.works(&tokens["access_token"]).await,
+        "another client cannot revoke it"
+    );
+    assert_eq!(
+        h.call(post("/revoke", &format!("token=nope&client_id={other}"), &[]))
+            .await
+            .status(),
+        200
+    );
+    let unauthenticated = h.call(post("/revoke", "token=nope", &[])).await;
+    assert_eq!(json(&unauthenticated)["error"], "invalid_client");
+    let hint = h
+        .call(post(
+            "/revoke",
+            &format!("token=x&client_id={other}&token_type_hint=id_token"),
+            &[],
+        ))
+        .await;
+    assert_eq!(json(&hint)["error"], "unsupported_token_type");
+}
+
+#[tokio::test]
+async fn logout_ends_the_token_session_or_every_session_of_the_user() {
+    let h = harness();
+    let (_c1, first) = h.logged_in().await;
+    let (_c2, second) = h.logged_in().await;
+    let (_c3, third) = h.logged_in().await;
+    let bearer = |t: &Value| format!("Bearer {}", t["access_token"].as_str().unwrap());
+
+    let one = h.call(post("/logout", "", &[("authorization", &bearer(&first))])).await;
+    assert_eq!(json(&one)["revoked_sessions"], 1);
+    assert!(!h.works(&first["access_token"]).await);
+    assert!(h.works(&second["access_token"]).await);
+
+    let all = h
+        .call(post("/logout", "all=true", &[("authorization", &bearer(&second))]))
+        .await;
+    assert_eq!(json(&all)["revoked_sessions"], 2, "alice's two remaining sessions");
+    assert!(!h.works(&second["access_token"]).await);
+    assert!(!h.works(&third["access_token"]).await);
+
+    let stale = h.call(post("/logout", "", &[("authorization", &bearer(&third))])).await;
+    assert_eq!(stale.status(), 401);
+}
+
+#[tokio::test]
+async fn browser_logout_clears_the_cookies() {
+    let h = harness();
+    let resp = h.call(get("/logout", "mxgate-csrf=x")).await;
+    assert_eq!(resp.status(), 200);
+    let cleared: Vec<_> = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("mxgate-csrf=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert!(cleared.iter().any(|c| c.starts_with("mxgate-login=;")), "{cleared:?}");
 }

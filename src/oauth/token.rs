@@ -10,7 +10,7 @@ use super::transactions::CodeRecord;
 use super::{response, AuthorizationServer};
 use crate::session::tokens::{issue_tokens, token_hash, IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
 use crate::session::SessionRecord;
-use crate::store::{now, Table};
+use crate::store::{now, Table, Update};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
@@ -136,29 +136,57 @@ impl AuthorizationServer {
             .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
         let hash = token_hash(token);
         let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-        let current: TokenRecord = self.store.get(Table::Tokens, &hash).await?.ok_or_else(invalid)?;
-        if current.kind != TokenKind::Refresh || current.client_id != client.client_id {
-            return Err(invalid());
-        }
-        let spent = TokenRecord {
-            rotated: true,
-            ..current.clone()
-        };
-        let previous: TokenRecord = self
+        let now = now();
+        let grace = self.settings.tokens.refresh_reuse_grace.as_secs();
+        // Rotation: a refresh token works once; within `refresh_token_reuse_grace` of that one
+        // retry is allowed (a client that lost the response); any other reuse is theft.
+        let update = self
             .store
-            .replace(Table::Tokens, &hash, &spent, current.expires_at)
-            .await?
-            .ok_or_else(invalid)?;
-        if previous.rotated {
-            self.revoke_session(&previous.session_id).await;
-            tracing::warn!(client_id = %client.client_id, "a spent refresh token was presented; its session is revoked");
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used; the session is revoked",
-            ));
-        }
-        if let Some(access_hash) = &previous.paired_access_hash {
-            self.store.delete(Table::Tokens, access_hash).await?;
-            self.bearer.forget_token(access_hash);
+            .update(
+                Table::Tokens,
+                &hash,
+                |t: &TokenRecord| t.expires_at,
+                |t: &TokenRecord| {
+                    if t.kind != TokenKind::Refresh || t.client_id != client.client_id {
+                        None
+                    } else if !t.rotated {
+                        Some(TokenRecord {
+                            rotated: true,
+                            rotated_at: now,
+                            ..t.clone()
+                        })
+                    } else if grace > 0 && !t.grace_used && now <= t.rotated_at + grace {
+                        Some(TokenRecord {
+                            grace_used: true,
+                            ..t.clone()
+                        })
+                    } else {
+                        None
+                    }
+                },
+            )
+            .await?;
+        let previous = match update {
+            Update::Changed { from, .. } => from,
+            Update::Missing => return Err(invalid()),
+            Update::Unchanged(t) if t.kind != TokenKind::Refresh || t.client_id != client.client_id => {
+                return Err(invalid())
+            }
+            Update::Unchanged(t) => {
+                self.revoke_session(&t.session_id).await;
+                tracing::warn!(client_id = %client.client_id, "a spent refresh token was presented again; its session is revoked");
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was already used; the session is revoked",
+                ));
+            }
+        };
+        if !previous.rotated {
+            // A first use retires the access token issued with it; a grace retry leaves the
+            // pair of the first use alone.
+            if let Some(access_hash) = &previous.paired_access_hash {
+                self.store.delete(Table::Tokens, access_hash).await?;
+                self.bearer.forget_token(access_hash);
+            }
         }
         let session = self.live_session(&previous.session_id).await?;
         // Narrowing is allowed but not recorded: the token keeps the session's scope, which the
@@ -171,7 +199,7 @@ impl AuthorizationServer {
                 return Err(OAuthError::new(ErrorCode::InvalidScope, "a refresh cannot add scopes"));
             }
         }
-        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now()).await?;
+        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now).await?;
         Ok((session, issued))
     }
 

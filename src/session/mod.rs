@@ -31,13 +31,41 @@ pub struct SessionRecord {
 // === impl SessionRecord ===
 
 impl SessionRecord {
+    /// Stores the session (sealed) and its entry in the user's session index.
     pub async fn save(&self, store: &Store) -> Result<(), StoreError> {
-        store.put_sealed(Table::Sessions, &self.id, self, self.expires_at).await
+        store
+            .put_sealed(Table::Sessions, &self.id, self, self.expires_at)
+            .await?;
+        let entry = user_session_key(&self.user.key(), &self.id);
+        store
+            .put(Table::UserSessions, &entry, &self.expires_at, self.expires_at)
+            .await
     }
 
     pub async fn load(store: &Store, id: &str) -> Result<Option<Self>, StoreError> {
         store.get_sealed(Table::Sessions, id).await
     }
+}
+
+const INDEX_SEPARATOR: char = '\u{1f}';
+
+/// The key of a session in the `user_sessions` index.
+pub fn user_session_key(user: &str, session_id: &str) -> String {
+    format!("{user}{INDEX_SEPARATOR}{session_id}")
+}
+
+/// The ids of a user's (not yet expired) sessions; `user` is `provider:user id`, or all users'
+/// sessions when `None`. Entries of sessions revoked meanwhile may remain; loading tells.
+pub async fn indexed_sessions(store: &Store, user: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+    let prefix = user.map(|u| format!("{u}{INDEX_SEPARATOR}")).unwrap_or_default();
+    let entries: Vec<(String, u64)> = store.list_prefix(Table::UserSessions, &prefix).await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(key, _)| {
+            key.rsplit_once(INDEX_SEPARATOR)
+                .map(|(u, s)| (u.to_string(), s.to_string()))
+        })
+        .collect())
 }
 
 /// A session in memory, on the request path: the record, the provider's current tokens (which a

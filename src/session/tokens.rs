@@ -62,9 +62,16 @@ pub struct TokenRecord {
     /// For a refresh token: the hash of the access token issued with it.
     #[serde(default)]
     pub paired_access_hash: Option<String>,
-    /// A refresh token that was already exchanged; presenting it again means theft.
+    /// A refresh token that was already exchanged; presenting it again means theft (after one
+    /// retry within the grace window).
     #[serde(default)]
     pub rotated: bool,
+    /// When it was exchanged (Unix seconds).
+    #[serde(default)]
+    pub rotated_at: u64,
+    /// The one retry within the grace window was used.
+    #[serde(default)]
+    pub grace_used: bool,
 }
 
 /// A freshly issued pair, as the token endpoint returns it.
@@ -104,6 +111,8 @@ pub async fn issue_tokens(
                 expires_at: access_expires,
                 paired_access_hash: None,
                 rotated: false,
+                rotated_at: 0,
+                grace_used: false,
             },
             access_expires,
         )
@@ -122,6 +131,8 @@ pub async fn issue_tokens(
                     expires_at: expires,
                     paired_access_hash: Some(access_hash),
                     rotated: false,
+                    rotated_at: 0,
+                    grace_used: false,
                 },
                 expires,
             )

@@ -31,18 +31,22 @@ pub enum Table {
     Sessions,
     /// Access and refresh tokens, by hash.
     Tokens,
+    /// Which sessions a user has: `<provider:user id>\u{1f}<session id>` → expiry (for logout of
+    /// every session, and the admin listing).
+    UserSessions,
 }
 
 // === impl Table ===
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Clients,
         Table::ConsentTransactions,
         Table::LoginStates,
         Table::Codes,
         Table::Sessions,
         Table::Tokens,
+        Table::UserSessions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Table {
             Table::Codes => "codes",
             Table::Sessions => "sessions",
             Table::Tokens => "tokens",
+            Table::UserSessions => "user_sessions",
         }
     }
 }
@@ -94,6 +99,18 @@ pub trait KvStore: Send + Sync + 'static {
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically replaces a live entry whose value is exactly `expected`; false when it was
+    /// changed, removed or expired meanwhile.
+    async fn compare_and_swap(
+        &self,
+        table: Table,
+        key: &str,
+        expected: &[u8],
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<bool, StoreError>;
+    /// Live entries whose key starts with `prefix`, in key order.
+    async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Removes expired entries; returns how many.
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
 }
@@ -155,6 +172,54 @@ impl Store {
             .transpose()
     }
 
+    /// Changes a record with `change` (which sees the current value and returns the next one,
+    /// or `None` to leave it), atomically: retried when another writer got there first.
+    pub async fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+        expires_at: impl Fn(&T) -> u64,
+        mut change: impl FnMut(&T) -> Option<T>,
+    ) -> Result<Update<T>, StoreError> {
+        for _ in 0..16 {
+            let Some(raw) = self.kv.get(table, key).await? else {
+                return Ok(Update::Missing);
+            };
+            let current: T = decode(table, &raw)?;
+            let Some(next) = change(&current) else {
+                return Ok(Update::Unchanged(current));
+            };
+            let bytes = encode(&next);
+            if self
+                .kv
+                .compare_and_swap(table, key, &raw, bytes, expires_at(&next))
+                .await?
+            {
+                return Ok(Update::Changed {
+                    from: current,
+                    to: next,
+                });
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "`{}` record kept changing under an update",
+            table.name()
+        )))
+    }
+
+    pub async fn list_prefix<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        self.kv
+            .list_prefix(table, prefix)
+            .await?
+            .into_iter()
+            .map(|(k, v)| decode(table, &v).map(|t| (k, t)))
+            .collect()
+    }
+
     pub async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
         self.kv.delete(table, key).await
     }
@@ -197,6 +262,14 @@ fn decode<T: DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T, StoreErr
         table: table.name(),
         source,
     })
+}
+
+/// What [`Store::update`] did.
+#[derive(Debug)]
+pub enum Update<T> {
+    Missing,
+    Unchanged(T),
+    Changed { from: T, to: T },
 }
 
 /// Current time in Unix seconds.

@@ -212,6 +212,61 @@ impl KvStore for RedbStore {
         .await
     }
 
+    async fn compare_and_swap(
+        &self,
+        table: Table,
+        key: &str,
+        expected: &[u8],
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let (key, expected) = (key.to_owned(), expected.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let swapped = {
+                let mut t = txn
+                    .open_table(definition(table))
+                    .map_err(|e| backend("open table", e))?;
+                let current = t
+                    .get(key.as_str())
+                    .map_err(|e| backend("get", e))?
+                    .and_then(|v| unframe(v.value(), now()));
+                let matches = current.as_deref() == Some(expected.as_slice());
+                if matches {
+                    t.insert(key.as_str(), frame(&value, expires_at).as_slice())
+                        .map_err(|e| backend("insert", e))?;
+                }
+                matches
+            };
+            txn.commit().map_err(|e| backend("commit", e))?;
+            Ok(swapped)
+        })
+        .await
+    }
+
+    async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| backend("read", e))?;
+            let t = txn
+                .open_table(definition(table))
+                .map_err(|e| backend("open table", e))?;
+            let now = now();
+            let mut out = Vec::new();
+            for entry in t.range(prefix.as_str()..).map_err(|e| backend("range", e))? {
+                let (key, value) = entry.map_err(|e| backend("range", e))?;
+                if !key.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                if let Some(payload) = unframe(value.value(), now) {
+                    out.push((key.value().to_string(), payload));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(|e| backend("write", e))?;
@@ -296,6 +351,51 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.unwrap(), b"redeemed");
+    }
+
+    #[tokio::test]
+    async fn list_prefix_returns_live_entries_under_the_prefix_in_order() {
+        let (_dir, store) = open();
+        for (k, exp) in [
+            ("alice\u{1f}s2", 0),
+            ("alice\u{1f}s1", 0),
+            ("alicia\u{1f}s3", 0),
+            ("bob\u{1f}s4", 0),
+        ] {
+            store.put(Table::UserSessions, k, b"x".to_vec(), exp).await.unwrap();
+        }
+        store
+            .put(Table::UserSessions, "alice\u{1f}old", b"x".to_vec(), now() - 1)
+            .await
+            .unwrap();
+        let keys: Vec<String> = store
+            .list_prefix(Table::UserSessions, "alice\u{1f}")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec!["alice\u{1f}s1", "alice\u{1f}s2"]);
+        assert_eq!(store.list_prefix(Table::UserSessions, "").await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_needs_the_expected_value() {
+        let (_dir, store) = open();
+        assert!(!store
+            .compare_and_swap(Table::Tokens, "t", b"a", b"b".to_vec(), 0)
+            .await
+            .unwrap());
+        store.put(Table::Tokens, "t", b"a".to_vec(), 0).await.unwrap();
+        assert!(!store
+            .compare_and_swap(Table::Tokens, "t", b"x", b"b".to_vec(), 0)
+            .await
+            .unwrap());
+        assert!(store
+            .compare_and_swap(Table::Tokens, "t", b"a", b"b".to_vec(), 0)
+            .await
+            .unwrap());
+        assert_eq!(store.get(Table::Tokens, "t").await.unwrap().unwrap(), b"b");
     }
 
     #[tokio::test]

@@ -1,0 +1,137 @@
+//! Ending sessions: `/revoke` (RFC 7009) for clients, `/logout` for people and API callers, and
+//! the server-side revocation both use (store and request cache at once).
+//!
+//! `/revoke`: the client authenticates as at `/token`; revoking a refresh token ends its whole
+//! session (RFC 7009 §2.1), an access token only itself. Unknown tokens, or tokens of another
+//! client, are answered 200 with nothing revoked, as the RFC asks.
+//!
+//! `/logout` with a bearer token: that token's session ends, or every session of its user with
+//! `all=true` ("cleared on logout", as the MXCP docs promise). Without a token (a browser):
+//! mxgate's cookies are cleared and a signed-out page is shown.
+
+use super::cookies;
+use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
+use super::{pages, response, AuthorizationServer};
+use crate::session::bearer::{bearer_token, BearerError};
+use crate::session::tokens::{token_hash, TokenKind, TokenRecord};
+use crate::session::{indexed_sessions, user_session_key};
+use crate::store::{now, StoreError, Table};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde_json::json;
+
+impl AuthorizationServer {
+    /// Ends a session: its tokens stop working at once, here and in the request cache. Returns
+    /// whether there was such a session.
+    pub async fn revoke_session(&self, session_id: &str) -> bool {
+        self.bearer.forget_session(session_id);
+        match self.store.delete(Table::Sessions, session_id).await {
+            Ok(existed) => existed,
+            Err(e) => {
+                tracing::error!(error = %e, session = %session_id, "could not revoke a session");
+                false
+            }
+        }
+    }
+
+    /// Ends every session of a user (`provider:user id`); returns how many there were.
+    pub async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for (_, session_id) in indexed_sessions(&self.store, Some(user)).await? {
+            revoked += usize::from(self.revoke_session(&session_id).await);
+            self.store
+                .delete(Table::UserSessions, &user_session_key(user, &session_id))
+                .await?;
+        }
+        Ok(revoked)
+    }
+
+    /// `POST /revoke` (RFC 7009).
+    pub(super) async fn revoke(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OAuthError> {
+        let params = Params::parse(req.body())
+            .map_err(|name| OAuthError::invalid_request(format!("parameter `{name}` appears more than once")))?;
+        let client = self
+            .clients
+            .authenticate(req.headers(), params.get("client_id"), params.get("client_secret"))
+            .await?;
+        let token = params
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        if let Some(hint) = params.get("token_type_hint") {
+            if hint != "access_token" && hint != "refresh_token" {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedTokenType,
+                    format!("token_type_hint `{hint}` is not supported"),
+                ));
+            }
+        }
+        let hash = token_hash(token);
+        let record: Option<TokenRecord> = self.store.get(Table::Tokens, &hash).await?;
+        match record {
+            Some(record) if record.client_id == client.client_id => match record.kind {
+                TokenKind::Refresh => {
+                    self.revoke_session(&record.session_id).await;
+                    tracing::info!(client_id = %client.client_id, session = %record.session_id, "refresh token revoked; session ended");
+                }
+                TokenKind::Access => {
+                    self.store.delete(Table::Tokens, &hash).await?;
+                    self.bearer.forget_token(&hash);
+                    tracing::info!(client_id = %client.client_id, "access token revoked");
+                }
+            },
+            Some(_) => tracing::warn!(client_id = %client.client_id, "a client tried to revoke another client's token"),
+            None => {}
+        }
+        Ok(response::json(StatusCode::OK, &json!({})))
+    }
+
+    /// `GET|POST /logout`.
+    pub(super) async fn logout(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let origin = self.origin_of(&req).to_string();
+        let Some(token) = bearer_token(req.headers()) else {
+            return self.browser_logout(&origin);
+        };
+        let session = match self.bearer.authenticate(token, now()).await {
+            Ok(session) => session,
+            Err(BearerError::Invalid(reason)) => {
+                return OAuthError::new(ErrorCode::InvalidToken, reason).into_response();
+            }
+            Err(BearerError::Missing) => return self.browser_logout(&origin),
+            Err(BearerError::Store(e)) => return OAuthError::from(e).into_response(),
+        };
+        let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
+        let form = Params::parse(req.body());
+        let all = [query, form]
+            .into_iter()
+            .flatten()
+            .any(|p| matches!(p.get("all"), Some("true") | Some("1")));
+        let revoked = if all {
+            match self.revoke_user_sessions(&session.record.user.key()).await {
+                Ok(n) => n,
+                Err(e) => return OAuthError::from(e).into_response(),
+            }
+        } else {
+            self.revoke_session(session.id()).await;
+            1
+        };
+        tracing::info!(user = %session.record.user.username, all, revoked, "logout");
+        response::json(StatusCode::OK, &json!({"revoked_sessions": revoked}))
+    }
+
+    /// A browser without a token: forget everything mxgate remembers in it.
+    fn browser_logout(&self, origin: &str) -> Response<Bytes> {
+        let mut resp = response::html(
+            StatusCode::OK,
+            pages::error(
+                "Signed out",
+                "mxgate has forgotten this browser's sign-in and approvals.",
+            ),
+        );
+        let policy = Self::cookies_for(origin);
+        for name in [cookies::CSRF, cookies::LOGIN] {
+            response::set_cookie(&mut resp, &policy.clear(name));
+        }
+        resp
+    }
+}
