@@ -33,11 +33,40 @@ pub enum Command {
         #[arg(long, short, env = "MXGATE_CONFIG")]
         config: PathBuf,
     },
+    /// List or revoke the sessions of a running mxgate (through its admin socket).
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
     /// Validate the configuration, resolve its secrets and print the effective settings
     /// (secrets redacted). Exits non-zero on any error.
     Check {
         #[arg(long, short, env = "MXGATE_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Live sessions, oldest first.
+    List {
+        #[arg(long, short, env = "MXGATE_CONFIG")]
+        config: PathBuf,
+        /// Only this user: `provider:user-id`, username or email.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End sessions now: every session of a user, or one session.
+    Revoke {
+        #[arg(long, short, env = "MXGATE_CONFIG")]
+        config: PathBuf,
+        #[arg(long, required_unless_present = "session", conflicts_with = "session")]
+        user: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
     },
 }
 
@@ -63,10 +92,69 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = config::load(&config)?;
             crate::gateway::serve(settings)
         }
+        Command::Sessions { action } => sessions(action),
         Command::Check { config } => {
             let settings = config::load(&config)?;
             print!("{}", serde_yaml::to_string(&settings)?);
             eprintln!("configuration OK: {}", config.display());
+            Ok(())
+        }
+    }
+}
+
+fn sessions(action: SessionsAction) -> anyhow::Result<()> {
+    use crate::admin::{client, socket_path, SessionSummary, REVOKE_PATH, SESSIONS_PATH};
+    let query = |pairs: &[(&str, &Option<String>)]| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        q.finish()
+    };
+    match action {
+        SessionsAction::List { config, user, json } => {
+            let settings = config::load(&config)?;
+            let answer = client::request(
+                &socket_path(&settings.data_dir),
+                "GET",
+                &format!("{SESSIONS_PATH}?{}", query(&[("user", &user)])),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer["sessions"])?);
+                return Ok(());
+            }
+            let sessions: Vec<SessionSummary> = serde_json::from_value(answer["sessions"].clone())?;
+            println!(
+                "{:<34} {:<24} {:<28} {:<38} {:>10}",
+                "SESSION", "USER", "EMAIL", "CLIENT", "EXPIRES IN"
+            );
+            let now = crate::store::now();
+            for s in &sessions {
+                let left = humantime::format_duration(std::time::Duration::from_secs(
+                    s.expires_at.saturating_sub(now) / 60 * 60,
+                ));
+                println!(
+                    "{:<34} {:<24} {:<28} {:<38} {:>10}",
+                    s.session_id,
+                    s.username,
+                    s.email.as_deref().unwrap_or("-"),
+                    s.client_id,
+                    left.to_string()
+                );
+            }
+            eprintln!("{} session(s)", sessions.len());
+            Ok(())
+        }
+        SessionsAction::Revoke { config, user, session } => {
+            let settings = config::load(&config)?;
+            let answer = client::request(
+                &socket_path(&settings.data_dir),
+                "POST",
+                &format!("{REVOKE_PATH}?{}", query(&[("user", &user), ("session", &session)])),
+            )?;
+            println!("revoked {} session(s)", answer["revoked_sessions"]);
             Ok(())
         }
     }

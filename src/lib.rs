@@ -7,6 +7,7 @@
 //! - [`identity`]: the user context, the signed assertion for the core, signing keys.
 //! - [`gateway`]: the Pingora adapter — the only module that knows Pingora.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod gateway;

@@ -2,6 +2,7 @@
 //! provider and authorization server from the settings, and runs the proxy service and the
 //! store's clean-up task until a signal stops the process.
 
+mod admin_socket;
 mod admit;
 mod forwarded;
 mod local_response;
@@ -13,6 +14,7 @@ mod strip_identity_headers;
 
 pub use proxy::{HEALTH_PATH, READY_PATH};
 
+use crate::admin::SessionAdmin;
 use crate::config::{Settings, StoreSettings};
 use crate::identity::assertion::AssertionMinter;
 use crate::identity::signing_key::AssertionSigner;
@@ -21,6 +23,7 @@ use crate::policy::required_scopes::RequiredScopes;
 use crate::session::bearer::BearerAuthenticator;
 use crate::session::provider_refresh::ProviderRefresher;
 use crate::store::{cipher::RecordCipher, RedbStore, Store};
+use admin_socket::AdminSocket;
 use admit::AuthParts;
 use anyhow::Context;
 use async_trait::async_trait;
@@ -30,8 +33,12 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use proxy::McpGateway;
 use proxy_trust::ProxyTrust;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Unix socket paths longer than this cannot be bound (sun_path is 108 bytes on Linux).
+const MAX_SOCKET_PATH: usize = 100;
 
 /// How often expired states, codes, tokens and sessions are removed.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
@@ -48,7 +55,7 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 }
 
 /// Builds the proxy from the settings.
-fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<Store>)> {
+fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<SessionAdmin>)> {
     let mut peer = HttpPeer::new(settings.upstream.address, false, String::new());
     peer.options.connection_timeout = Some(Duration::from_secs(5));
     peer.options.total_connection_timeout = Some(Duration::from_secs(10));
@@ -60,7 +67,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
 
     let provider = crate::providers::build(&settings.auth.provider, &settings.auth.endpoints)
         .context("setting up the identity provider")?;
-    let (auth, store) = match provider {
+    let (auth, stateful) = match provider {
         None => (None, None),
         Some(provider) => {
             let store = open_store(&settings)?;
@@ -78,6 +85,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                 signer.jwks().clone(),
             ));
             let minter = AssertionMinter::new(signer, &settings);
+            let admin = SessionAdmin::new(store.clone(), server.clone());
             (
                 Some(AuthParts {
                     server,
@@ -87,7 +95,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                     required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
                     refresher,
                 }),
-                Some(store),
+                Some((store, admin)),
             )
         }
     };
@@ -101,15 +109,15 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
             settings.transport.trust_proxy,
             settings.transport.trusted_proxies.clone(),
         ),
-        store_ready: store.clone(),
+        store_ready: stateful.as_ref().map(|(store, _)| store.clone()),
     };
-    Ok((gateway, store))
+    Ok((gateway, stateful.map(|(_, admin)| admin)))
 }
 
 /// Runs mxgate until SIGTERM (graceful) or SIGINT (fast).
 pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let (gateway, store) = build_gateway(settings.clone())?;
+    let (gateway, admin) = build_gateway(settings.clone())?;
 
     let conf = ServerConf {
         threads: settings.threads,
@@ -124,8 +132,19 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&settings.listen.to_string());
     server.add_service(proxy);
-    if let Some(store) = store {
+    if let Some(admin) = admin {
+        let store = admin.store().clone();
         server.add_service(background_service("store purge", StorePurge { store }));
+        let socket = crate::admin::socket_path(&settings.data_dir).display().to_string();
+        if socket.len() < MAX_SOCKET_PATH {
+            // A socket left by an earlier run that did not shut down cleanly would block the bind.
+            let _ = std::fs::remove_file(&socket);
+            let mut service = pingora::services::listening::Service::new("admin socket".into(), AdminSocket(admin));
+            service.add_uds(&socket, Some(std::fs::Permissions::from_mode(0o600)));
+            server.add_service(service);
+        } else {
+            tracing::warn!(path = %socket, "data_dir path too long for a Unix socket; `mxgate sessions` is unavailable");
+        }
     }
     tracing::info!(
         listen = %settings.listen,
