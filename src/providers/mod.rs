@@ -88,7 +88,7 @@ pub fn build(
     })?;
     Ok(Some(match settings {
         ProviderSettings::None => return Ok(None),
-        ProviderSettings::Oidc(config) => Arc::new(oidc::OidcProvider::new(config.clone(), http)),
+        ProviderSettings::Oidc(config) => oidc::build(config, http, endpoints)?,
         ProviderSettings::Github(config) => github::build(config, http, endpoints)?,
         ProviderSettings::Atlassian(config) => atlassian::build(config, http, endpoints)?,
         ProviderSettings::Salesforce(config) => salesforce::build(config, http, endpoints)?,
