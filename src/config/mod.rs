@@ -10,6 +10,7 @@ pub mod mxcp_user;
 pub mod references;
 mod secret;
 mod settings;
+mod vault;
 
 pub use error::ConfigError;
 pub use secret::{Secret, REDACTED};
@@ -21,31 +22,25 @@ use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
 /// Reads and validates the whole configuration, starting from `mxgate.yml`.
+///
+/// Order: find the MXCP user config (the `mxcp_config`, `project` and `profile` keys of
+/// mxgate.yml may use `${ENV}`), set up its `vault` block, then resolve every reference of both
+/// files with it.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    let mut gateway_tree = read_yaml(path)?;
-    let everything = |_: &KeyPath| true;
-    references::resolve_tree(&mut gateway_tree, &KeyPath::default(), &everything, &NoSecretBackend).map_err(
-        |(key, message)| ConfigError::Reference {
-            file: path.to_path_buf(),
-            key,
-            message,
-        },
+    let gateway_raw = read_yaml(path)?;
+    let locator: Locator = typed(
+        path,
+        resolved(path, gateway_raw.clone(), &is_locator, &NoSecretBackend)?,
     )?;
-    let gateway: gateway_file::GatewayFile = typed(path, gateway_tree)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mxcp_path = mxcp_config_path(locator.mxcp_config.as_deref(), &base_dir);
+    let user_raw = read_yaml(&mxcp_path)?;
+    let (project, profile) = select_profile(&mxcp_path, &user_raw, &locator)?;
+    let backend = secret_backend(&mxcp_path, &user_raw)?;
 
-    let mxcp_path = mxcp_config_path(&gateway, &base_dir);
-    let mut user_tree = read_yaml(&mxcp_path)?;
-    let (project, profile) = select_profile(&mxcp_path, &user_tree, &gateway)?;
+    let gateway: gateway_file::GatewayFile = typed(path, resolved(path, gateway_raw, &|_| true, backend.as_ref())?)?;
     let in_scope = |p: &KeyPath| active_profile_scope(p, &project, &profile);
-    references::resolve_tree(&mut user_tree, &KeyPath::default(), &in_scope, &NoSecretBackend).map_err(
-        |(key, message)| ConfigError::Reference {
-            file: mxcp_path.clone(),
-            key,
-            message,
-        },
-    )?;
-    let user: mxcp_user::UserConfig = typed(&mxcp_path, user_tree)?;
+    let user: mxcp_user::UserConfig = typed(&mxcp_path, resolved(&mxcp_path, user_raw, &in_scope, backend.as_ref())?)?;
     settings::build(SettingsInput {
         gateway_path: path,
         base_dir: &base_dir,
@@ -55,6 +50,65 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         project,
         profile,
     })
+}
+
+/// The keys of mxgate.yml needed to find the MXCP user config (the others are ignored here).
+#[derive(serde::Deserialize)]
+struct Locator {
+    #[serde(default)]
+    mxcp_config: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+}
+
+fn is_locator(path: &KeyPath) -> bool {
+    matches!(path.segments(), [k] if k == "mxcp_config" || k == "project" || k == "profile")
+}
+
+fn resolved(
+    file: &Path,
+    mut tree: Value,
+    in_scope: &dyn Fn(&KeyPath) -> bool,
+    backend: &dyn references::SecretBackend,
+) -> Result<Value, ConfigError> {
+    references::resolve_tree(&mut tree, &KeyPath::default(), in_scope, backend).map_err(|(key, message)| {
+        ConfigError::Reference {
+            file: file.to_path_buf(),
+            key,
+            message,
+        }
+    })?;
+    Ok(tree)
+}
+
+/// The MXCP config's `vault` block (its own references resolved from the environment and files)
+/// as the backend for `vault://` references; none when absent or disabled.
+fn secret_backend(mxcp_path: &Path, user_raw: &Value) -> Result<Box<dyn references::SecretBackend>, ConfigError> {
+    let Some(block) = user_raw.get("vault").cloned() else {
+        return Ok(Box::new(NoSecretBackend));
+    };
+    let vault_key = KeyPath::default().child("vault");
+    let mut block = block;
+    references::resolve_tree(&mut block, &vault_key, &|_| true, &NoSecretBackend).map_err(|(key, message)| {
+        ConfigError::Reference {
+            file: mxcp_path.to_path_buf(),
+            key,
+            message,
+        }
+    })?;
+    let config: mxcp_user::VaultConfig = serde_path_to_error::deserialize(block).map_err(|e| ConfigError::Schema {
+        file: mxcp_path.to_path_buf(),
+        key: format!("vault.{}", e.path()),
+        message: strip_location(&e.inner().to_string()),
+    })?;
+    if !config.enabled {
+        return Ok(Box::new(NoSecretBackend));
+    }
+    vault::VaultBackend::from_config(&config)
+        .map(|b| Box::new(b) as Box<dyn references::SecretBackend>)
+        .map_err(|message| ConfigError::invalid(mxcp_path, "vault", message))
 }
 
 fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
@@ -90,8 +144,8 @@ fn strip_location(message: &str) -> String {
     message.split(" at line ").next().unwrap_or(message).to_string()
 }
 
-fn mxcp_config_path(gateway: &gateway_file::GatewayFile, base_dir: &Path) -> PathBuf {
-    if let Some(p) = &gateway.mxcp_config {
+fn mxcp_config_path(configured: Option<&str>, base_dir: &Path) -> PathBuf {
+    if let Some(p) = configured {
         return relative_to(base_dir, p);
     }
     if let Ok(p) = std::env::var("MXCP_CONFIG") {
@@ -117,11 +171,7 @@ pub fn relative_to(base_dir: &Path, value: &str) -> PathBuf {
 
 /// Picks the project and profile: from `mxgate.yml`, else the only one there is
 /// (profile `default` when the project has several and none is named).
-fn select_profile(
-    mxcp_path: &Path,
-    user_tree: &Value,
-    gateway: &gateway_file::GatewayFile,
-) -> Result<(String, String), ConfigError> {
+fn select_profile(mxcp_path: &Path, user_tree: &Value, gateway: &Locator) -> Result<(String, String), ConfigError> {
     let projects = user_tree.get("projects").and_then(Value::as_mapping);
     let project_names: Vec<String> = projects
         .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())

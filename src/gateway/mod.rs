@@ -146,6 +146,9 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
             tracing::warn!(path = %socket, "data_dir path too long for a Unix socket; `mxgate sessions` is unavailable");
         }
     }
+    if settings.transport.stateless {
+        tracing::warn!("transport.http.stateless is accepted but not implemented yet: sessions are kept in the store");
+    }
     tracing::info!(
         listen = %settings.listen,
         upstream = %settings.upstream.url,

@@ -14,14 +14,17 @@ are appended to the report (section "logs of ...").
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import browser
-from support import MXGATE_BIN, CORE_PYTHON, IDP_DIR, RecordingUpstream, Stack
+from support import CORE_PYTHON, IDP_DIR, MXGATE_BIN, REPO, RecordingUpstream, Stack
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -93,3 +96,32 @@ if os.environ.get("MXGATE_E2E_KEEP_LOGS"):  # pragma: no cover - debugging aid
     @pytest.fixture(scope="session", autouse=True)
     def _print_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
         print("e2e temp dir:", tmp_path_factory.getbasetemp())
+
+
+# --- a Vault stand-in (tests/fixtures/vault) ---------------------------------------------
+
+VAULT_TOKEN = "s.test-vault-token"
+VAULT_SECRETS = {
+    "secret": {
+        "oauth": {"client_id": "from-kv2-intuitive", "client_secret": "kv2-secret", "github_secret": "gh-secret"},
+        "secret/legacy": {"client_id": "from-kv2-mxcp-path", "client_secret": "legacy-secret"},
+    },
+    "kv": {"app": {"client_id": "from-kv1", "client_secret": "kv1-secret"}},
+}
+
+
+@pytest.fixture(scope="session")
+def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("vault")
+    (workdir / "secrets.json").write_text(json.dumps(VAULT_SECRETS))
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests/fixtures/vault/server.py"), "--port", "0", "--token", VAULT_TOKEN,
+         "--secrets", str(workdir / "secrets.json")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line.startswith("ready "), line
+    yield line.removeprefix("ready ")
+    proc.terminate()
+    proc.wait(timeout=10)
