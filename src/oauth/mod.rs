@@ -7,6 +7,7 @@
 mod authorize;
 mod callback;
 pub mod challenge;
+mod client_metadata;
 pub mod clients;
 mod consent;
 mod cookies;
