@@ -51,6 +51,8 @@ pub struct GatewayFile {
     /// Provider API endpoints other than the real ones (a private GitHub Enterprise, a test
     /// fixture): `provider_overrides: {github: {api_url: …}}`. Each provider names its keys.
     #[serde(default)]
+    pub client_metadata_documents: ClientDocumentsFile,
+    #[serde(default)]
     pub provider_overrides: BTreeMap<ProviderKind, BTreeMap<String, String>>,
 }
 
@@ -192,6 +194,26 @@ fn default_refresh_grace() -> Duration {
 }
 fn default_login_ttl() -> Duration {
     Duration::from_secs(600)
+}
+
+/// Client ID Metadata Documents (an `https` URL as `client_id`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientDocumentsFile {
+    #[serde(default = "yes", deserialize_with = "lenient::bool")]
+    pub enabled: bool,
+    /// Fetch documents from loopback/private addresses, and over plain http (development only).
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub allow_private_addresses: bool,
+}
+
+impl Default for ClientDocumentsFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_private_addresses: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -33,8 +33,16 @@ pub struct Settings {
     pub tokens: TokenLifetimes,
     #[serde(serialize_with = "as_humantime")]
     pub consent_memory: Duration,
+    pub client_documents: ClientDocumentSettings,
     pub auth: AuthSettings,
     pub transport: TransportSettings,
+}
+
+/// Client ID Metadata Documents.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientDocumentSettings {
+    pub enabled: bool,
+    pub allow_private_addresses: bool,
 }
 
 /// Endpoints a provider calls, with `provider_overrides` applied over the real defaults.
@@ -320,6 +328,10 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
             refresh_reuse_grace: tokens.refresh_token_reuse_grace,
         },
         consent_memory: gateway.consent.remember,
+        client_documents: ClientDocumentSettings {
+            enabled: gateway.client_metadata_documents.enabled,
+            allow_private_addresses: gateway.client_metadata_documents.allow_private_addresses,
+        },
         auth: AuthSettings {
             provider,
             endpoints,

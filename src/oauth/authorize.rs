@@ -46,13 +46,16 @@ impl AuthorizationServer {
                     "This application is not registered with this server. Ask it to register again.",
                 )
             }
-            Err(e) => {
-                tracing::error!(error = %e, "store failure looking up a client");
+            Err(e) if e.code == ErrorCode::ServerError => {
                 return error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Server error",
                     "Please try again later.",
-                );
+                )
+            }
+            Err(e) => {
+                tracing::info!(client_id, error = %e.description, "client metadata document refused");
+                return error_page(StatusCode::BAD_REQUEST, "Unusable application metadata", &e.description);
             }
         };
         let redirect_uri = match (params.get("redirect_uri"), client.redirect_uris.as_slice()) {

@@ -4,6 +4,7 @@
 //! Secrets are kept only as SHA-256 hashes and compared in constant time.
 
 use super::error::{ErrorCode, OAuthError};
+use super::metadata_document::MetadataDocuments;
 use crate::config::mxcp_user::StaticClientConfig;
 use crate::session::tokens::token_hash;
 use crate::store::{Store, StoreError, Table};
@@ -86,30 +87,41 @@ impl ClientRecord {
     }
 }
 
-/// Looks up clients: static first, then registered ones.
+/// Looks up clients: static first, then registered ones, then metadata documents.
 pub struct ClientRegistry {
     statics: HashMap<String, ClientRecord>,
     store: Store,
+    documents: MetadataDocuments,
 }
 
 // === impl ClientRegistry ===
 
 impl ClientRegistry {
-    pub fn new(statics: &[StaticClientConfig], store: Store) -> Self {
+    pub fn new(statics: &[StaticClientConfig], store: Store, documents: MetadataDocuments) -> Self {
         Self {
             statics: statics
                 .iter()
                 .map(|c| (c.client_id.clone(), ClientRecord::from_static(c)))
                 .collect(),
             store,
+            documents,
         }
     }
 
-    pub async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+    pub fn documents_enabled(&self) -> bool {
+        self.documents.enabled()
+    }
+
+    /// The client, or `None` when no such client exists. A metadata document that cannot be
+    /// used is an error that says why.
+    pub async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, OAuthError> {
         if let Some(c) = self.statics.get(client_id) {
             return Ok(Some(c.clone()));
         }
-        self.store.get(Table::Clients, client_id).await
+        if self.documents.is_document_url(client_id) {
+            return self.documents.client(client_id).await.map(Some);
+        }
+        Ok(self.store.get(Table::Clients, client_id).await?)
     }
 
     pub async fn register(&self, record: &ClientRecord) -> Result<(), StoreError> {
@@ -213,7 +225,14 @@ mod tests {
                 scopes: vec!["mxcp:access".into(), "mxcp:admin".into()],
             },
         ];
-        ClientRegistry::new(&statics, store)
+        let documents = MetadataDocuments::new(
+            crate::config::ClientDocumentSettings {
+                enabled: true,
+                allow_private_addresses: false,
+            },
+            vec![],
+        );
+        ClientRegistry::new(&statics, store, documents)
     }
 
     fn basic(id: &str, secret: &str) -> HeaderMap {

@@ -51,6 +51,7 @@ impl Metadata {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
+            "client_id_metadata_document_supported": settings.client_documents.enabled,
         });
         Self {
             protected_resource: Bytes::from(protected_resource.to_string()),

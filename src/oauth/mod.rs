@@ -14,6 +14,7 @@ mod cookies;
 pub mod error;
 mod login;
 pub mod metadata;
+mod metadata_document;
 mod pages;
 mod params;
 pub mod pkce;
@@ -33,6 +34,7 @@ use clients::{ClientRegistry, DEFAULT_SCOPE};
 use cookies::CookiePolicy;
 use http::{Method, Request, Response, StatusCode};
 use metadata::*;
+use metadata_document::MetadataDocuments;
 use std::sync::Arc;
 
 /// The endpoints this server answers itself.
@@ -80,7 +82,11 @@ impl AuthorizationServer {
     ) -> Self {
         let scopes = supported_scopes(&settings);
         Self {
-            clients: ClientRegistry::new(&settings.auth.clients, store.clone()),
+            clients: ClientRegistry::new(
+                &settings.auth.clients,
+                store.clone(),
+                MetadataDocuments::new(settings.client_documents.clone(), scopes.clone()),
+            ),
             metadata: Metadata::new(&settings.public_url, &settings, &scopes),
             scopes,
             settings,
