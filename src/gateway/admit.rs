@@ -56,7 +56,9 @@ impl AuthParts {
                 ));
             }
         };
-        if self.refresher.ensure_fresh(&session, now).await == Freshness::SessionEnded {
+        // A stateless snapshot cannot be written back; its provider token is renewed at the
+        // refresh grant instead.
+        if !session.stateless && self.refresher.ensure_fresh(&session, now).await == Freshness::SessionEnded {
             self.server.revoke_session(session.id()).await;
             let ended = Challenge::InvalidToken("the sign-in at the identity provider has ended; sign in again");
             return Err(refuse(ended));

@@ -51,6 +51,7 @@ impl AuthorizationServer {
             access_ttl: self.settings.tokens.access_token,
             refresh_ttl: self.settings.tokens.refresh_token,
             with_refresh_token: client.may_use_grant(GRANT_REFRESH_TOKEN),
+            stateless: self.settings.transport.stateless,
         }
     }
 
@@ -188,7 +189,10 @@ impl AuthorizationServer {
                 self.bearer.forget_token(access_hash);
             }
         }
-        let session = self.live_session(&previous.session_id).await?;
+        let mut session = self.live_session(&previous.session_id).await?;
+        if self.settings.transport.stateless {
+            self.renew_provider_tokens(&mut session, now).await?;
+        }
         // Narrowing is allowed but not recorded: the token keeps the session's scope, which the
         // response reports, so the client sees exactly what it holds.
         if let Some(requested) = params.get("scope") {
@@ -201,6 +205,36 @@ impl AuthorizationServer {
         }
         let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now).await?;
         Ok((session, issued))
+    }
+
+    /// Stateless mode: access tokens carry the provider token and nothing renews it on the
+    /// request path, so a refresh renews it when it would expire within the new token's life.
+    async fn renew_provider_tokens(&self, session: &mut SessionRecord, now: u64) -> Result<(), OAuthError> {
+        let tokens = &session.provider_tokens;
+        let horizon = now + self.settings.tokens.access_token.as_secs();
+        let (Some(expires_at), Some(refresh_token)) = (tokens.expires_at, tokens.refresh_token.clone()) else {
+            return Ok(());
+        };
+        if expires_at > horizon {
+            return Ok(());
+        }
+        match self.provider.refresh(&refresh_token).await {
+            Ok(fresh) => {
+                session.provider_tokens = fresh;
+                session.save(&self.store).await?;
+                Ok(())
+            }
+            Err(crate::providers::ProviderError::Rejected { .. }) => {
+                self.revoke_session(&session.id).await;
+                Err(OAuthError::invalid_grant(
+                    "the sign-in at the identity provider has ended; sign in again",
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "provider token refresh failed; keeping the current token");
+                Ok(())
+            }
+        }
     }
 
     async fn live_session(&self, session_id: &str) -> Result<SessionRecord, OAuthError> {

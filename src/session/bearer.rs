@@ -3,6 +3,7 @@
 //! Token hash → session comes from an in-memory cache; only a miss reads the store (never a
 //! write, never a network call). Revocation removes the session's entries from the cache.
 
+use super::stateless::{is_stateless_token, open_access_token};
 use super::tokens::{token_hash, TokenKind, TokenRecord};
 use super::{ActiveSession, SessionRecord};
 use crate::store::{Store, StoreError, Table};
@@ -66,6 +67,11 @@ impl BearerAuthenticator {
         if let Some(session) = self.cached(&hash, now) {
             return Ok(session);
         }
+        if is_stateless_token(token) {
+            let (session, exp) = open_access_token(self.store.cipher(), token, now).map_err(BearerError::Invalid)?;
+            let active = Arc::new(ActiveSession::snapshot(session));
+            return Ok(self.remember(hash, active, exp, now));
+        }
         let record: TokenRecord = self
             .store
             .get(Table::Tokens, &hash)
@@ -116,14 +122,16 @@ impl BearerAuthenticator {
             }
             cache.by_session.retain(|_, w| w.strong_count() > 0);
         }
-        let session = match cache.by_session.get(session.id()).and_then(Weak::upgrade) {
-            Some(existing) => existing,
-            None => {
-                cache
-                    .by_session
-                    .insert(session.id().to_string(), Arc::downgrade(&session));
-                session
-            }
+        // Stateless snapshots are never shared: each token carries its own provider token.
+        let session = if session.stateless {
+            session
+        } else if let Some(existing) = cache.by_session.get(session.id()).and_then(Weak::upgrade) {
+            existing
+        } else {
+            cache
+                .by_session
+                .insert(session.id().to_string(), Arc::downgrade(&session));
+            session
         };
         cache.by_token.insert(
             hash,
@@ -185,6 +193,7 @@ mod tests {
         access_ttl: Duration::from_secs(60),
         refresh_ttl: Duration::from_secs(600),
         with_refresh_token: true,
+        stateless: false,
     };
 
     #[test]

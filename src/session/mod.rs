@@ -4,6 +4,7 @@
 
 pub mod bearer;
 pub mod provider_refresh;
+pub mod stateless;
 pub mod tokens;
 
 use crate::identity::assertion::{AssertionMinter, AssertionSlot, AssertionSubject};
@@ -76,6 +77,8 @@ pub struct ActiveSession {
     provider_tokens: RwLock<ProviderTokens>,
     /// Held while the provider tokens are being refreshed (single flight).
     pub(crate) refreshing: tokio::sync::Mutex<()>,
+    /// A snapshot from a stateless access token: nothing about it may be written back.
+    pub stateless: bool,
     assertion: AssertionSlot,
 }
 
@@ -88,7 +91,16 @@ impl ActiveSession {
             record,
             provider_tokens: RwLock::new(tokens),
             refreshing: tokio::sync::Mutex::new(()),
+            stateless: false,
             assertion: AssertionSlot::default(),
+        }
+    }
+
+    /// The session carried by a stateless access token.
+    pub fn snapshot(record: SessionRecord) -> Self {
+        Self {
+            stateless: true,
+            ..Self::new(record)
         }
     }
 

@@ -87,6 +87,8 @@ pub struct IssuePolicy {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub with_refresh_token: bool,
+    /// Self-contained access tokens (see [`super::stateless`]), stored nowhere.
+    pub stateless: bool,
 }
 
 /// Issues a new access token (and refresh token when the client may refresh) for a session.
@@ -97,26 +99,42 @@ pub async fn issue_tokens(
     policy: IssuePolicy,
     now: u64,
 ) -> Result<IssuedTokens, StoreError> {
-    let access_token = new_opaque_token(ACCESS_TOKEN_PREFIX);
-    let access_hash = token_hash(&access_token);
-    let access_expires = (now + policy.access_ttl.as_secs()).min(session.expires_at);
-    store
-        .put(
-            Table::Tokens,
-            &access_hash,
-            &TokenRecord {
-                kind: TokenKind::Access,
-                session_id: session.id.clone(),
-                client_id: session.client_id.clone(),
-                expires_at: access_expires,
-                paired_access_hash: None,
-                rotated: false,
-                rotated_at: 0,
-                grace_used: false,
-            },
-            access_expires,
+    let mut access_expires = (now + policy.access_ttl.as_secs()).min(session.expires_at);
+    if policy.stateless {
+        // The token carries the provider token: it must not outlive it while a refresh could
+        // renew it (the refresh grant does, in stateless mode).
+        let provider = &session.provider_tokens;
+        if let (Some(provider_expiry), Some(_)) = (provider.expires_at, &provider.refresh_token) {
+            access_expires = access_expires.min(provider_expiry.max(now + 1));
+        }
+    }
+    let (access_token, access_hash) = if policy.stateless {
+        (
+            super::stateless::seal_access_token(store.cipher(), session, access_expires)?,
+            None,
         )
-        .await?;
+    } else {
+        let token = new_opaque_token(ACCESS_TOKEN_PREFIX);
+        let hash = token_hash(&token);
+        store
+            .put(
+                Table::Tokens,
+                &hash,
+                &TokenRecord {
+                    kind: TokenKind::Access,
+                    session_id: session.id.clone(),
+                    client_id: session.client_id.clone(),
+                    expires_at: access_expires,
+                    paired_access_hash: None,
+                    rotated: false,
+                    rotated_at: 0,
+                    grace_used: false,
+                },
+                access_expires,
+            )
+            .await?;
+        (token, Some(hash))
+    };
     let refresh_token = if policy.with_refresh_token {
         let token = new_opaque_token(REFRESH_TOKEN_PREFIX);
         let expires = (now + policy.refresh_ttl.as_secs()).min(session.expires_at);
@@ -129,7 +147,7 @@ pub async fn issue_tokens(
                     session_id: session.id.clone(),
                     client_id: session.client_id.clone(),
                     expires_at: expires,
-                    paired_access_hash: Some(access_hash),
+                    paired_access_hash: access_hash,
                     rotated: false,
                     rotated_at: 0,
                     grace_used: false,
