@@ -52,6 +52,10 @@ pub struct GatewayFile {
     /// fixture): `provider_overrides: {github: {api_url: …}}`. Each provider names its keys.
     #[serde(default)]
     pub client_metadata_documents: ClientDocumentsFile,
+    /// More identity providers next to the MXCP config's, each written like MXCP's `auth`
+    /// block (`provider: google` plus its `google:` settings). People choose at login.
+    #[serde(default)]
+    pub extra_providers: Vec<super::mxcp_user::AuthConfig>,
     #[serde(default)]
     pub provider_overrides: BTreeMap<ProviderKind, BTreeMap<String, String>>,
 }

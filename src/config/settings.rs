@@ -110,6 +110,8 @@ pub struct TransportSettings {
 pub struct AuthSettings {
     pub provider: ProviderSettings,
     pub endpoints: ProviderEndpoints,
+    /// `extra_providers` of mxgate.yml, with their endpoints.
+    pub extra_providers: Vec<(ProviderSettings, ProviderEndpoints)>,
     pub clients: Vec<StaticClientConfig>,
     pub required_scopes: Vec<String>,
     /// MXCP's `persistence.auth_encryption_key`; when unset mxgate keeps its own key in `data_dir`.
@@ -141,6 +143,15 @@ impl ProviderSettings {
             Self::Keycloak(_) => ProviderKind::Keycloak,
             Self::Google(_) => ProviderKind::Google,
             Self::Oidc(_) => ProviderKind::Oidc,
+        }
+    }
+
+    /// The provider's name as the core sees it (`get_user_provider()`): the kind, or an OIDC
+    /// `provider_name`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Oidc(c) => c.provider_name.clone().unwrap_or_else(|| "oidc".into()),
+            other => other.kind().as_str().to_string(),
         }
     }
 
@@ -213,6 +224,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     }
     let provider = provider_settings(&auth, mxcp_path, &auth_key)?;
     let endpoints = provider_endpoints(&gateway, gateway_path, provider.kind())?;
+    let extra_providers = extra_providers(&gateway, gateway_path, &provider)?;
 
     let listen = parse_listen(&gateway.listen).map_err(|m| gw_err("listen", m))?;
     let upstream = parse_upstream(&gateway.upstream).map_err(|m| gw_err("upstream", m))?;
@@ -335,6 +347,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         auth: AuthSettings {
             provider,
             endpoints,
+            extra_providers,
             clients: auth.clients,
             required_scopes,
             encryption_key,
@@ -389,6 +402,67 @@ fn provider_settings(
             ProviderSettings::Oidc(oidc)
         }
     })
+}
+
+/// `extra_providers`: each a provider block like MXCP's, with its own name and callback path.
+fn extra_providers(
+    gateway: &GatewayFile,
+    file: &Path,
+    primary: &ProviderSettings,
+) -> Result<Vec<(ProviderSettings, ProviderEndpoints)>, ConfigError> {
+    if gateway.extra_providers.is_empty() {
+        return Ok(Vec::new());
+    }
+    if matches!(primary, ProviderSettings::None) {
+        return Err(ConfigError::invalid(
+            file,
+            "extra_providers",
+            "the MXCP config has `provider: none`; extra providers need authentication on",
+        ));
+    }
+    let mut seen_names = vec![primary.name()];
+    let mut seen_paths: Vec<String> = primary.callback_path().map(str::to_string).into_iter().collect();
+    let mut out = Vec::new();
+    for (index, auth) in gateway.extra_providers.iter().enumerate() {
+        let key = format!("extra_providers.{index}");
+        if !auth.clients.is_empty() || auth.authorization.is_some() || auth.persistence.is_some() || auth.mode.is_some()
+        {
+            return Err(ConfigError::invalid(
+                file,
+                &key,
+                "only `provider` and its settings belong here (clients, authorization and persistence come from the MXCP config)",
+            ));
+        }
+        let settings = provider_settings(auth, file, &key)?;
+        if matches!(settings, ProviderSettings::None) {
+            return Err(ConfigError::invalid(
+                file,
+                format!("{key}.provider"),
+                "`none` is not a provider",
+            ));
+        }
+        let name = settings.name();
+        if seen_names.contains(&name) {
+            return Err(ConfigError::invalid(
+                file,
+                &key,
+                format!("a second provider named `{name}` (give OIDC providers distinct `provider_name`s)"),
+            ));
+        }
+        let path = settings.callback_path().unwrap_or_default().to_string();
+        if !path.starts_with('/') || seen_paths.contains(&path) {
+            return Err(ConfigError::invalid(
+                file,
+                format!("{key}.{}.callback_path", settings.kind().as_str()),
+                format!("`{path}`: each provider needs its own callback path starting with `/`"),
+            ));
+        }
+        let endpoints = provider_endpoints(gateway, file, settings.kind())?;
+        seen_names.push(name);
+        seen_paths.push(path);
+        out.push((settings, endpoints));
+    }
+    Ok(out)
 }
 
 /// The active provider's endpoints: real defaults, then `provider_overrides` (whose keys are

@@ -13,7 +13,7 @@ use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
 use crate::session::provider_refresh::{Freshness, ProviderRefresher};
 use crate::session::ActiveSession;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::sync::Arc;
 
 /// Authentication parts; absent with `provider: none` (plain pass-through).
@@ -26,6 +26,28 @@ pub struct AuthParts {
     pub refresher: ProviderRefresher,
 }
 
+/// What admission looks at in a request.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub origin: Option<&'a PublicOrigin>,
+}
+
+// === impl RequestHead ===
+
+impl RequestHead<'_> {
+    /// A browser loading a page (GET that accepts HTML), as opposed to an MCP or API client.
+    fn is_page_navigation(&self) -> bool {
+        *self.method == Method::GET
+            && self
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|accept| accept.contains("text/html"))
+    }
+}
+
 /// An admitted request: whose it is, and the assertion to add.
 pub struct Admitted {
     pub session: Arc<ActiveSession>,
@@ -35,14 +57,18 @@ pub struct Admitted {
 // === impl AuthParts ===
 
 impl AuthParts {
-    pub async fn admit(
-        &self,
-        headers: &HeaderMap,
-        origin: Option<&PublicOrigin>,
-        now: u64,
-    ) -> Result<Admitted, Response<Bytes>> {
-        let refuse = |challenge| self.server.unauthorized(origin, challenge);
-        let token = bearer_token(headers).ok_or_else(|| refuse(Challenge::NoToken))?;
+    pub async fn admit(&self, request: &RequestHead<'_>, now: u64) -> Result<Admitted, Response<Bytes>> {
+        let (headers, origin) = (request.headers, request.origin);
+        // A person's browser (a page, not an API call) is sent to sign in instead of a 401.
+        let refuse = |challenge| match challenge {
+            Challenge::NoToken | Challenge::InvalidToken(_) if request.is_page_navigation() => {
+                self.server.login_redirect(origin, request.path_and_query)
+            }
+            challenge => self.server.unauthorized(origin, challenge),
+        };
+        let token = bearer_token(headers)
+            .or_else(|| self.server.browser_session(origin, headers))
+            .ok_or_else(|| refuse(Challenge::NoToken))?;
         let session = match self.bearer.authenticate(token, now).await {
             Ok(session) => session,
             Err(BearerError::Invalid(reason)) => return Err(refuse(Challenge::InvalidToken(reason))),

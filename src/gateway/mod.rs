@@ -20,6 +20,7 @@ use crate::identity::assertion::AssertionMinter;
 use crate::identity::signing_key::AssertionSigner;
 use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
+use crate::providers::ProviderSet;
 use crate::session::bearer::BearerAuthenticator;
 use crate::session::provider_refresh::ProviderRefresher;
 use crate::store::{cipher::RecordCipher, RedbStore, Store};
@@ -65,22 +66,22 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
         "http"
     };
 
-    let provider = crate::providers::build(&settings.auth.provider, &settings.auth.endpoints)
-        .context("setting up the identity provider")?;
-    let (auth, stateful) = match provider {
+    let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
+    let (auth, stateful) = match providers {
         None => (None, None),
-        Some(provider) => {
+        Some(providers) => {
+            let providers = Arc::new(providers);
             let store = open_store(&settings)?;
             let signer = Arc::new(
                 AssertionSigner::from_settings(&settings.assertion, &settings.data_dir)
                     .context("loading the assertion signing key")?,
             );
             let bearer = Arc::new(BearerAuthenticator::new(store.clone()));
-            let refresher = ProviderRefresher::new(provider.clone(), store.clone());
+            let refresher = ProviderRefresher::new(providers.clone(), store.clone());
             let server = Arc::new(AuthorizationServer::new(
                 settings.clone(),
                 store.clone(),
-                provider,
+                providers,
                 bearer.clone(),
                 signer.jwks().clone(),
             ));

@@ -2,7 +2,7 @@
 //! authenticates everything else; `upstream_request_filter` cleans the request for the core and
 //! adds the assertion. Bodies stream both ways (SSE included); nothing is buffered.
 
-use super::admit::AuthParts;
+use super::admit::{AuthParts, RequestHead};
 use super::forwarded::{apply_forwarded, ForwardedFacts};
 use super::local_response::{json_error, read_request, write_response};
 use super::mcp_session_binding::MCP_SESSION_HEADER;
@@ -75,10 +75,14 @@ impl McpGateway {
     /// Admits a request for the core. `Ok(true)` when a refusal was written instead.
     async fn admit(&self, auth: &AuthParts, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
         let now = crate::store::now();
-        match auth
-            .admit(&session.req_header().headers, ctx.origin.as_ref(), now)
-            .await
-        {
+        let header = session.req_header();
+        let request = RequestHead {
+            method: &header.method,
+            path_and_query: header.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            headers: &header.headers,
+            origin: ctx.origin.as_ref(),
+        };
+        match auth.admit(&request, now).await {
             Ok(admitted) => {
                 ctx.assertion = Some(admitted.assertion);
                 ctx.session = Some(admitted.session);

@@ -96,8 +96,8 @@ impl AuthorizationServer {
         if let Err(e) = self.complete_request(&params, &client, &mut request) {
             return request.redirect_error(&e);
         }
-        if self.consent_remembered(req.headers(), &request) {
-            return self.start_login(request, false).await;
+        if let Some(provider) = self.consent_remembered(req.headers(), &request) {
+            return self.start_login(request, Some(&provider), false, None).await;
         }
         self.show_consent(req.headers(), &client, request).await
     }

@@ -7,7 +7,7 @@ use super::authorize::error_page;
 use super::cookies;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
-use super::transactions::{CodeRecord, LoginState};
+use super::transactions::{AuthorizationRequest, CodeRecord, LoginState};
 use super::{response, AuthorizationServer};
 use crate::providers::{LoginCallback, ProviderError};
 use crate::session::tokens::{new_opaque_token, random_id, token_hash, AUTHORIZATION_CODE_PREFIX};
@@ -57,6 +57,17 @@ impl AuthorizationServer {
             Ok(None) => return expired(),
             Err(e) => return store_failure(e),
         };
+        let Some(entry) = self
+            .providers
+            .by_callback_path(req.uri().path())
+            .filter(|e| login.provider.is_empty() || e.provider.name() == login.provider)
+        else {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in not accepted",
+                "The identity provider that answered is not the one this sign-in went to.",
+            );
+        };
         let cookies = Self::cookies_for(&login.request.issuer);
         let same_browser = cookies
             .get(req.headers(), cookies::LOGIN)
@@ -82,30 +93,25 @@ impl AuthorizationServer {
             } else {
                 ErrorCode::ServerError
             };
-            return self.finish(
-                &request.issuer,
-                request.redirect_error(&OAuthError::new(
-                    code,
-                    format!("the identity provider answered `{error}`"),
-                )),
+            return self.fail(
+                &login,
+                OAuthError::new(code, format!("the identity provider answered `{error}`")),
             );
         }
         let Some(code) = params.get("code") else {
-            return self.finish(
-                &request.issuer,
-                request.redirect_error(&OAuthError::server_error(
-                    "the identity provider sent no authorization code",
-                )),
+            return self.fail(
+                &login,
+                OAuthError::server_error("the identity provider sent no authorization code"),
             );
         };
-        let outcome = match self
+        let outcome = match entry
             .provider
             .complete_login(&LoginCallback {
                 code,
                 iss: params.get("iss"),
                 pkce_verifier: &login.pkce_verifier,
                 nonce: &login.nonce,
-                redirect_uri: &self.callback_url(&request.issuer),
+                redirect_uri: &Self::callback_url(&request.issuer, entry),
             })
             .await
         {
@@ -117,9 +123,9 @@ impl AuthorizationServer {
                     ProviderError::Unreachable { .. } => ErrorCode::TemporarilyUnavailable,
                     _ => ErrorCode::ServerError,
                 };
-                return self.finish(
-                    &request.issuer,
-                    request.redirect_error(&OAuthError::new(code, "signing in at the identity provider failed")),
+                return self.fail(
+                    &login,
+                    OAuthError::new(code, "signing in at the identity provider failed"),
                 );
             }
         };
@@ -135,23 +141,8 @@ impl AuthorizationServer {
             created_at,
             expires_at: created_at + self.settings.tokens.session.as_secs(),
         };
-        let code = new_opaque_token(AUTHORIZATION_CODE_PREFIX);
-        let stored = async {
-            session.save(&self.store).await?;
-            self.store
-                .put(
-                    Table::Codes,
-                    &token_hash(&code),
-                    &CodeRecord::Issued {
-                        request: request.clone(),
-                        session_id: session.id.clone(),
-                    },
-                    created_at + self.settings.tokens.authorization_code.as_secs(),
-                )
-                .await
-        };
-        if let Err(e) = stored.await {
-            return self.finish(&request.issuer, request.redirect_error(&OAuthError::from(e)));
+        if let Err(e) = session.save(&self.store).await {
+            return self.fail(&login, OAuthError::from(e));
         }
         tracing::info!(
             user = %session.user.username,
@@ -160,7 +151,36 @@ impl AuthorizationServer {
             session = %session.id,
             "user logged in"
         );
-        self.finish(&request.issuer, request.redirect_to_client(&[("code", &code)]))
+        match &login.return_to {
+            Some(return_to) => self.finish(
+                &request.issuer,
+                self.browser_signed_in(&request.issuer, &session, return_to).await,
+            ),
+            None => self.finish(&request.issuer, self.issue_code(request, &session).await),
+        }
+    }
+
+    /// An authorization code for the MCP client, and the redirect that carries it.
+    async fn issue_code(&self, request: &AuthorizationRequest, session: &SessionRecord) -> Response<Bytes> {
+        let code = new_opaque_token(AUTHORIZATION_CODE_PREFIX);
+        let record = CodeRecord::Issued {
+            request: request.clone(),
+            session_id: session.id.clone(),
+        };
+        let expires = now() + self.settings.tokens.authorization_code.as_secs();
+        match self.store.put(Table::Codes, &token_hash(&code), &record, expires).await {
+            Ok(()) => request.redirect_to_client(&[("code", &code)]),
+            Err(e) => request.redirect_error(&OAuthError::from(e)),
+        }
+    }
+
+    /// A failed login: back to the MCP client with the error, or a page for a person.
+    fn fail(&self, login: &LoginState, error: OAuthError) -> Response<Bytes> {
+        let resp = match login.return_to {
+            Some(_) => error_page(StatusCode::BAD_GATEWAY, "Sign-in failed", &error.description),
+            None => login.request.redirect_error(&error),
+        };
+        self.finish(&login.request.issuer, resp)
     }
 
     /// Every way out of the callback clears the login cookie.

@@ -8,6 +8,7 @@ use super::clients::ClientRecord;
 use super::cookies;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
+use super::redirect_uri;
 use super::transactions::{AuthorizationRequest, ConsentTransaction};
 use super::{metadata::CONSENT_PATH, pages, response, AuthorizationServer};
 use crate::session::tokens::{hex, new_opaque_token, random_id, token_hash};
@@ -24,6 +25,9 @@ use subtle::ConstantTimeEq;
 struct RememberedConsent {
     cid: String,
     ruri: String,
+    /// The provider the person chose.
+    #[serde(default)]
+    prv: String,
     exp: u64,
 }
 
@@ -76,7 +80,7 @@ impl AuthorizationServer {
             redirect_host: &redirect_host,
             scopes: &request.scope,
             resource: &request.resource,
-            provider: self.provider.name(),
+            providers: &self.providers.iter().map(|e| e.provider.name()).collect::<Vec<_>>(),
             transaction: &transaction,
             csrf_token: &csrf,
             form_action: CONSENT_PATH,
@@ -137,34 +141,37 @@ impl AuthorizationServer {
                 "The consent form does not belong to this request.",
             );
         }
-        match params.get("decision") {
-            Some("approve") => self.start_login(record.request, true).await,
+        // One provider: `decision=approve`. Several: the button pressed names the provider.
+        match (params.get("decision"), params.get("provider")) {
+            (Some("approve"), provider) | (None, provider @ Some(_)) => {
+                self.start_login(record.request, provider, true, None).await
+            }
             _ => record
                 .request
                 .redirect_error(&OAuthError::new(ErrorCode::AccessDenied, "the user denied access")),
         }
     }
 
-    pub(super) fn consent_remembered(&self, headers: &HeaderMap, request: &AuthorizationRequest) -> bool {
+    /// The provider of a remembered approval of this client (and redirect URI, with any port on
+    /// loopback) in this browser; `None` when there is none.
+    pub(super) fn consent_remembered(&self, headers: &HeaderMap, request: &AuthorizationRequest) -> Option<String> {
         if self.settings.consent_memory.is_zero() {
-            return false;
+            return None;
         }
-        let Some(value) = Self::cookies_for(&request.issuer).get(headers, &consent_cookie_base(&request.client_id))
-        else {
-            return false;
-        };
+        let value = Self::cookies_for(&request.issuer).get(headers, &consent_cookie_base(&request.client_id))?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_aud = false;
-        let Ok(key) = DecodingKey::from_secret(self.store.cipher().mac_key()) else {
-            return false;
-        };
-        jsonwebtoken::decode::<RememberedConsent>(value, &key, &validation)
-            .is_ok_and(|d| d.claims.cid == request.client_id && d.claims.ruri == request.redirect_uri)
+        let key = DecodingKey::from_secret(self.store.cipher().mac_key()).ok()?;
+        let claims = jsonwebtoken::decode::<RememberedConsent>(value, &key, &validation)
+            .ok()?
+            .claims;
+        let same_client = claims.cid == request.client_id && redirect_uri::matches(&claims.ruri, &request.redirect_uri);
+        same_client.then_some(claims.prv)
     }
 
     /// The `Set-Cookie` that remembers this approval, if remembering is on.
-    pub(super) fn remember_consent_cookie(&self, request: &AuthorizationRequest) -> Option<String> {
+    pub(super) fn remember_consent_cookie(&self, request: &AuthorizationRequest, provider: &str) -> Option<String> {
         let ttl = self.settings.consent_memory.as_secs();
         if ttl == 0 {
             return None;
@@ -172,6 +179,7 @@ impl AuthorizationServer {
         let claims = RememberedConsent {
             cid: request.client_id.clone(),
             ruri: request.redirect_uri.clone(),
+            prv: provider.to_string(),
             exp: now() + ttl,
         };
         let key = EncodingKey::from_secret(self.store.cipher().mac_key()).ok()?;

@@ -9,6 +9,8 @@ use http::HeaderMap;
 pub const CSRF: &str = "mxgate-csrf";
 /// Binds a login at the provider to the browser that started it.
 pub const LOGIN: &str = "mxgate-login";
+/// A person's browser session with the gateway.
+pub const SESSION: &str = "mxgate-session";
 /// Remembers that this browser's user approved a client (one cookie per client).
 pub const CONSENT_PREFIX: &str = "mxgate-consent-";
 

@@ -13,18 +13,29 @@ use bytes::Bytes;
 use http::Response;
 
 impl AuthorizationServer {
-    pub(super) async fn start_login(&self, request: AuthorizationRequest, remember_consent: bool) -> Response<Bytes> {
+    /// Sends the browser to the provider named `provider` (the primary one when `None` or
+    /// unknown). `return_to` marks a person's own sign-in to the gateway.
+    pub(super) async fn start_login(
+        &self,
+        request: AuthorizationRequest,
+        provider: Option<&str>,
+        remember_consent: bool,
+        return_to: Option<String>,
+    ) -> Response<Bytes> {
+        let entry = provider
+            .and_then(|name| self.providers.by_name(name))
+            .unwrap_or(self.providers.primary());
         let state = new_opaque_token("");
         let pkce_verifier = new_opaque_token("");
         let nonce = random_id();
         let binding = new_opaque_token("");
-        let url = match self
+        let url = match entry
             .provider
             .authorization_url(&LoginRequest {
                 state: &state,
                 pkce_verifier: &pkce_verifier,
                 nonce: &nonce,
-                redirect_uri: &self.callback_url(&request.issuer),
+                redirect_uri: &Self::callback_url(&request.issuer, entry),
                 login_hint: request.login_hint.as_deref(),
             })
             .await
@@ -41,6 +52,8 @@ impl AuthorizationServer {
         let ttl = self.settings.tokens.login.as_secs();
         let login = LoginState {
             request: request.clone(),
+            provider: entry.provider.name().to_string(),
+            return_to,
             pkce_verifier,
             nonce,
             browser_binding_hash: token_hash(&binding),
@@ -58,7 +71,7 @@ impl AuthorizationServer {
             &Self::cookies_for(&request.issuer).set(cookies::LOGIN, &binding, ttl),
         );
         if remember_consent {
-            if let Some(cookie) = self.remember_consent_cookie(&request) {
+            if let Some(cookie) = self.remember_consent_cookie(&request, entry.provider.name()) {
                 response::set_cookie(&mut resp, &cookie);
             }
         }

@@ -16,6 +16,7 @@ pub const CONSENT_PATH: &str = "/consent";
 pub const TOKEN_PATH: &str = "/token";
 pub const REVOKE_PATH: &str = "/revoke";
 pub const LOGOUT_PATH: &str = "/logout";
+pub const LOGIN_PATH: &str = "/login";
 
 #[derive(Clone)]
 pub struct Metadata {

@@ -5,6 +5,7 @@
 //! forward a client's token anywhere.
 
 mod authorize;
+pub mod browser_login;
 mod callback;
 pub mod challenge;
 mod client_metadata;
@@ -26,7 +27,7 @@ mod token;
 pub mod transactions;
 
 use crate::config::Settings;
-use crate::providers::Provider;
+use crate::providers::{ProviderEntry, ProviderSet};
 use crate::session::bearer::BearerAuthenticator;
 use crate::store::Store;
 use bytes::Bytes;
@@ -50,6 +51,7 @@ pub enum Route {
     Token,
     Revoke,
     Logout,
+    Login,
 }
 
 /// The public URL a request reached mxgate by, when it differs from `public_url` (set by the
@@ -60,7 +62,7 @@ pub struct PublicOrigin(pub String);
 pub struct AuthorizationServer {
     settings: Arc<Settings>,
     store: Store,
-    provider: Arc<dyn Provider>,
+    providers: Arc<ProviderSet>,
     clients: ClientRegistry,
     bearer: Arc<BearerAuthenticator>,
     /// Every scope this server can grant.
@@ -76,7 +78,7 @@ impl AuthorizationServer {
     pub fn new(
         settings: Arc<Settings>,
         store: Store,
-        provider: Arc<dyn Provider>,
+        providers: Arc<ProviderSet>,
         bearer: Arc<BearerAuthenticator>,
         jwks: Bytes,
     ) -> Self {
@@ -91,7 +93,7 @@ impl AuthorizationServer {
             scopes,
             settings,
             store,
-            provider,
+            providers,
             bearer,
             jwks,
         }
@@ -110,12 +112,9 @@ impl AuthorizationServer {
         CookiePolicy::new(origin.starts_with("https://"))
     }
 
-    /// Where the provider sends the browser back to, for a login that started at `origin`.
-    fn callback_url(&self, origin: &str) -> String {
-        format!(
-            "{origin}{}",
-            self.settings.auth.provider.callback_path().unwrap_or("/callback")
-        )
+    /// Where `entry`'s provider sends the browser back to, for a login that started at `origin`.
+    fn callback_url(origin: &str, entry: &ProviderEntry) -> String {
+        format!("{origin}{}", entry.callback_path)
     }
 
     fn metadata_for(&self, origin: &str) -> std::borrow::Cow<'_, Metadata> {
@@ -141,7 +140,8 @@ impl AuthorizationServer {
             TOKEN_PATH => Route::Token,
             REVOKE_PATH => Route::Revoke,
             LOGOUT_PATH => Route::Logout,
-            p if Some(p) == self.settings.auth.provider.callback_path() => Route::Callback,
+            LOGIN_PATH => Route::Login,
+            p if self.providers.by_callback_path(p).is_some() => Route::Callback,
             _ => return None,
         })
     }
@@ -182,6 +182,7 @@ impl AuthorizationServer {
             Route::Token => self.token(req).await.unwrap_or_else(error::OAuthError::into_response),
             Route::Revoke => self.revoke(req).await.unwrap_or_else(error::OAuthError::into_response),
             Route::Logout => self.logout(req).await,
+            Route::Login => self.browser_login(req).await,
             Route::Authorize => self.authorize(req).await,
             Route::Consent => self.consent(req).await,
             Route::Callback => self.callback(req).await,

@@ -23,7 +23,8 @@ pub struct ConsentView<'a> {
     pub redirect_host: &'a str,
     pub scopes: &'a [String],
     pub resource: &'a str,
-    pub provider: &'a str,
+    /// The providers to sign in with; one button each when there are several.
+    pub providers: &'a [&'a str],
     pub transaction: &'a str,
     pub csrf_token: &'a str,
     pub form_action: &'a str,
@@ -46,23 +47,68 @@ pub fn consent(view: &ConsentView<'_>) -> String {
 <dt>MCP server</dt><dd><code>{resource}</code></dd>\
 <dt>Access requested</dt>{scopes}\
 </dl></div>\
-<p>You will sign in with <b>{provider}</b>. Only continue if you started this from {name}.</p>\
+<p>{sign_in}. Only continue if you started this from {name}.</p>\
 <form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"transaction\" value=\"{txn}\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-<button class=\"primary\" type=\"submit\" name=\"decision\" value=\"approve\">Allow and sign in</button>\
+{approve}\
 <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\
 </form>",
         name = text(view.client_name),
         id = text(view.client_id),
         host = text(view.redirect_host),
         resource = text(view.resource),
-        provider = text(view.provider),
+        sign_in = sign_in_text(view.providers),
+        approve = approve_buttons(view.providers),
         action = attr(view.form_action),
         txn = attr(view.transaction),
         csrf = attr(view.csrf_token),
     );
     page("Authorize access", &body)
+}
+
+fn sign_in_text(providers: &[&str]) -> String {
+    match providers {
+        [one] => format!("You will sign in with <b>{}</b>", text(one)),
+        _ => "Choose how to sign in".to_string(),
+    }
+}
+
+/// One provider: "Allow and sign in" (`decision=approve`). Several: a button per provider.
+fn approve_buttons(providers: &[&str]) -> String {
+    match providers {
+        [_] => "<button class=\"primary\" type=\"submit\" name=\"decision\" value=\"approve\">Allow and sign in</button>"
+            .to_string(),
+        many => many
+            .iter()
+            .map(|p| {
+                format!(
+                    "<button class=\"primary\" type=\"submit\" name=\"provider\" value=\"{}\">Allow and sign in with {}</button>",
+                    attr(p),
+                    text(p)
+                )
+            })
+            .collect(),
+    }
+}
+
+/// "Sign in with …": one link per provider, to `login_path` with the provider and `return_to`.
+pub fn provider_choice(providers: &[&str], login_path: &str, return_to: &str) -> String {
+    let links: String = providers
+        .iter()
+        .map(|p| {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("provider", p)
+                .append_pair("return_to", return_to)
+                .finish();
+            format!(
+                "<p><a class=\"button\" href=\"{}\">Sign in with {}</a></p>",
+                attr(&format!("{login_path}?{query}")),
+                text(p)
+            )
+        })
+        .collect();
+    page("Sign in", &format!("<h1>Sign in</h1><div class=\"box\">{links}</div>"))
 }
 
 pub fn error(title: &str, message: &str) -> String {
@@ -88,7 +134,7 @@ mod tests {
             redirect_host: "evil.example",
             scopes: &["mxcp:access".into()],
             resource: "http://127.0.0.1:8000/mcp",
-            provider: "oidc",
+            providers: &["oidc"],
             transaction: "t\"x",
             csrf_token: "csrf",
             form_action: "/consent",

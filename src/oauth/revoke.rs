@@ -90,14 +90,14 @@ impl AuthorizationServer {
     pub(super) async fn logout(&self, req: Request<Bytes>) -> Response<Bytes> {
         let origin = self.origin_of(&req).to_string();
         let Some(token) = bearer_token(req.headers()) else {
-            return self.browser_logout(&origin);
+            return self.browser_logout(&origin, req.headers()).await;
         };
         let session = match self.bearer.authenticate(token, now()).await {
             Ok(session) => session,
             Err(BearerError::Invalid(reason)) => {
                 return OAuthError::new(ErrorCode::InvalidToken, reason).into_response();
             }
-            Err(BearerError::Missing) => return self.browser_logout(&origin),
+            Err(BearerError::Missing) => return self.browser_logout(&origin, req.headers()).await,
             Err(BearerError::Store(e)) => return OAuthError::from(e).into_response(),
         };
         let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
@@ -119,8 +119,15 @@ impl AuthorizationServer {
         response::json(StatusCode::OK, &json!({"revoked_sessions": revoked}))
     }
 
-    /// A browser without a token: forget everything mxgate remembers in it.
-    fn browser_logout(&self, origin: &str) -> Response<Bytes> {
+    /// A browser: its session ends, and mxgate forgets everything it remembers in it.
+    async fn browser_logout(&self, origin: &str, headers: &http::HeaderMap) -> Response<Bytes> {
+        let policy = Self::cookies_for(origin);
+        if let Some(token) = policy.get(headers, cookies::SESSION) {
+            if let Ok(session) = self.bearer.authenticate(token, now()).await {
+                self.revoke_session(session.id()).await;
+                tracing::info!(user = %session.record.user.username, "browser logout");
+            }
+        }
         let mut resp = response::html(
             StatusCode::OK,
             pages::error(
@@ -128,8 +135,7 @@ impl AuthorizationServer {
                 "mxgate has forgotten this browser's sign-in and approvals.",
             ),
         );
-        let policy = Self::cookies_for(origin);
-        for name in [cookies::CSRF, cookies::LOGIN] {
+        for name in [cookies::CSRF, cookies::LOGIN, cookies::SESSION] {
             response::set_cookie(&mut resp, &policy.clear(name));
         }
         resp

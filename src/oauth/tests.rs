@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::identity::user::{ProviderTokens, UserIdentity};
-use crate::providers::{LoginCallback, LoginOutcome, LoginRequest, ProviderError};
+use crate::providers::{LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderEntry, ProviderError};
 use crate::session::bearer::BearerError;
 use crate::store::{cipher::RecordCipher, RedbStore};
 use async_trait::async_trait;
@@ -17,15 +17,20 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// Stands in for the upstream IdP: accepts the code `good-code` and logs in alice.
-struct StandInProvider;
+struct StandInProvider(&'static str);
 
 #[async_trait]
 impl Provider for StandInProvider {
     fn name(&self) -> &str {
-        "oidc"
+        self.0
     }
     async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<url::Url, ProviderError> {
-        Ok(url::Url::parse(&format!("https://idp.test/auth?state={}", request.state)).unwrap())
+        let host = if self.0 == "oidc" {
+            "idp".to_string()
+        } else {
+            self.0.to_string()
+        };
+        Ok(url::Url::parse(&format!("https://{host}.test/auth?state={}", request.state)).unwrap())
     }
     async fn refresh(&self, _refresh_token: &str) -> Result<ProviderTokens, ProviderError> {
         Err(ProviderError::Unsupported("stand-in"))
@@ -40,7 +45,7 @@ impl Provider for StandInProvider {
         }
         Ok(LoginOutcome {
             user: UserIdentity {
-                provider: "oidc".into(),
+                provider: self.0.into(),
                 user_id: "alice".into(),
                 username: "alice".into(),
                 email: Some("alice@example.test".into()),
@@ -66,6 +71,11 @@ fn harness() -> Harness {
 
 /// A harness whose mxgate.yml has `gateway_extra` appended.
 fn harness_with(gateway_extra: &str) -> Harness {
+    harness_with_providers(gateway_extra, &[])
+}
+
+/// A harness with stand-in providers: `oidc` at /callback, then each of `extra` at /callback/<name>.
+fn harness_with_providers(gateway_extra: &str, extra: &[&'static str]) -> Harness {
     std::env::set_var("MXGATE_OAUTH_TEST_SECRET", "static-secret");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -90,7 +100,19 @@ fn harness_with(gateway_extra: &str) -> Harness {
     let server = AuthorizationServer::new(
         settings,
         store,
-        Arc::new(StandInProvider),
+        Arc::new(ProviderSet::new(
+            ProviderEntry {
+                provider: Arc::new(StandInProvider("oidc")),
+                callback_path: "/callback".into(),
+            },
+            extra
+                .iter()
+                .map(|name| ProviderEntry {
+                    provider: Arc::new(StandInProvider(name)),
+                    callback_path: format!("/callback/{name}"),
+                })
+                .collect(),
+        )),
         bearer.clone(),
         Bytes::from_static(b"{\"keys\":[]}"),
     );
@@ -770,4 +792,131 @@ async fn browser_logout_clears_the_cookies() {
         "{cleared:?}"
     );
     assert!(cleared.iter().any(|c| c.starts_with("mxgate-login=;")), "{cleared:?}");
+}
+
+#[tokio::test]
+async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
+    let h = harness();
+    let to_idp = h.call(get("/login?return_to=%2Fmcp%2Fpage%3Fx%3D1", "")).await;
+    assert_eq!(to_idp.status(), 302);
+    assert!(location(&to_idp).as_str().starts_with("https://idp.test/auth"));
+    let jar = cookies_of(&to_idp);
+    let state = query(&location(&to_idp))["state"].clone();
+    let back = h
+        .call(get(&format!("/callback?code=good-code&state={state}"), &jar))
+        .await;
+    assert_eq!(back.status(), 302);
+    assert_eq!(back.headers()[LOCATION], "/mcp/page?x=1");
+    let cookies: Vec<String> = back
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let session_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("mxgate-session="))
+        .expect("a session cookie");
+    assert!(
+        session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"),
+        "{session_cookie}"
+    );
+    let token = session_cookie
+        .trim_start_matches("mxgate-session=")
+        .split(';')
+        .next()
+        .unwrap();
+    let session = h.bearer.authenticate(token, crate::store::now()).await.unwrap();
+    assert_eq!(session.record.client_id, browser_login::BROWSER_CLIENT_ID);
+    assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
+
+    let headers = {
+        let mut m = http::HeaderMap::new();
+        m.insert("cookie", format!("mxgate-session={token}").parse().unwrap());
+        m
+    };
+    assert_eq!(h.server.browser_session(None, &headers), Some(token));
+    let out = h.call(get("/logout", &format!("mxgate-session={token}"))).await;
+    assert_eq!(out.status(), 200);
+    assert!(
+        h.bearer.authenticate(token, crate::store::now()).await.is_err(),
+        "logout ended the session"
+    );
+}
+
+#[tokio::test]
+async fn browser_sign_in_returns_only_to_local_paths_and_needs_https_off_loopback() {
+    let h = harness();
+    let to_idp = h.call(get("/login?return_to=https%3A%2F%2Fevil.example%2F", "")).await;
+    let jar = cookies_of(&to_idp);
+    let state = query(&location(&to_idp))["state"].clone();
+    let back = h
+        .call(get(&format!("/callback?code=good-code&state={state}"), &jar))
+        .await;
+    assert_eq!(back.headers()[LOCATION], "/");
+
+    let mut plain_remote = get("/login", "");
+    plain_remote
+        .extensions_mut()
+        .insert(PublicOrigin("http://mcp.example.com".into()));
+    assert_eq!(h.call(plain_remote).await.status(), 403);
+}
+
+#[tokio::test]
+async fn several_providers_are_offered_and_each_login_stays_with_its_provider() {
+    let h = harness_with_providers("", &["second"]);
+    let choice = h.call(get("/login?return_to=%2Fx", "")).await;
+    assert_eq!(choice.status(), 200);
+    let html = String::from_utf8(choice.body().to_vec()).unwrap();
+    assert!(
+        html.contains("Sign in with oidc") && html.contains("Sign in with second"),
+        "{html}"
+    );
+    let picked = h.call(get("/login?provider=second&return_to=%2Fx", "")).await;
+    assert!(location(&picked).as_str().starts_with("https://second.test/auth"));
+
+    let client = h.register_public().await;
+    let page = h.call(get(&Harness::authorize_uri(&client, ""), "")).await;
+    let html = String::from_utf8(page.body().to_vec()).unwrap();
+    assert!(html.contains("name=\"provider\" value=\"second\""), "{html}");
+    let form = format!(
+        "transaction={}&csrf_token={}&provider=second",
+        hidden(&html, "transaction"),
+        hidden(&html, "csrf_token")
+    );
+    let jar = cookies_of(&page);
+    let to_idp = h.call(post("/consent", &form, &[("cookie", &jar)])).await;
+    assert!(location(&to_idp).as_str().starts_with("https://second.test/auth"));
+    let state = query(&location(&to_idp))["state"].clone();
+    let jar = format!("{jar}; {}", cookies_of(&to_idp));
+
+    let wrong_path = h
+        .call(get(&format!("/callback?code=good-code&state={state}"), &jar))
+        .await;
+    assert_eq!(
+        wrong_path.status(),
+        400,
+        "the primary provider's callback cannot finish a login at `second`"
+    );
+    let back = h
+        .call(get(&format!("/callback/second?code=good-code&state={state}"), &jar))
+        .await;
+    assert_eq!(back.status(), 302);
+    let code = query(&location(&back))["code"].clone();
+    let tokens = json(&h.exchange(&client, &code, VERIFIER).await);
+    let session = h
+        .bearer
+        .authenticate(tokens["access_token"].as_str().unwrap(), crate::store::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        session.record.user.provider, "second",
+        "the session remembers its provider"
+    );
+
+    let again = h.call(get(&Harness::authorize_uri(&client, ""), &jar)).await;
+    assert!(
+        location(&again).as_str().starts_with("https://second.test/auth"),
+        "remembered consent also remembers the provider"
+    );
 }

@@ -218,7 +218,11 @@ impl AuthorizationServer {
         if expires_at > horizon {
             return Ok(());
         }
-        match self.provider.refresh(&refresh_token).await {
+        let entry = self
+            .providers
+            .by_name(&session.user.provider)
+            .unwrap_or(self.providers.primary());
+        match entry.provider.refresh(&refresh_token).await {
             Ok(fresh) => {
                 session.provider_tokens = fresh;
                 session.save(&self.store).await?;

@@ -75,7 +75,15 @@ pub struct ConsentTransaction {
 /// A login under way at the provider, keyed by the hash of mxgate's `state`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoginState {
+    /// For an MCP client: its request. For a person signing in to the gateway itself: a request
+    /// of the browser client (see `browser_login`).
     pub request: AuthorizationRequest,
+    /// The provider (its name) the person signs in with.
+    #[serde(default)]
+    pub provider: String,
+    /// Set for a browser sign-in: where to send the person afterwards (a local path).
+    #[serde(default)]
+    pub return_to: Option<String>,
     /// mxgate's own PKCE verifier towards the provider.
     pub pkce_verifier: String,
     pub nonce: String,

@@ -12,7 +12,7 @@ mod oauth_client;
 pub mod oidc;
 pub mod salesforce;
 
-use crate::config::{ProviderEndpoints, ProviderSettings};
+use crate::config::{AuthSettings, ProviderEndpoints, ProviderSettings};
 use crate::identity::user::{ProviderTokens, UserIdentity};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -75,6 +75,69 @@ pub trait Provider: Send + Sync {
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError>;
     /// New tokens for a refresh token. A response without a refresh token keeps the old one.
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError>;
+}
+
+/// A configured provider and the path it redirects back to.
+pub struct ProviderEntry {
+    pub provider: Arc<dyn Provider>,
+    pub callback_path: String,
+}
+
+/// Every configured provider: the MXCP config's, then `extra_providers`.
+pub struct ProviderSet {
+    primary: ProviderEntry,
+    extra: Vec<ProviderEntry>,
+}
+
+// === impl ProviderSet ===
+
+impl ProviderSet {
+    /// The providers of the configuration; `None` with `provider: none`.
+    pub fn build(auth: &AuthSettings) -> Result<Option<Self>, ProviderError> {
+        let Some(primary) = build(&auth.provider, &auth.endpoints)? else {
+            return Ok(None);
+        };
+        let primary = ProviderEntry {
+            provider: primary,
+            callback_path: auth.provider.callback_path().unwrap_or("/callback").to_string(),
+        };
+        let mut extra = Vec::new();
+        for (settings, endpoints) in &auth.extra_providers {
+            if let Some(provider) = build(settings, endpoints)? {
+                extra.push(ProviderEntry {
+                    provider,
+                    callback_path: settings.callback_path().unwrap_or_default().to_string(),
+                });
+            }
+        }
+        Ok(Some(Self { primary, extra }))
+    }
+
+    pub fn new(primary: ProviderEntry, extra: Vec<ProviderEntry>) -> Self {
+        Self { primary, extra }
+    }
+
+    /// The MXCP config's provider.
+    pub fn primary(&self) -> &ProviderEntry {
+        &self.primary
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&ProviderEntry> {
+        self.iter().find(|e| e.provider.name() == name)
+    }
+
+    pub fn by_callback_path(&self, path: &str) -> Option<&ProviderEntry> {
+        self.iter().find(|e| e.callback_path == path)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ProviderEntry> {
+        std::iter::once(&self.primary).chain(self.extra.iter())
+    }
+
+    /// Whether people choose between several providers.
+    pub fn several(&self) -> bool {
+        !self.extra.is_empty()
+    }
 }
 
 /// Builds the configured provider; `None` for `provider: none`.

@@ -9,7 +9,7 @@
 //! governs those.
 
 use super::ActiveSession;
-use crate::providers::{Provider, ProviderError};
+use crate::providers::{ProviderError, ProviderSet};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -27,15 +27,15 @@ pub enum Freshness {
 
 #[derive(Clone)]
 pub struct ProviderRefresher {
-    provider: Arc<dyn Provider>,
+    providers: Arc<ProviderSet>,
     store: Store,
 }
 
 // === impl ProviderRefresher ===
 
 impl ProviderRefresher {
-    pub fn new(provider: Arc<dyn Provider>, store: Store) -> Self {
-        Self { provider, store }
+    pub fn new(providers: Arc<ProviderSet>, store: Store) -> Self {
+        Self { providers, store }
     }
 
     pub async fn ensure_fresh(&self, session: &Arc<ActiveSession>, now: u64) -> Freshness {
@@ -71,7 +71,12 @@ impl ProviderRefresher {
         let Some(refresh_token) = current.refresh_token.as_deref() else {
             return Freshness::Usable;
         };
-        match self.provider.refresh(refresh_token).await {
+        // The session's own provider (it remembers which one the person signed in with).
+        let entry = self
+            .providers
+            .by_name(&session.record.user.provider)
+            .unwrap_or(self.providers.primary());
+        match entry.provider.refresh(refresh_token).await {
             Ok(tokens) => {
                 let record = session.replace_provider_tokens(tokens);
                 if let Err(e) = record.save(&self.store).await {
@@ -96,7 +101,7 @@ impl ProviderRefresher {
 mod tests {
     use super::*;
     use crate::identity::user::{ProviderTokens, UserIdentity};
-    use crate::providers::{LoginCallback, LoginOutcome, LoginRequest};
+    use crate::providers::{LoginCallback, LoginOutcome, LoginRequest, Provider};
     use crate::session::SessionRecord;
     use crate::store::{cipher::RecordCipher, now, RedbStore};
     use async_trait::async_trait;
@@ -156,7 +161,11 @@ mod tests {
             calls: AtomicUsize::new(0),
             outcome,
         });
-        let refresher = ProviderRefresher::new(provider.clone(), store.clone());
+        let entry = crate::providers::ProviderEntry {
+            provider: provider.clone(),
+            callback_path: "/callback".into(),
+        };
+        let refresher = ProviderRefresher::new(Arc::new(ProviderSet::new(entry, vec![])), store.clone());
         let session = Arc::new(ActiveSession::new(SessionRecord {
             id: "sid".into(),
             user: UserIdentity::default(),
