@@ -2,7 +2,8 @@
 # Installs what mxgate's demo and tests need on a fresh Debian machine, idempotently:
 #   - Debian packages: cmake (Pingora's libz-ng-sys), nginx and wrk (benchmark baseline/load)
 #   - target/py/core:   the MXCP core (mxcp==0.12.3) with the mxgate core adapter
-#   - target/py/client: the official MCP Python SDK client (mcp==2.3.0) and pytest
+#   - Debian's chromium, for the browser-login test
+#   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, playwright
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
 # Everything downloaded is cached under target/ so repeated runs are fast.
 set -euo pipefail
@@ -14,6 +15,8 @@ mkdir -p target/py target/cache
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v curl >/dev/null || need_apt+=(curl)
+# Debian's Chromium, for the browser-login test (Playwright drives it; it downloads no browser).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
   command -v nginx >/dev/null || need_apt+=(nginx)
   command -v wrk >/dev/null || need_apt+=(wrk)
@@ -39,7 +42,7 @@ venv() {
 
 core_stamp="mxcp==0.12.3 $(cat deploy/mxcp-core/pyproject.toml | sha256sum | cut -c1-16)"
 venv core "$core_stamp" "mxcp==0.12.3" "dbt-core<1.11" pytest -e "$ROOT/deploy/mxcp-core"
-venv client "mcp==2.3.0 pytest httpx v1" "mcp==2.3.0" pytest httpx
+venv client "mcp==2.3.0 pytest httpx playwright==1.65.2 v2" "mcp==2.3.0" pytest httpx "playwright==1.65.2"
 
 fixture=tests/fixtures/oidc-provider
 lock_hash=$(sha256sum "$fixture/package-lock.json" | cut -c1-16)
