@@ -248,6 +248,11 @@ impl ProxyHttp for McpGateway {
         }
     }
 
+    /// A client that hangs up mid-request is routine (a closed tab, an aborted stream): not an error.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &pingora::Error) -> bool {
+        client_went_away(error)
+    }
+
     async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed: Duration = ctx.started.elapsed();
@@ -257,12 +262,23 @@ impl ProxyHttp for McpGateway {
             .map(|s| s.record.user.username.as_str())
             .unwrap_or("-");
         let req = session.req_header();
-        if let Some(e) = error {
+        if let Some(e) = error.filter(|e| !client_went_away(e)) {
             tracing::warn!(method = %req.method, path = %req.uri.path(), status, user, error = %e, "request failed");
+        } else if let Some(e) = error {
+            tracing::debug!(method = %req.method, path = %req.uri.path(), status, user, error = %e, "client went away");
         } else if ctx.local {
             tracing::info!(method = %req.method, path = %req.uri.path(), status, micros = elapsed.as_micros() as u64, "local");
         } else {
             tracing::debug!(method = %req.method, path = %req.uri.path(), status, user, micros = elapsed.as_micros() as u64, "proxied");
         }
     }
+}
+
+/// The downstream client closed or broke its connection.
+fn client_went_away(error: &pingora::Error) -> bool {
+    *error.esource() == ErrorSource::Downstream
+        && matches!(
+            error.etype(),
+            pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError | pingora::ErrorType::WriteError
+        )
 }

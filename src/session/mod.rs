@@ -113,12 +113,13 @@ impl ActiveSession {
         self.provider_tokens.read().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// When the provider's access token expires, and whether it can be refreshed.
-    pub fn provider_expiry(&self) -> (Option<u64>, bool) {
+    /// When the provider's access token expires, whether it can be refreshed, and when it was
+    /// obtained (read on every request, so nothing is cloned).
+    pub fn provider_expiry(&self) -> (Option<u64>, bool, u64) {
         self.provider_tokens
             .read()
-            .map(|t| (t.expires_at, t.refresh_token.is_some()))
-            .unwrap_or((None, false))
+            .map(|t| (t.expires_at, t.refresh_token.is_some(), t.obtained_at))
+            .unwrap_or((None, false, 0))
     }
 
     /// Installs refreshed provider tokens; the next request gets a new assertion. Returns the

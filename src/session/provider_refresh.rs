@@ -39,10 +39,9 @@ impl ProviderRefresher {
     }
 
     pub async fn ensure_fresh(&self, session: &Arc<ActiveSession>, now: u64) -> Freshness {
-        let (Some(expires_at), true) = session.provider_expiry() else {
+        let (Some(expires_at), true, obtained_at) = session.provider_expiry() else {
             return Freshness::Usable;
         };
-        let obtained_at = session.provider_tokens().obtained_at;
         let lead = LEAD_SECS.min(expires_at.saturating_sub(obtained_at) / 5);
         if now + lead < expires_at {
             return Freshness::Usable;

@@ -1,0 +1,359 @@
+"""Turns the raw results of scripts/bench.sh into the benchmark table.
+
+usage: report.py RESULTS_DIR MARKDOWN_OUT
+
+RESULTS_DIR holds
+  meta.tsv   key<TAB>value           (machine, versions, settings)
+  runs.tsv   scenario<TAB>target<TAB>connections<TAB>round<TAB>wrk output file<TAB>CPU ticks<TAB>ticks/s
+             <TAB>% of the machine's CPU busy during the idle second before the measurement
+  rss.tsv    process<TAB>VmRSS kB<TAB>VmHWM kB<TAB>processes
+  *.log      mxgate's logs (summarised)
+Prints the report (markdown, readable as plain text) and writes it to MARKDOWN_OUT.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+SCENARIO_TITLES = {
+    "A": "Scenario A: static upstream (nginx `return 200`, small JSON), proxy overhead in isolation",
+    "B": "Scenario B: real MXCP core, MCP `tools/call whoami` on one MCP session per target",
+}
+BUSY_LIMIT = 10  # % of the machine busy (with our servers idle) before a measurement: flag it
+BASELINE = {"A": ("direct", "nginx"), "B": ("direct", "nginx")}
+
+
+def seconds(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+@dataclass
+class Run:
+    scenario: str
+    target: str
+    connections: int
+    round: int = 1
+    background_pct: int | None = None
+    rps: float = 0.0
+    p50: float | None = None
+    p99: float | None = None
+    requests: int = 0
+    non2xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    mcp: dict[str, int] = field(default_factory=dict)
+    cpu_us_per_req: float | None = None
+    cpu_resolution_us: float | None = None  # one clock tick per request
+    rps_range: tuple[float, float] | None = None  # min, max over rounds
+    raw: str = ""
+
+    def problems(self) -> str:
+        parts = []
+        if self.non2xx:
+            parts.append(f"{self.non2xx} non-2xx")
+        for k, v in self.socket_errors.items():
+            if v:
+                parts.append(f"{v} {k} err")
+        if self.mcp:
+            if self.mcp.get("jsonrpc_errors"):
+                parts.append(f"{self.mcp['jsonrpc_errors']} JSON-RPC err")
+            if self.mcp.get("unexpected"):
+                parts.append(f"{self.mcp['unexpected']} unexpected body")
+        return ", ".join(parts) or "0"
+
+
+def parse_wrk(run: Run, text: str) -> Run:
+    run.raw = text
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    run.rps = float(m.group(1)) if m else 0.0
+    for pct, attr in (("50", "p50"), ("99", "p99")):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", text, re.M)
+        if m:
+            setattr(run, attr, seconds(m.group(1)))
+    m = re.search(r"^\s+(\d+) requests in", text, re.M)
+    run.requests = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    run.non2xx = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        run.socket_errors = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
+    m = re.search(r"^mcp: (.*)$", text, re.M)
+    if m:
+        run.mcp = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+    return run
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None:
+        return "n/a"
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_delta(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "n/a"
+    d = a - b
+    sign = "+" if d >= 0 else "−"
+    return sign + fmt_time(abs(d))
+
+
+def fmt_ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "n/a"
+
+
+def load(results: Path) -> tuple[dict[str, str], list[Run], list[list[str]]]:
+    meta = {}
+    for line in (results / "meta.tsv").read_text().splitlines():
+        if "\t" in line:
+            k, v = line.split("\t", 1)
+            meta[k] = v
+    runs = []
+    runs_file = results / "runs.tsv"
+    for line in runs_file.read_text().splitlines() if runs_file.exists() else []:
+        scenario, target, conns, rnd, wrk_file, ticks, hz, bg = line.split("\t")
+        run = parse_wrk(Run(scenario, target, int(conns), int(rnd)), (results / wrk_file).read_text())
+        run.background_pct = int(bg) if bg else None
+        if ticks and run.requests:
+            run.cpu_us_per_req = int(ticks) / int(hz) / run.requests * 1e6
+            run.cpu_resolution_us = 1 / int(hz) / run.requests * 1e6
+        runs.append(run)
+    runs = median_rounds(runs)
+    rss = []
+    rss_file = results / "rss.tsv"
+    for line in rss_file.read_text().splitlines() if rss_file.exists() else []:
+        rss.append(line.split("\t"))
+    return meta, runs, rss
+
+
+def median_rounds(runs: list[Run]) -> list[Run]:
+    """One run per (scenario, target, connections), in first-seen order. With several rounds each
+    figure (req/s, p50, p99, CPU per request) is the median of that figure over the rounds, the
+    req/s range is kept, and the counts of errors are summed."""
+    groups: dict[tuple[str, str, int], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.scenario, r.target, r.connections), []).append(r)
+    out = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+
+        def med(values: list) -> float | None:
+            values = sorted(v for v in values if v is not None)
+            if not values:
+                return None
+            mid = len(values) // 2
+            return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+        first = group[0]
+        m = Run(first.scenario, first.target, first.connections, 0)
+        m.rps = med([r.rps for r in group]) or 0.0
+        m.p50 = med([r.p50 for r in group])
+        m.p99 = med([r.p99 for r in group])
+        m.cpu_us_per_req = med([r.cpu_us_per_req for r in group])
+        m.cpu_resolution_us = med([r.cpu_resolution_us for r in group])
+        m.background_pct = max((r.background_pct or 0) for r in group)
+        m.requests = sum(r.requests for r in group)
+        m.non2xx = sum(r.non2xx for r in group)
+        for r in group:
+            for k, v in r.socket_errors.items():
+                m.socket_errors[k] = m.socket_errors.get(k, 0) + v
+            for k, v in r.mcp.items():
+                m.mcp[k] = m.mcp.get(k, 0) + v
+        m.rps_range = (min(r.rps for r in group), max(r.rps for r in group))
+        out.append(m)
+    return out
+
+
+def fmt_cpu(r: Run) -> str:
+    if r.cpu_us_per_req is None:
+        return "—"
+    c = r.cpu_us_per_req
+    text = f"{c / 1000:.1f} ms" if c >= 1000 else f"{c:.0f} µs" if c >= 10 else f"{c:.1f} µs"
+    if r.cpu_resolution_us and r.cpu_resolution_us > 0.05 * max(r.cpu_us_per_req, 1e-9):
+        text += f" (±{r.cpu_resolution_us:.0f})"
+    return text
+
+
+def fmt_rps(r: Run) -> str:
+    text = f"{r.rps:,.0f}" if r.rps >= 100 else f"{r.rps:,.1f}"
+    if r.rps_range:
+        lo, hi = r.rps_range
+        text += f" ({lo:,.0f}–{hi:,.0f})" if lo >= 100 else f" ({lo:,.1f}–{hi:,.1f})"
+    return text
+
+
+def log_summary(results: Path) -> list[str]:
+    """mxgate's warnings and errors during the run, grouped by message."""
+    out = []
+    for path in sorted(results.glob("*.log")):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", path.read_text(errors="replace"))
+        counts: dict[str, int] = {}
+        total = 0
+        for line in text.splitlines():
+            m = re.match(r"\S+\s+(ERROR|WARN)\s+(\S+?):\s+(.*)$", line)
+            if not m:
+                continue
+            total += 1
+            msg = re.sub(r"\d+", "N", m.group(3))
+            msg = re.sub(r"(context: Peer: addr: )\S+", r"\1…", msg)
+            key = f"{m.group(1)} {m.group(2)}: {msg[:170]}"
+            counts[key] = counts.get(key, 0) + 1
+        out.append(f"- `{path.stem}`: {total} WARN/ERROR lines" + (":" if counts else ""))
+        for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6]:
+            out.append(f"  - {n} × `{key}`")
+    return out
+
+
+def scenario_table(scenario: str, runs: list[Run]) -> list[str]:
+    direct_name, nginx_name = BASELINE[scenario]
+    out = []
+    for conns in sorted({r.connections for r in runs}, reverse=True):
+        group = [r for r in runs if r.connections == conns]
+        by = {r.target: r for r in group}
+        direct, nginx = by.get(direct_name), by.get(nginx_name)
+        label = "single connection (unloaded latency)" if conns == 1 else f"{conns} connections (throughput)"
+        out.append(f"**{label}**")
+        out.append("")
+        out.append("| target | req/s | p50 | p99 | req/s vs direct | req/s vs nginx "
+                   "| added p50 / p99 vs direct | added p50 / p99 vs nginx | CPU / req | errors |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+        for r in group:
+            vs_direct = fmt_ratio(r.rps, direct.rps) if direct and r is not direct else "—"
+            vs_nginx = fmt_ratio(r.rps, nginx.rps) if nginx and r is not nginx else "—"
+            add_direct = (f"{fmt_delta(r.p50, direct.p50)} / {fmt_delta(r.p99, direct.p99)}"
+                          if direct and r is not direct else "—")
+            add_nginx = (f"{fmt_delta(r.p50, nginx.p50)} / {fmt_delta(r.p99, nginx.p99)}"
+                         if nginx and r is not nginx and r is not direct else "—")
+            cpu = fmt_cpu(r)
+            mark = " †" if (r.background_pct or 0) > BUSY_LIMIT else ""
+            out.append(f"| {r.target}{mark} | {fmt_rps(r)} | {fmt_time(r.p50)} | {fmt_time(r.p99)} | {vs_direct} "
+                       f"| {vs_nginx} | {add_direct} | {add_nginx} | {cpu} | {r.problems()} |")
+        out.append("")
+    return out
+
+
+def verdicts(runs: list[Run]) -> list[str]:
+    """The design's performance budget, checked against this run."""
+    out = []
+
+    def get(scenario: str, target: str, conns: int | None) -> Run | None:
+        c = [r for r in runs if r.scenario == scenario and r.target == target
+             and (r.connections == 1) == (conns == 1)]  # fmt: skip
+        return c[0] if c else None
+
+    for scenario in ("A", "B"):
+        for single in (1, None):
+            d, n, g = (get(scenario, t, single) for t in ("direct", "nginx", "mxgate"))
+            if not (d and g and d.p50 is not None and g.p50 is not None):
+                continue
+            where = f"{scenario}, {'1 connection' if single else f'{g.connections} connections'}"
+            a50, a99 = g.p50 - d.p50, (g.p99 or 0) - (d.p99 or 0)
+            ok50, ok99 = a50 <= 50e-6, a99 <= 1e-3
+            line = (f"- {where}: added latency mxgate vs direct p50 {fmt_delta(g.p50, d.p50)} "
+                    f"(budget ≤ 50 µs: {'met' if ok50 else 'NOT met'}), p99 {fmt_delta(g.p99, d.p99)} "
+                    f"(budget ≤ 1 ms: {'met' if ok99 else 'NOT met'})")
+            if n and not single:
+                ok = g.rps >= n.rps
+                line += (f"; throughput mxgate/nginx {g.rps / n.rps:.2f} "
+                         f"(budget ≥ 1.00: {'met' if ok else 'NOT met'})")
+            out.append(line)
+            off = get(scenario, "mxgate, auth off", single)
+            if off and off.p50 is not None:
+                cpu = ""
+                if g.cpu_us_per_req is not None and off.cpu_us_per_req is not None:
+                    cpu = f", CPU/req {g.cpu_us_per_req - off.cpu_us_per_req:+.1f} µs"
+                out.append(f"  - of which authentication (mxgate vs mxgate auth off): p50 "
+                           f"{fmt_delta(g.p50, off.p50)}, p99 {fmt_delta(g.p99, off.p99)}, "
+                           f"req/s {fmt_ratio(g.rps, off.rps)}{cpu}")
+    return out
+
+
+def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
+    lines = ["# mxgate benchmark", ""]
+    lines.append(f"- date: {meta.get('date', '?')}")
+    lines.append(f"- machine: {meta.get('nproc', '?')} CPUs ({meta.get('cpu', '?')}), "
+                 f"{meta.get('ram', '?')} RAM, Linux {meta.get('kernel', '?')}")
+    lines.append(f"- versions: {meta.get('versions', '?')}")
+    lines.append(f"- load average: {meta.get('loadavg', '?')}")
+    bgs = [r.background_pct for r in runs if r.background_pct is not None]
+    if bgs:
+        flagged = [r for r in runs if (r.background_pct or 0) > BUSY_LIMIT]
+        lines.append(f"- other load: in the second before each measurement (our servers idle) the CPUs were "
+                     f"{min(bgs)}–{max(bgs)} % busy"
+                     + (f"; rows marked † had more than {BUSY_LIMIT} % (other processes on the machine), "
+                        "treat them with care" if flagged else ""))
+    lines.append(f"- load: {meta.get('load', '?')}")
+    lines.append(f"- servers: {meta.get('servers', '?')}")
+    lines.append(f"- NOTE: wrk and every server share the same {meta.get('nproc', '?')} CPUs, so the "
+                 "numbers are lower than on separate machines and each target competes with the load "
+                 "generator; compare rows of one run, not across machines.")
+    lines.append("")
+    lines.append("Latencies are wrk's percentiles (closed loop). `added` = this row minus the baseline "
+                 "at the same percentile; at many connections that mostly reflects throughput, the single-"
+                 "connection rows show per-request overhead. `CPU / req` = CPU time (user+system) that "
+                 "the row's own server used during the measured interval (the proxy for proxy rows, the "
+                 "upstream for direct rows; all processes and threads) divided by the requests wrk "
+                 "completed; (±x) is one clock tick per request when that is coarse. `errors` counts wrk's non-2xx responses, socket errors and, for MCP, "
+                 "responses that were a JSON-RPC error or lacked the expected user.")
+    lines.append("")
+    for scenario in ("A", "B"):
+        srun = [r for r in runs if r.scenario == scenario]
+        if not srun:
+            continue
+        lines.append(f"## {SCENARIO_TITLES[scenario]}")
+        lines.append("")
+        note = meta.get(f"scenario_{scenario}")
+        if note:
+            lines.append(note)
+            lines.append("")
+        lines += scenario_table(scenario, srun)
+    v = verdicts(runs)
+    if v:
+        lines.append("## Budget (DESIGN.md: added ≤ 50 µs p50, ≤ 1 ms p99; throughput ≥ nginx)")
+        lines.append("")
+        lines += v
+        lines.append("")
+    logs = log_summary(Path(meta.get("_results", ".")))
+    if logs:
+        lines.append("## mxgate log during the run (MXGATE_LOG=warn)")
+        lines.append("")
+        lines.append("wrk closes its connections with requests still in flight when each warm-up and "
+                     "measurement ends, so up to one `Downstream ConnectionClosed` per connection and run "
+                     "is expected (mxgate logs each twice: pingora's ERROR and its own WARN).")
+        lines.append("")
+        lines += logs
+        lines.append("")
+    if rss:
+        lines.append("## Resident memory after the run")
+        lines.append("")
+        lines.append("| process | RSS now | peak RSS (VmHWM) | processes |")
+        lines.append("|---|--:|--:|--:|")
+        for name, now_kb, peak_kb, procs in rss:
+            lines.append(f"| {name} | {int(now_kb) / 1024:.1f} MiB | {int(peak_kb) / 1024:.1f} MiB | {procs} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    results, out = Path(sys.argv[1]), Path(sys.argv[2])
+    meta, runs, rss = load(results)
+    meta["_results"] = str(results)
+    text = render(meta, runs, rss)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
