@@ -11,7 +11,8 @@
 //!   the email's local part, else `account_id`; `claim_mappings` read that JSON.
 
 use super::http_client::get_json;
-use super::oauth_client::{check_response_issuer, endpoint_url, keep_refresh_token, OAuthClient, TokenEncoding};
+use super::oauth_client::{endpoint_url, keep_refresh_token, TokenEncoding};
+use super::web_flow::{WebFlow, WebFlowConfig};
 use super::{LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError};
 use crate::config::mxcp_user::{AtlassianConfig, ClaimMappings};
 use crate::config::ProviderEndpoints;
@@ -36,13 +37,9 @@ pub fn build(
 }
 
 pub struct AtlassianProvider {
-    scope: String,
-    auth_url: Url,
-    token_url: String,
+    flow: WebFlow,
     api_url: String,
     claim_mappings: ClaimMappings,
-    http: reqwest::Client,
-    client: OAuthClient,
 }
 
 // === impl AtlassianProvider ===
@@ -53,8 +50,6 @@ impl AtlassianProvider {
         http: reqwest::Client,
         endpoints: &ProviderEndpoints,
     ) -> Result<Self, ProviderError> {
-        let auth_url = endpoint_url(NAME, "auth_url", &config.auth_url)?;
-        endpoint_url(NAME, "token_url", &config.token_url)?;
         let api_url = endpoints.get("api_url").unwrap_or(DEFAULT_API_URL);
         endpoint_url(NAME, "api_url", api_url)?;
         if !config.scope.split_whitespace().any(|s| s == "offline_access") {
@@ -63,34 +58,27 @@ impl AtlassianProvider {
                  get_user_external_token() returns) cannot be refreshed and stops working after its hour"
             );
         }
+        let flow = WebFlow::new(
+            WebFlowConfig {
+                provider: NAME,
+                client_id: &config.client_id,
+                client_secret: &config.client_secret,
+                auth_url: &config.auth_url,
+                token_url: &config.token_url,
+                scope: config.scope.clone(),
+                encoding: TokenEncoding::Json,
+            },
+            http,
+        )?;
         Ok(Self {
-            scope: config.scope.clone(),
-            auth_url,
-            token_url: config.token_url.clone(),
+            flow,
             api_url: api_url.trim_end_matches('/').to_string(),
             claim_mappings: config.claim_mappings.clone(),
-            http,
-            client: OAuthClient {
-                provider: NAME.into(),
-                client_id: config.client_id.clone(),
-                client_secret: config.client_secret.expose().to_string(),
-                basic_auth: false,
-            },
         })
     }
 
     async fn token_request(&self, params: &[(&str, &str)]) -> Result<ProviderTokens, ProviderError> {
-        Ok(self
-            .client
-            .token_request(
-                &self.http,
-                &self.token_url,
-                params,
-                TokenEncoding::Json,
-                crate::store::now(),
-            )
-            .await?
-            .tokens)
+        Ok(self.flow.token_request(params).await?.tokens)
     }
 }
 
@@ -101,18 +89,12 @@ impl Provider for AtlassianProvider {
     }
 
     async fn authorization_url(&self, request: &LoginRequest<'_>) -> Result<Url, ProviderError> {
-        self.client.authorization_url(
-            self.auth_url.as_str(),
-            request.redirect_uri,
-            &self.scope,
-            request.state,
-            request.pkce_verifier,
-            &[("audience", AUDIENCE), ("prompt", "consent")],
-        )
+        self.flow
+            .authorization_url(request, &[("audience", AUDIENCE), ("prompt", "consent")])
     }
 
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
-        check_response_issuer(NAME, &self.auth_url, callback.iss)?;
+        self.flow.check_issuer(callback.iss)?;
         let tokens = self
             .token_request(&[
                 ("grant_type", "authorization_code"),
@@ -121,7 +103,14 @@ impl Provider for AtlassianProvider {
             ])
             .await?;
         let me_url = format!("{}/me", self.api_url);
-        let profile: Value = get_json(&self.http, NAME, "the user (/me)", &me_url, Some(&tokens.access_token)).await?;
+        let profile: Value = get_json(
+            &self.flow.http,
+            NAME,
+            "the user (/me)",
+            &me_url,
+            Some(&tokens.access_token),
+        )
+        .await?;
         let mut user = user_from_profile(&profile)?;
         user.capabilities = derive_capabilities(&self.claim_mappings, &profile);
         Ok(LoginOutcome { user, tokens })

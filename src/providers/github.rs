@@ -17,10 +17,8 @@
 //!   Any other failure of these calls fails the login rather than give a partial identity.
 //! * `claim_mappings` read the `/user` JSON plus `groups`.
 
-use super::oauth_client::{
-    check_response_issuer, clip, endpoint_url, error_chain, keep_refresh_token, read_bounded, OAuthClient,
-    TokenEncoding,
-};
+use super::oauth_client::{clip, endpoint_url, error_chain, keep_refresh_token, read_bounded, TokenEncoding};
+use super::web_flow::{WebFlow, WebFlowConfig};
 use super::{LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError};
 use crate::config::mxcp_user::GithubConfig;
 use crate::config::ProviderEndpoints;
@@ -50,13 +48,9 @@ pub fn build(
 }
 
 pub struct GithubProvider {
-    scope: String,
-    auth_url: Url,
-    token_url: String,
+    flow: WebFlow,
     api_url: String,
     claim_mappings: crate::config::mxcp_user::ClaimMappings,
-    http: reqwest::Client,
-    client: OAuthClient,
 }
 
 /// What a GitHub API call answered.
@@ -74,8 +68,6 @@ impl GithubProvider {
         http: reqwest::Client,
         endpoints: &ProviderEndpoints,
     ) -> Result<Self, ProviderError> {
-        let auth_url = endpoint_url(NAME, "auth_url", &config.auth_url)?;
-        endpoint_url(NAME, "token_url", &config.token_url)?;
         let api_url = endpoints.get("api_url").unwrap_or(DEFAULT_API_URL);
         endpoint_url(NAME, "api_url", api_url)?;
         let scope = config
@@ -85,19 +77,22 @@ impl GithubProvider {
             .filter(|s| !s.is_empty())
             .unwrap_or(DEFAULT_SCOPE)
             .to_string();
+        let flow = WebFlow::new(
+            WebFlowConfig {
+                provider: NAME,
+                client_id: &config.client_id,
+                client_secret: &config.client_secret,
+                auth_url: &config.auth_url,
+                token_url: &config.token_url,
+                scope,
+                encoding: TokenEncoding::Form,
+            },
+            http,
+        )?;
         Ok(Self {
-            scope,
-            auth_url,
-            token_url: config.token_url.clone(),
+            flow,
             api_url: api_url.trim_end_matches('/').to_string(),
             claim_mappings: config.claim_mappings.clone(),
-            http,
-            client: OAuthClient {
-                provider: NAME.into(),
-                client_id: config.client_id.clone(),
-                client_secret: config.client_secret.expose().to_string(),
-                basic_auth: false,
-            },
         })
     }
 
@@ -110,17 +105,7 @@ impl GithubProvider {
 
     /// GitHub's token answers, with the granted scopes made space-separated.
     async fn token_request(&self, params: &[(&str, &str)]) -> Result<ProviderTokens, ProviderError> {
-        let mut tokens = self
-            .client
-            .token_request(
-                &self.http,
-                &self.token_url,
-                params,
-                TokenEncoding::Form,
-                crate::store::now(),
-            )
-            .await?
-            .tokens;
+        let mut tokens = self.flow.token_request(params).await?.tokens;
         tokens.scope = tokens.scope.as_deref().map(normalize_scope);
         Ok(tokens)
     }
@@ -134,6 +119,7 @@ impl GithubProvider {
             message,
         };
         let response = self
+            .flow
             .http
             .get(&url)
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
@@ -222,18 +208,11 @@ impl Provider for GithubProvider {
         if let Some(hint) = request.login_hint {
             extra.push(("login", hint));
         }
-        self.client.authorization_url(
-            self.auth_url.as_str(),
-            request.redirect_uri,
-            &self.scope,
-            request.state,
-            request.pkce_verifier,
-            &extra,
-        )
+        self.flow.authorization_url(request, &extra)
     }
 
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
-        check_response_issuer(NAME, &self.auth_url, callback.iss)?;
+        self.flow.check_issuer(callback.iss)?;
         let tokens = self
             .token_request(&[
                 ("code", callback.code),
@@ -242,7 +221,13 @@ impl Provider for GithubProvider {
             ])
             .await?;
         let token = tokens.access_token.as_str();
-        let granted = Scopes::new(tokens.scope.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.scope));
+        let granted = Scopes::new(
+            tokens
+                .scope
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(self.flow.scope()),
+        );
 
         let mut profile = match self.api_get("/user", token, "the user (/user)").await? {
             ApiAnswer::Json(user @ Value::Object(_)) => user,
@@ -476,7 +461,7 @@ mod tests {
         )
         .unwrap();
         let provider = GithubProvider::new(&config, reqwest::Client::new(), &ProviderEndpoints::default()).unwrap();
-        assert_eq!(provider.scope, DEFAULT_SCOPE);
+        assert_eq!(provider.flow.scope(), DEFAULT_SCOPE);
         assert_eq!(provider.api_url, DEFAULT_API_URL);
         let mut bad = config.clone();
         bad.token_url = "not a url".into();

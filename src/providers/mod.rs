@@ -11,6 +11,7 @@ pub mod keycloak;
 mod oauth_client;
 pub mod oidc;
 pub mod salesforce;
+mod web_flow;
 
 use crate::config::{AuthSettings, ProviderEndpoints, ProviderSettings};
 use crate::identity::user::{ProviderTokens, UserIdentity};

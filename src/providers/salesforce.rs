@@ -15,7 +15,8 @@
 //!   token endpoint's own origin or an https `*.salesforce.com` / `*.force.com` host.
 
 use super::http_client::get_json;
-use super::oauth_client::{check_response_issuer, clip, endpoint_url, keep_refresh_token, OAuthClient, TokenEncoding};
+use super::oauth_client::{clip, keep_refresh_token, TokenEncoding};
+use super::web_flow::{WebFlow, WebFlowConfig};
 use super::{LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError};
 use crate::config::mxcp_user::{ClaimMappings, SalesforceConfig};
 use crate::config::ProviderEndpoints;
@@ -39,30 +40,29 @@ pub fn build(
 }
 
 pub struct SalesforceProvider {
-    scope: String,
-    auth_url: Url,
-    token_url: Url,
+    flow: WebFlow,
     claim_mappings: ClaimMappings,
-    http: reqwest::Client,
-    client: OAuthClient,
 }
 
 // === impl SalesforceProvider ===
 
 impl SalesforceProvider {
     pub fn new(config: &SalesforceConfig, http: reqwest::Client) -> Result<Self, ProviderError> {
-        Ok(Self {
-            scope: config.scope.clone().unwrap_or_default(),
-            auth_url: endpoint_url(NAME, "auth_url", &config.auth_url)?,
-            token_url: endpoint_url(NAME, "token_url", &config.token_url)?,
-            claim_mappings: config.claim_mappings.clone(),
-            http,
-            client: OAuthClient {
-                provider: NAME.into(),
-                client_id: config.client_id.clone(),
-                client_secret: config.client_secret.expose().to_string(),
-                basic_auth: false,
+        let flow = WebFlow::new(
+            WebFlowConfig {
+                provider: NAME,
+                client_id: &config.client_id,
+                client_secret: &config.client_secret,
+                auth_url: &config.auth_url,
+                token_url: &config.token_url,
+                scope: config.scope.clone().unwrap_or_default(),
+                encoding: TokenEncoding::Form,
             },
+            http,
+        )?;
+        Ok(Self {
+            flow,
+            claim_mappings: config.claim_mappings.clone(),
         })
     }
 
@@ -77,15 +77,7 @@ impl SalesforceProvider {
         &self,
         params: &[(&str, &str)],
     ) -> Result<super::oauth_client::TokenEndpointResponse, ProviderError> {
-        self.client
-            .token_request(
-                &self.http,
-                self.token_url.as_str(),
-                params,
-                TokenEncoding::Form,
-                crate::store::now(),
-            )
-            .await
+        self.flow.token_request(params).await
     }
 }
 
@@ -100,18 +92,11 @@ impl Provider for SalesforceProvider {
         if let Some(hint) = request.login_hint {
             extra.push(("login_hint", hint));
         }
-        self.client.authorization_url(
-            self.auth_url.as_str(),
-            request.redirect_uri,
-            &self.scope,
-            request.state,
-            request.pkce_verifier,
-            &extra,
-        )
+        self.flow.authorization_url(request, &extra)
     }
 
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
-        check_response_issuer(NAME, &self.auth_url, callback.iss)?;
+        self.flow.check_issuer(callback.iss)?;
         let response = self
             .token_request(&[
                 ("grant_type", "authorization_code"),
@@ -125,10 +110,10 @@ impl Provider for SalesforceProvider {
             .get("id")
             .and_then(Value::as_str)
             .ok_or_else(|| Self::invalid("the token response has no `id` (identity URL)"))?;
-        let identity_url = identity_url(&self.token_url, identity).map_err(Self::invalid)?;
+        let identity_url = identity_url(self.flow.token_url(), identity).map_err(Self::invalid)?;
         let tokens = response.tokens;
         let profile: Value = get_json(
-            &self.http,
+            &self.flow.http,
             NAME,
             "the identity URL",
             identity_url.as_str(),
