@@ -59,6 +59,11 @@ pub enum SessionsAction {
         #[arg(long)]
         json: bool,
     },
+    /// How many entries each store table holds (expired ones not yet purged included).
+    Stats {
+        #[arg(long, short, env = "MXGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// End sessions now: every session of a user, or one session.
     Revoke {
         #[arg(long, short, env = "MXGATE_CONFIG")]
@@ -103,7 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn sessions(action: SessionsAction) -> anyhow::Result<()> {
-    use crate::admin::{client, socket_path, SessionSummary, REVOKE_PATH, SESSIONS_PATH};
+    use crate::admin::{client, socket_path, SessionSummary, REVOKE_PATH, SESSIONS_PATH, STORE_PATH};
     let query = |pairs: &[(&str, &Option<String>)]| {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in pairs {
@@ -145,6 +150,12 @@ fn sessions(action: SessionsAction) -> anyhow::Result<()> {
                 );
             }
             eprintln!("{} session(s)", sessions.len());
+            Ok(())
+        }
+        SessionsAction::Stats { config } => {
+            let settings = config::load(&config)?;
+            let answer = client::request(&socket_path(&settings.data_dir), "GET", STORE_PATH)?;
+            println!("{}", serde_json::to_string_pretty(&answer["entries"])?);
             Ok(())
         }
         SessionsAction::Revoke { config, user, session } => {

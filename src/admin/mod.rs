@@ -7,7 +7,7 @@ pub mod client;
 
 use crate::oauth::AuthorizationServer;
 use crate::session::{indexed_sessions, SessionRecord};
-use crate::store::{now, Store, StoreError};
+use crate::store::{now, Store, StoreError, Table};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub const SOCKET_FILE: &str = "admin.sock";
 pub const SESSIONS_PATH: &str = "/sessions";
 pub const REVOKE_PATH: &str = "/sessions/revoke";
+pub const STORE_PATH: &str = "/store";
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_FILE)
@@ -74,6 +75,7 @@ impl SessionAdmin {
                 )
             }
             ("POST", REVOKE_PATH) => self.revoke(&selector).await.map(|n| json!({"revoked_sessions": n})),
+            ("GET", STORE_PATH) => self.store_entries().await.map(|t| json!({"entries": t})),
             _ => return (StatusCode::NOT_FOUND, json!({"error": "unknown admin request"})),
         };
         match result {
@@ -112,6 +114,15 @@ impl SessionAdmin {
             }
         }
         out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    /// Entries per store table (expired ones not yet purged included).
+    pub async fn store_entries(&self) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        let mut out = serde_json::Map::new();
+        for table in Table::ALL {
+            out.insert(table.name().into(), self.store.kv().stored_entries(table).await?.into());
+        }
         Ok(out)
     }
 

@@ -84,6 +84,9 @@ pub struct StoreFile {
     /// redb file; default `<data_dir>/mxgate.redb`.
     #[serde(default)]
     pub path: Option<String>,
+    /// How often expired states, codes, tokens and sessions are removed.
+    #[serde(default = "default_purge_interval", deserialize_with = "duration")]
+    pub purge_interval: Duration,
 }
 
 impl Default for StoreFile {
@@ -91,10 +94,14 @@ impl Default for StoreFile {
         Self {
             kind: default_store_kind(),
             path: None,
+            purge_interval: default_purge_interval(),
         }
     }
 }
 
+fn default_purge_interval() -> Duration {
+    Duration::from_secs(300)
+}
 fn default_store_kind() -> String {
     "redb".into()
 }

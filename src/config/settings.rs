@@ -29,6 +29,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub threads: usize,
     pub store: StoreSettings,
+    #[serde(serialize_with = "as_humantime")]
+    pub purge_interval: Duration,
     pub assertion: AssertionSettings,
     pub tokens: TokenLifetimes,
     #[serde(serialize_with = "as_humantime")]
@@ -324,6 +326,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         data_dir,
         threads: gateway.threads,
         store,
+        purge_interval: gateway.store.purge_interval.max(Duration::from_secs(1)),
         assertion: AssertionSettings {
             algorithm: assertion.algorithm,
             secret: assertion.secret,

@@ -41,9 +41,6 @@ use std::time::Duration;
 /// Unix socket paths longer than this cannot be bound (sun_path is 108 bytes on Linux).
 const MAX_SOCKET_PATH: usize = 100;
 
-/// How often expired states, codes, tokens and sessions are removed.
-const PURGE_INTERVAL: Duration = Duration::from_secs(300);
-
 /// Opens the store (creating its key and file on first start).
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let StoreSettings::Redb { path } = &settings.store;
@@ -135,7 +132,8 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     server.add_service(proxy);
     if let Some(admin) = admin {
         let store = admin.store().clone();
-        server.add_service(background_service("store purge", StorePurge { store }));
+        let every = settings.purge_interval;
+        server.add_service(background_service("store purge", StorePurge { store, every }));
         let socket = crate::admin::socket_path(&settings.data_dir).display().to_string();
         if socket.len() < MAX_SOCKET_PATH {
             // A socket left by an earlier run that did not shut down cleanly would block the bind.
@@ -163,12 +161,13 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Removes expired entries from the store every few minutes.
 struct StorePurge {
     store: Store,
+    every: Duration,
 }
 
 #[async_trait]
 impl BackgroundService for StorePurge {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut interval = tokio::time::interval(PURGE_INTERVAL);
+        let mut interval = tokio::time::interval(self.every);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,

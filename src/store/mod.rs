@@ -109,6 +109,8 @@ pub trait KvStore: Send + Sync + 'static {
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<bool, StoreError>;
+    /// How many entries a table holds, expired ones not yet purged included.
+    async fn stored_entries(&self, table: Table) -> Result<u64, StoreError>;
     /// Live entries whose key starts with `prefix`, in key order.
     async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Removes expired entries; returns how many.

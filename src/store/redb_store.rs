@@ -5,7 +5,7 @@
 use super::cipher::create_private_file;
 use super::{now, KvStore, StoreError, Table};
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -244,6 +244,17 @@ impl KvStore for RedbStore {
         .await
     }
 
+    async fn stored_entries(&self, table: Table) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| backend("read", e))?;
+            let t = txn
+                .open_table(definition(table))
+                .map_err(|e| backend("open table", e))?;
+            t.len().map_err(|e| backend("len", e))
+        })
+        .await
+    }
+
     async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let prefix = prefix.to_owned();
         self.blocking(move |db| {
@@ -410,7 +421,13 @@ mod tests {
             .put(Table::Tokens, "dead", b"1".to_vec(), now() - 5)
             .await
             .unwrap();
+        assert_eq!(
+            store.stored_entries(Table::Tokens).await.unwrap(),
+            1,
+            "expired but not yet purged"
+        );
         assert_eq!(store.purge_expired(now()).await.unwrap(), 1);
+        assert_eq!(store.stored_entries(Table::Tokens).await.unwrap(), 0);
         assert!(store.get(Table::Sessions, "live").await.unwrap().is_some());
         assert!(store.get(Table::Sessions, "forever").await.unwrap().is_some());
     }
