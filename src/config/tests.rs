@@ -19,9 +19,11 @@ fn oidc_user_config(extra_auth: &str) -> String {
 
 #[test]
 fn loads_an_oidc_config_and_redacts_its_secret() {
-    std::env::set_var("MXGATE_TEST_OIDC_SECRET", "very-secret-value");
+    // Its own variable: the other tests set MXGATE_TEST_OIDC_SECRET concurrently.
+    std::env::set_var("MXGATE_TEST_OIDC_SECRET_REDACTED", "very-secret-value");
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), GATEWAY, &oidc_user_config(""));
+    let user = oidc_user_config("").replace("MXGATE_TEST_OIDC_SECRET", "MXGATE_TEST_OIDC_SECRET_REDACTED");
+    let path = write(dir.path(), GATEWAY, &user);
     let settings = load(&path).unwrap();
     assert_eq!(settings.project, "demo");
     assert_eq!(settings.profile, "default");
