@@ -111,6 +111,20 @@ pub fn provider_choice(providers: &[&str], login_path: &str, return_to: &str) ->
     page("Sign in", &format!("<h1>Sign in</h1><div class=\"box\">{links}</div>"))
 }
 
+/// "Sign out?": a form that posts back with the browser's CSRF token.
+pub fn logout_confirmation(action: &str, csrf_token: &str) -> String {
+    page(
+        "Sign out",
+        &format!(
+            "<h1>Sign out of this MCP server?</h1><form method=\"post\" action=\"{}\">\
+<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+<button class=\"primary\" type=\"submit\">Sign out</button></form>",
+            attr(action),
+            attr(csrf_token)
+        ),
+    )
+}
+
 pub fn error(title: &str, message: &str) -> String {
     page(
         title,

@@ -11,15 +11,18 @@
 
 use super::cookies;
 use super::error::{ErrorCode, OAuthError};
+use super::metadata::LOGOUT_PATH;
 use super::params::Params;
 use super::{pages, response, AuthorizationServer};
 use crate::session::bearer::{bearer_token, BearerError};
+use crate::session::tokens::new_opaque_token;
 use crate::session::tokens::{token_hash, TokenKind, TokenRecord};
 use crate::session::{indexed_sessions, user_session_key};
 use crate::store::{now, StoreError, Table};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 impl AuthorizationServer {
     /// Ends a session: its tokens stop working at once, here and in the request cache. Returns
@@ -90,14 +93,14 @@ impl AuthorizationServer {
     pub(super) async fn logout(&self, req: Request<Bytes>) -> Response<Bytes> {
         let origin = self.origin_of(&req).to_string();
         let Some(token) = bearer_token(req.headers()) else {
-            return self.browser_logout(&origin, req.headers()).await;
+            return self.browser_logout(&origin, &req).await;
         };
         let session = match self.bearer.authenticate(token, now()).await {
             Ok(session) => session,
             Err(BearerError::Invalid(reason)) => {
                 return OAuthError::new(ErrorCode::InvalidToken, reason).into_response();
             }
-            Err(BearerError::Missing) => return self.browser_logout(&origin, req.headers()).await,
+            Err(BearerError::Missing) => return self.browser_logout(&origin, &req).await,
             Err(BearerError::Store(e)) => return OAuthError::from(e).into_response(),
         };
         let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
@@ -119,10 +122,34 @@ impl AuthorizationServer {
         response::json(StatusCode::OK, &json!({"revoked_sessions": revoked}))
     }
 
-    /// A browser: its session ends, and mxgate forgets everything it remembers in it.
-    async fn browser_logout(&self, origin: &str, headers: &http::HeaderMap) -> Response<Bytes> {
+    /// A browser. With a session, a GET shows a confirmation form and only its POST (carrying
+    /// the browser's CSRF token, so another site cannot sign a person out) ends the session.
+    /// Either way mxgate then forgets everything it remembers in the browser.
+    async fn browser_logout(&self, origin: &str, req: &Request<Bytes>) -> Response<Bytes> {
         let policy = Self::cookies_for(origin);
+        let headers = req.headers();
         if let Some(token) = policy.get(headers, cookies::SESSION) {
+            let csrf = policy.get(headers, cookies::CSRF);
+            if req.method() != http::Method::POST {
+                let csrf = csrf
+                    .filter(|c| c.len() == 43)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| new_opaque_token(""));
+                let mut resp = response::html(StatusCode::OK, pages::logout_confirmation(LOGOUT_PATH, &csrf));
+                let ttl = self.settings.tokens.login.as_secs();
+                response::set_cookie(&mut resp, &policy.set(cookies::CSRF, &csrf, ttl));
+                return resp;
+            }
+            let form = Params::parse(req.body()).ok();
+            let sent = form.as_ref().and_then(|f| f.get("csrf_token"));
+            let matches = matches!((csrf, sent), (Some(c), Some(s)) if bool::from(c.as_bytes().ct_eq(s.as_bytes())));
+            if !matches {
+                return super::authorize::error_page(
+                    StatusCode::FORBIDDEN,
+                    "Sign-out not accepted",
+                    "This sign-out did not come from mxgate's own page. Open /logout to sign out.",
+                );
+            }
             if let Ok(session) = self.bearer.authenticate(token, now()).await {
                 self.revoke_session(session.id()).await;
                 tracing::info!(user = %session.record.user.username, "browser logout");

@@ -836,8 +836,24 @@ async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
         m
     };
     assert_eq!(h.server.browser_session(None, &headers), Some(token));
-    let out = h.call(get("/logout", &format!("mxgate-session={token}"))).await;
+    // A GET only asks; a cross-site POST without the browser's CSRF token is refused.
+    let ask = h.call(get("/logout", &format!("mxgate-session={token}"))).await;
+    assert_eq!(ask.status(), 200);
+    let html = String::from_utf8(ask.body().to_vec()).unwrap();
+    assert!(
+        h.bearer.authenticate(token, crate::store::now()).await.is_ok(),
+        "a GET ends nothing"
+    );
+    let csrf = hidden(&html, "csrf_token");
+    let jar = format!("mxgate-session={token}; {}", cookies_of(&ask));
+    let forged = h.call(post("/logout", "csrf_token=forged", &[("cookie", &jar)])).await;
+    assert_eq!(forged.status(), 403);
+    assert!(h.bearer.authenticate(token, crate::store::now()).await.is_ok());
+    let out = h
+        .call(post("/logout", &format!("csrf_token={csrf}"), &[("cookie", &jar)]))
+        .await;
     assert_eq!(out.status(), 200);
+    assert!(String::from_utf8_lossy(out.body()).contains("Signed out"));
     assert!(
         h.bearer.authenticate(token, crate::store::now()).await.is_err(),
         "logout ended the session"

@@ -80,6 +80,8 @@ def test_a_person_signs_in_in_the_browser_and_reaches_the_core(
     assert _seen_assertion(echo_upstream, again)["sub"] == "alice", "the cookie carries the session"
 
     page.goto(f"{echo_stack.url}/logout")
+    page.get_by_role("button", name="Sign out").click()  # a GET only asks (CSRF-safe sign-out)
+    page.wait_for_load_state()
     assert "Signed out" in page.content()
     assert not [c for c in context.cookies() if c["name"] == "mxgate-session"]
     page.goto(f"{echo_stack.url}/mcp/after?id={uuid.uuid4().hex}")
