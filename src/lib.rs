@@ -15,5 +15,6 @@ pub mod identity;
 pub mod oauth;
 pub mod policy;
 pub mod providers;
+pub mod rate_limit;
 pub mod session;
 pub mod store;

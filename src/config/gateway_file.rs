@@ -2,6 +2,7 @@
 //! clients, scopes, transport) comes from the MXCP user config this file points at.
 
 use super::lenient;
+use super::limits::{DynamicClientsFile, Limits, RateLimits};
 use super::mxcp_user::ProviderKind;
 use super::secret::Secret;
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
@@ -58,6 +59,23 @@ pub struct GatewayFile {
     pub extra_providers: Vec<super::mxcp_user::AuthConfig>,
     #[serde(default)]
     pub provider_overrides: BTreeMap<ProviderKind, BTreeMap<String, String>>,
+    /// Resource bounds: connections, slow clients, in-memory tables, logins in flight.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Requests per minute to the OAuth endpoints, per client address and per OAuth client.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    /// What self-registered and metadata-document clients may hold.
+    #[serde(default)]
+    pub dynamic_clients: DynamicClientsFile,
+    /// More `Host` values (besides the public URL's and the listen address) under which requests
+    /// may reach the core: `host` (any port) or `host:port`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins (besides the public URL's own) that may call mxgate cross-origin (CORS)
+    /// and whose requests may reach the core; `*` for any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn default_listen() -> String {

@@ -5,7 +5,9 @@
 
 mod error;
 pub mod gateway_file;
+pub mod host_pattern;
 mod lenient;
+pub mod limits;
 pub mod mxcp_user;
 pub mod references;
 mod secret;

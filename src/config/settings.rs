@@ -2,6 +2,8 @@
 //! (secrets redacted).
 
 use super::gateway_file::{AssertionAlgorithm, GatewayFile};
+use super::host_pattern::HostPattern;
+use super::limits::{DynamicClients, Limits, RateLimits};
 use super::mxcp_user::{self, AuthMode, ProviderKind, StaticClientConfig, UserConfig};
 use super::{relative_to, ConfigError, Secret};
 use ipnet::IpNet;
@@ -38,6 +40,14 @@ pub struct Settings {
     pub client_documents: ClientDocumentSettings,
     pub auth: AuthSettings,
     pub transport: TransportSettings,
+    pub limits: Limits,
+    pub rate_limits: RateLimits,
+    pub dynamic_clients: DynamicClients,
+    /// `Host` values under which requests may reach the core, besides the public URL's and the
+    /// listen address.
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Browser origins (`scheme://host[:port]`, or `*`) allowed besides the public URL's own.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Client ID Metadata Documents.
@@ -308,6 +318,29 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     }
 
     let required_scopes = auth.authorization.map(|a| a.required_scopes).unwrap_or_default();
+    gateway.limits.validate().map_err(|(key, m)| gw_err(key, m))?;
+    let dynamic_clients = gateway
+        .dynamic_clients
+        .validate(&required_scopes)
+        .map_err(|(key, m)| gw_err(key, m))?;
+    if dynamic_clients.idle_ttl < tokens.refresh_token_ttl {
+        return Err(gw_err(
+            "dynamic_clients.idle_ttl",
+            "must not be shorter than tokens.refresh_token_ttl (a client's refresh tokens would outlive it)".into(),
+        ));
+    }
+    let allowed_hosts = gateway
+        .allowed_hosts
+        .iter()
+        .map(|h| HostPattern::parse(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| gw_err("allowed_hosts", m))?;
+    let allowed_origins = gateway
+        .allowed_origins
+        .iter()
+        .map(|o| parse_allowed_origin(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| gw_err("allowed_origins", m))?;
     let encryption_key = auth
         .persistence
         .and_then(|p| p.auth_encryption_key)
@@ -360,6 +393,11 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
             trusted_proxies,
             stateless: transport.stateless,
         },
+        limits: gateway.limits,
+        rate_limits: gateway.rate_limits,
+        dynamic_clients,
+        allowed_hosts,
+        allowed_origins,
     })
 }
 
@@ -566,6 +604,24 @@ fn normalize_public_url(value: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// `scheme://host[:port]` (no path), or `*`.
+fn parse_allowed_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(value.to_string());
+    }
+    let url = Url::parse(value).map_err(|e| format!("`{value}` is not an origin like https://app.example: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{value}` must be an http:// or https:// origin"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "`{value}`: an origin has no path, query or user (scheme://host[:port])"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 fn derive_public_url(listen: SocketAddr) -> Result<String, String> {
     if listen.ip().is_unspecified() {
         return Err(format!(
@@ -575,6 +631,6 @@ fn derive_public_url(listen: SocketAddr) -> Result<String, String> {
     Ok(format!("http://{listen}"))
 }
 
-fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }

@@ -48,10 +48,12 @@ impl RequestHead<'_> {
     }
 }
 
-/// An admitted request: whose it is, and the assertion to add.
+/// An admitted request: whose it is, the assertion to add, and a renewed browser session
+/// cookie to return with the response.
 pub struct Admitted {
     pub session: Arc<ActiveSession>,
     pub assertion: HeaderValue,
+    pub set_cookie: Option<HeaderValue>,
 }
 
 // === impl AuthParts ===
@@ -92,15 +94,22 @@ impl AuthParts {
         if !self.required_scopes.satisfied_by(&session.record.scope) {
             return Err(refuse(Challenge::InsufficientScope));
         }
-        if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+        if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER) {
             let user = session.record.user.key();
-            if self.mcp_sessions.check(mcp_session, &user, now) == SessionCheck::OtherUser {
-                tracing::warn!(user = %user, "refused an MCP session id that belongs to another user");
-                return Err(json_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "unknown MCP session; start a new one",
-                ));
+            let check = match mcp_session.to_str() {
+                Ok(id) => self.mcp_sessions.check(id, &user),
+                Err(_) => SessionCheck::Unknown,
+            };
+            match check {
+                SessionCheck::Allowed => {}
+                SessionCheck::OtherUser => {
+                    tracing::warn!(user = %user, "refused an MCP session id that belongs to another user");
+                    return Err(unknown_mcp_session());
+                }
+                SessionCheck::Unknown => {
+                    tracing::debug!(user = %user, "refused an MCP session id mxgate did not see the core issue");
+                    return Err(unknown_mcp_session());
+                }
             }
         }
         let assertion = session.assertion(&self.minter, now).map_err(|e| {
@@ -111,6 +120,19 @@ impl AuthParts {
                 "cannot sign the user assertion",
             )
         })?;
-        Ok(Admitted { session, assertion })
+        Ok(Admitted {
+            session,
+            assertion,
+            set_cookie: None,
+        })
     }
+}
+
+/// `404` for an MCP session id this user may not use: MCP clients then start a new session.
+fn unknown_mcp_session() -> Response<Bytes> {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "unknown MCP session; start a new one",
+    )
 }

@@ -6,18 +6,39 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use std::time::Duration;
 
 /// Bodies of OAuth requests are small; anything bigger is refused with 413.
-pub const MAX_LOCAL_BODY: usize = 256 * 1024;
+pub const MAX_LOCAL_BODY: usize = 64 * 1024;
 
-/// The whole request, or `None` when its body is larger than [`MAX_LOCAL_BODY`].
-pub async fn read_request(session: &mut Session) -> pingora::Result<Option<Request<Bytes>>> {
+/// What reading a request to a local endpoint gave.
+pub enum LocalBody {
+    Complete(Box<Request<Bytes>>),
+    /// Larger than [`MAX_LOCAL_BODY`].
+    TooLarge,
+    /// Not complete within the body timeout.
+    TimedOut,
+    /// Broken framing (a malformed chunk, a connection closed mid-body).
+    Malformed(Box<pingora::Error>),
+}
+
+/// The whole request, read within `deadline`.
+pub async fn read_request(session: &mut Session, deadline: Duration) -> LocalBody {
     let mut body = BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > MAX_LOCAL_BODY {
-            return Ok(None);
+    let read_all = async {
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_LOCAL_BODY {
+                return Ok(false);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok::<bool, Box<pingora::Error>>(true)
+    };
+    match tokio::time::timeout(deadline, read_all).await {
+        Err(_) => return LocalBody::TimedOut,
+        Ok(Err(e)) => return LocalBody::Malformed(e),
+        Ok(Ok(false)) => return LocalBody::TooLarge,
+        Ok(Ok(true)) => {}
     }
     let header = session.req_header();
     let mut builder = Request::builder()
@@ -27,10 +48,14 @@ pub async fn read_request(session: &mut Session) -> pingora::Result<Option<Reque
     if let Some(headers) = builder.headers_mut() {
         headers.extend(header.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    builder
-        .body(body.freeze())
-        .map(Some)
-        .map_err(|e| pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "building request", e))
+    match builder.body(body.freeze()) {
+        Ok(request) => LocalBody::Complete(Box::new(request)),
+        Err(e) => LocalBody::Malformed(pingora::Error::because(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "building request",
+            e,
+        )),
+    }
 }
 
 pub async fn write_response(session: &mut Session, response: Response<Bytes>) -> pingora::Result<()> {

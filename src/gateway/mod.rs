@@ -4,11 +4,16 @@
 
 mod admin_socket;
 mod admit;
+mod connection_guard;
+mod cors;
 mod forwarded;
+mod header_deadline;
+mod header_hygiene;
 mod local_response;
 mod mcp_session_binding;
 mod proxy;
 mod proxy_trust;
+mod request_guard;
 mod strip_gateway_cookies;
 mod strip_identity_headers;
 
@@ -28,12 +33,15 @@ use admin_socket::AdminSocket;
 use admit::AuthParts;
 use anyhow::Context;
 use async_trait::async_trait;
+use connection_guard::{ConnectionGuard, ConnectionLimits};
+use mcp_session_binding::McpSessionBindings;
 use pingora::prelude::HttpPeer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use proxy::McpGateway;
 use proxy_trust::ProxyTrust;
+use request_guard::RequestGuard;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +97,10 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                     server,
                     bearer,
                     minter,
-                    mcp_sessions: Default::default(),
+                    mcp_sessions: McpSessionBindings::new(
+                        settings.limits.mcp_sessions_per_user,
+                        settings.limits.max_mcp_sessions,
+                    ),
                     required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
                     refresher,
                 }),
@@ -101,12 +112,16 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
         auth,
         peer,
         upstream_host: settings.upstream.host_header.clone(),
+        upstream_origin: settings.upstream.url.clone(),
+        public_url: settings.public_url.clone(),
         public_scheme,
         origin_from_proxy: settings.transport.trust_proxy && !settings.public_url_configured,
         trust: ProxyTrust::new(
             settings.transport.trust_proxy,
             settings.transport.trusted_proxies.clone(),
         ),
+        guard: RequestGuard::new(&settings),
+        body_timeout: settings.limits.body_timeout,
         store_ready: stateful.as_ref().map(|(store, _)| store.clone()),
     };
     Ok((gateway, stateful.map(|(_, admin)| admin)))
@@ -127,9 +142,17 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
-    proxy.add_tcp(&settings.listen.to_string());
-    server.add_service(proxy);
+    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    // Connections from trusted proxies carry many clients: they are not capped per address.
+    let trusted = if settings.transport.trust_proxy {
+        settings.transport.trusted_proxies.clone()
+    } else {
+        Vec::new()
+    };
+    let guarded = ConnectionGuard::new(proxy, ConnectionLimits::new(&settings.limits, trusted));
+    let mut service = pingora::services::listening::Service::new("mxgate".into(), guarded);
+    service.add_tcp(&settings.listen.to_string());
+    server.add_service(service);
     if let Some(admin) = admin {
         let store = admin.store().clone();
         let every = settings.purge_interval;

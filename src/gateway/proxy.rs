@@ -1,19 +1,22 @@
-//! The one `ProxyHttp` implementation. `request_filter` answers mxgate's own endpoints and
-//! authenticates everything else; `upstream_request_filter` cleans the request for the core and
-//! adds the assertion. Bodies stream both ways (SSE included); nothing is buffered.
+//! The one `ProxyHttp` implementation. `request_filter` runs the request guard (framing, then
+//! for requests bound for the core `Host`/`Origin`), answers CORS and mxgate's own endpoints,
+//! and authenticates everything else; `upstream_request_filter` cleans the request for the
+//! core and adds the assertion; `upstream_response_filter` binds new MCP sessions, rewrites the
+//! core's own address out of `Location`, and adds CORS headers. Bodies stream both ways (SSE
+//! included); nothing is buffered.
 
 use super::admit::{AuthParts, RequestHead};
-use super::forwarded::{apply_forwarded, ForwardedFacts};
-use super::local_response::{json_error, read_request, write_response};
+use super::cors;
+use super::forwarded::ForwardedFacts;
+use super::header_hygiene::clean_for_upstream;
+use super::local_response::{json_error, read_request, write_response, LocalBody};
 use super::mcp_session_binding::MCP_SESSION_HEADER;
 use super::proxy_trust::{ClientView, ProxyTrust};
-use super::strip_gateway_cookies::strip_gateway_cookies;
-use super::strip_identity_headers::strip_identity_headers;
-use crate::identity::assertion::ASSERTION_HEADER;
+use super::request_guard::{check_framing, Refusal, RequestGuard};
 use crate::oauth::PublicOrigin;
 use crate::session::ActiveSession;
 use async_trait::async_trait;
-use http::{HeaderValue, Method, StatusCode};
+use http::{header, HeaderValue, Method, StatusCode};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
@@ -27,10 +30,15 @@ pub struct McpGateway {
     pub auth: Option<AuthParts>,
     pub peer: HttpPeer,
     pub upstream_host: String,
+    /// `http://host:port` of the core, as it may appear in its own `Location` headers.
+    pub upstream_origin: String,
+    pub public_url: String,
     pub public_scheme: &'static str,
     /// `public_url` was derived, not configured: a trusted proxy may name the origin per request.
     pub origin_from_proxy: bool,
     pub trust: ProxyTrust,
+    pub guard: RequestGuard,
+    pub body_timeout: Duration,
     pub store_ready: Option<crate::store::Store>,
 }
 
@@ -40,17 +48,43 @@ pub struct RequestContext {
     view: ClientView,
     /// The public URL of this request when a trusted proxy names one other than `public_url`.
     origin: Option<PublicOrigin>,
+    /// The request's `Origin`, when it may read the response (CORS).
+    cors_origin: Option<HeaderValue>,
     session: Option<Arc<ActiveSession>>,
     assertion: Option<HeaderValue>,
+    /// A renewed browser session cookie to hand back with the response.
+    set_cookie: Option<HeaderValue>,
+    /// The request carried no `mcp-session-id`: a session id in the answer is a new session.
+    opens_mcp_session: bool,
     local: bool,
 }
 
 // === impl McpGateway ===
 
 impl McpGateway {
-    async fn answer(&self, session: &mut Session, response: http::Response<bytes::Bytes>) -> pingora::Result<bool> {
+    /// Writes a response of mxgate's own (with CORS headers for an allowed origin).
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &RequestContext,
+        mut response: http::Response<bytes::Bytes>,
+    ) -> pingora::Result<bool> {
+        if let Some(origin) = &ctx.cors_origin {
+            let h = response.headers_mut();
+            if !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+                h.extend(cors::response_headers(origin));
+            }
+        }
         write_response(session, response).await?;
         Ok(true)
+    }
+
+    async fn refuse(&self, session: &mut Session, ctx: &RequestContext, refusal: Refusal) -> pingora::Result<bool> {
+        if refusal.closes_connection() {
+            session.set_keepalive(None);
+        }
+        tracing::info!(reason = ?refusal, client = ?ctx.view.client_ip, "request refused");
+        self.answer(session, ctx, refusal.response()).await
     }
 
     async fn ready(&self) -> http::Response<bytes::Bytes> {
@@ -72,6 +106,55 @@ impl McpGateway {
         }
     }
 
+    /// Answers a request to one of mxgate's own OAuth endpoints.
+    async fn serve_local(
+        &self,
+        auth: &AuthParts,
+        route: crate::oauth::Route,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<bool> {
+        ctx.local = true;
+        if let Some(address) = ctx.view.client_ip {
+            if let Err(limited) = auth.server.check_address_rate(route, address) {
+                tracing::info!(client = %address, ?route, "rate limited");
+                let refusal = crate::oauth::error::OAuthError::from(limited).into_response();
+                return self.answer(session, ctx, refusal).await;
+            }
+        }
+        let response = match read_request(session, self.body_timeout).await {
+            LocalBody::Complete(mut request) => {
+                if let Some(origin) = &ctx.origin {
+                    request.extensions_mut().insert(origin.clone());
+                }
+                if let Some(address) = ctx.view.client_ip {
+                    request.extensions_mut().insert(crate::oauth::ClientAddress(address));
+                }
+                auth.server.handle(route, *request).await
+            }
+            LocalBody::TooLarge => json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the request body is too large",
+            ),
+            LocalBody::TimedOut => {
+                session.set_keepalive(None);
+                json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "invalid_request",
+                    "the request body did not arrive in time",
+                )
+            }
+            LocalBody::Malformed(e) => {
+                tracing::info!(error = %e, "malformed request body");
+                return self
+                    .refuse(session, ctx, Refusal::Framing("the request body is malformed"))
+                    .await;
+            }
+        };
+        self.answer(session, ctx, response).await
+    }
+
     /// Admits a request for the core. `Ok(true)` when a refusal was written instead.
     async fn admit(&self, auth: &AuthParts, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
         let now = crate::store::now();
@@ -86,10 +169,21 @@ impl McpGateway {
             Ok(admitted) => {
                 ctx.assertion = Some(admitted.assertion);
                 ctx.session = Some(admitted.session);
+                ctx.set_cookie = admitted.set_cookie;
                 Ok(false)
             }
-            Err(refusal) => self.answer(session, refusal).await,
+            Err(refusal) => self.answer(session, ctx, refusal).await,
         }
+    }
+
+    /// The core's own address in a `Location` becomes the public URL of this request.
+    fn public_location(&self, location: &str, ctx: &RequestContext) -> Option<String> {
+        let rest = location.strip_prefix(&self.upstream_origin)?;
+        if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+            return None;
+        }
+        let public = ctx.origin.as_ref().map_or(self.public_url.as_str(), |o| o.0.as_str());
+        Some(format!("{public}{rest}"))
     }
 }
 
@@ -102,54 +196,73 @@ impl ProxyHttp for McpGateway {
             started: Instant::now(),
             view: ClientView::default(),
             origin: None,
+            cors_origin: None,
             session: None,
             assertion: None,
+            set_cookie: None,
+            opens_mcp_session: false,
             local: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
+        let header = session.req_header();
+        if let Err(refusal) = check_framing(header.version, &header.headers) {
+            return self.refuse(session, ctx, refusal).await;
+        }
+        let path = header.uri.path();
+        if path == HEALTH_PATH {
+            ctx.local = true;
+            return self
+                .answer(session, ctx, json_error(StatusCode::OK, "ok", "alive"))
+                .await;
+        }
+        if path == READY_PATH {
+            ctx.local = true;
+            let resp = self.ready().await;
+            return self.answer(session, ctx, resp).await;
+        }
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.view = self.trust.view(peer, &session.req_header().headers);
+        let header = session.req_header();
+        ctx.view = self.trust.view(peer, &header.headers);
         if self.origin_from_proxy {
             if let (Some(proto), Some(host)) = (&ctx.view.forwarded_proto, &ctx.view.host) {
                 ctx.origin = Some(PublicOrigin(format!("{proto}://{host}")));
             }
         }
-        let path = session.req_header().uri.path();
-        if path == HEALTH_PATH {
+        let own_origin = ctx.origin.as_ref().map(|o| o.0.as_str());
+        let request_origin = header.headers.get(header::ORIGIN);
+        ctx.cors_origin = request_origin
+            .filter(|o| o.to_str().is_ok_and(|o| self.guard.origin_allowed(o, own_origin)))
+            .cloned();
+        let route = self.auth.as_ref().and_then(|a| a.server.route(path));
+        if header.method == Method::OPTIONS {
+            // Never forwarded: the core would open an MCP session for each one.
             ctx.local = true;
-            return self.answer(session, json_error(StatusCode::OK, "ok", "alive")).await;
+            let public = route.is_some_and(|r| r.is_public());
+            let resp = cors::answer_options(&header.headers, public, ctx.cors_origin.as_ref());
+            return self.answer(session, ctx, resp).await;
         }
-        if path == READY_PATH {
-            ctx.local = true;
-            let resp = self.ready().await;
-            return self.answer(session, resp).await;
+        session.set_read_timeout(Some(self.body_timeout));
+        if let (Some(auth), Some(route)) = (&self.auth, route) {
+            return self.serve_local(auth, route, session, ctx).await;
+        }
+        let header = session.req_header();
+        let request_origin = match header.headers.get(header::ORIGIN).map(|o| o.to_str()) {
+            Some(Ok(o)) => Some(o),
+            Some(Err(_)) => return self.refuse(session, ctx, Refusal::Origin).await,
+            None => None,
+        };
+        if let Err(refusal) = self
+            .guard
+            .check_destination(ctx.view.host.as_deref(), request_origin, own_origin)
+        {
+            return self.refuse(session, ctx, refusal).await;
         }
         let Some(auth) = &self.auth else {
             return Ok(false);
         };
-        if let Some(route) = auth.server.route(path) {
-            ctx.local = true;
-            let response = match read_request(session).await? {
-                Some(mut request) => {
-                    if let Some(origin) = &ctx.origin {
-                        request.extensions_mut().insert(origin.clone());
-                    }
-                    auth.server.handle(route, request).await
-                }
-                None => json_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request",
-                    "the request body is too large",
-                ),
-            };
-            return self.answer(session, response).await;
-        }
-        // CORS preflights carry no credentials; they pass to the core unauthenticated.
-        if session.req_header().method == Method::OPTIONS {
-            return Ok(false);
-        }
+        ctx.opens_mcp_session = !header.headers.contains_key(MCP_SESSION_HEADER);
         self.admit(auth, session, ctx).await
     }
 
@@ -163,27 +276,15 @@ impl ProxyHttp for McpGateway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
-        strip_identity_headers(upstream_request);
-        if self.auth.is_some() {
-            // The client's token is for mxgate, never for the core.
-            upstream_request.remove_header(&http::header::AUTHORIZATION);
-            strip_gateway_cookies(upstream_request)?;
-        }
         let proto = ctx.view.forwarded_proto.as_deref().unwrap_or(self.public_scheme);
-        apply_forwarded(
-            upstream_request,
-            &ForwardedFacts {
-                client_ip: ctx.view.client_ip,
-                forwarded_for: ctx.view.forwarded_for.as_deref(),
-                proto,
-                original_host: ctx.view.host.as_deref(),
-                upstream_host: &self.upstream_host,
-            },
-        )?;
-        if let Some(assertion) = ctx.assertion.take() {
-            upstream_request.insert_header(ASSERTION_HEADER, assertion)?;
-        }
-        Ok(())
+        let facts = ForwardedFacts {
+            client_ip: ctx.view.client_ip,
+            forwarded_for: ctx.view.forwarded_for.as_deref(),
+            proto,
+            original_host: ctx.view.host.as_deref(),
+            upstream_host: &self.upstream_host,
+        };
+        clean_for_upstream(upstream_request, self.auth.is_some(), &facts, ctx.assertion.take())
     }
 
     async fn upstream_response_filter(
@@ -192,6 +293,22 @@ impl ProxyHttp for McpGateway {
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        if let Some(location) = upstream_response
+            .headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| self.public_location(l, ctx))
+        {
+            upstream_response.insert_header(header::LOCATION, location)?;
+        }
+        if let Some(origin) = &ctx.cors_origin {
+            for (name, value) in cors::response_headers(origin) {
+                upstream_response.insert_header(name, value)?;
+            }
+        }
+        if let Some(cookie) = ctx.set_cookie.take() {
+            upstream_response.append_header(header::SET_COOKIE, cookie)?;
+        }
         let (Some(auth), Some(active)) = (&self.auth, &ctx.session) else {
             return Ok(());
         };
@@ -203,13 +320,14 @@ impl ProxyHttp for McpGateway {
             if let Some(id) = request.headers.get(MCP_SESSION_HEADER).and_then(|v| v.to_str().ok()) {
                 auth.mcp_sessions.forget(id);
             }
-        } else if let Some(id) = upstream_response
-            .headers
-            .get(MCP_SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            auth.mcp_sessions
-                .bind(id, &active.record.user.key(), crate::store::now());
+        } else if ctx.opens_mcp_session {
+            if let Some(id) = upstream_response
+                .headers
+                .get(MCP_SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                auth.mcp_sessions.bind(id, &active.record.user.key());
+            }
         }
         Ok(())
     }
@@ -226,6 +344,7 @@ impl ProxyHttp for McpGateway {
                     pingora::ErrorType::WriteError
                     | pingora::ErrorType::ReadError
                     | pingora::ErrorType::ConnectionClosed => 0,
+                    pingora::ErrorType::ReadTimedout => 408,
                     _ => 400,
                 },
                 ErrorSource::Internal | ErrorSource::Unset => 500,
@@ -235,6 +354,8 @@ impl ProxyHttp for McpGateway {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
             let resp = if code == 502 {
                 json_error(status, "bad_gateway", "the MCP server behind mxgate is not reachable")
+            } else if code == 400 {
+                json_error(status, "invalid_request", "the request is malformed")
             } else {
                 json_error(status, "proxy_error", status.canonical_reason().unwrap_or("error"))
             };

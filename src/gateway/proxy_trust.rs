@@ -2,7 +2,8 @@
 //! connection comes from a configured trusted proxy (a CIDR list; loopback by default), and only
 //! with `transport.http.trust_proxy: true`. Otherwise they are ignored (and replaced towards the
 //! core). The client address is the rightmost `X-Forwarded-For` hop that is not itself a
-//! trusted proxy. No Pingora here.
+//! trusted proxy; `X-Forwarded-Proto/-Host` are read by the same rule: of a list, the value the
+//! outermost trusted proxy added (values further left were sent by the client). No Pingora here.
 
 use http::HeaderMap;
 use ipnet::IpNet;
@@ -31,6 +32,18 @@ pub struct ProxyTrust {
 fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let value = headers.get(name)?.to_str().ok()?;
     value.split(',').next().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Of the comma-separated values of every `name` header, the one added by the outermost of
+/// `trusted_hops` trusted proxies that each appended one (or the leftmost, when fewer values
+/// were sent: a proxy that overwrites leaves one). `None` when a value is unreadable.
+fn value_from_trusted_hop<'a>(headers: &'a HeaderMap, name: &str, trusted_hops: usize) -> Option<&'a str> {
+    let mut values = Vec::new();
+    for line in headers.get_all(name) {
+        values.extend(line.to_str().ok()?.split(',').map(str::trim));
+    }
+    let index = values.len().saturating_sub(trusted_hops.max(1));
+    values.get(index).copied().filter(|v| !v.is_empty())
 }
 
 /// `host`, `host:port`, `[v6]:port`: nothing that could smuggle a path or a scheme.
@@ -74,22 +87,20 @@ impl ProxyTrust {
             .flat_map(|v| v.split(','))
             .filter_map(|hop| hop.trim().parse().ok())
             .collect();
-        let client_ip = hops
-            .iter()
-            .rev()
-            .find(|ip| !self.is_trusted(**ip))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(peer_ip);
+        // The client is the rightmost hop that is not a trusted proxy (the leftmost when all are).
+        let client_index = hops.iter().rposition(|ip| !self.is_trusted(*ip)).unwrap_or(0);
+        let client_ip = hops.get(client_index).copied().unwrap_or(peer_ip);
+        // Trusted proxies between that client and mxgate, the connecting one included.
+        let trusted_hops = hops.len().saturating_sub(client_index + 1) + 1;
         let mut chain: Vec<String> = hops.iter().map(IpAddr::to_string).collect();
         chain.push(peer_ip.to_string());
         ClientView {
             client_ip: Some(client_ip),
             forwarded_for: Some(chain.join(", ")),
-            forwarded_proto: first_value(headers, "x-forwarded-proto")
+            forwarded_proto: value_from_trusted_hop(headers, "x-forwarded-proto", trusted_hops)
                 .map(str::to_ascii_lowercase)
                 .filter(|p| p == "http" || p == "https"),
-            host: first_value(headers, "x-forwarded-host")
+            host: value_from_trusted_hop(headers, "x-forwarded-host", trusted_hops)
                 .filter(|h| plausible_host(h))
                 .map(str::to_string)
                 .or(own_host),
@@ -101,14 +112,7 @@ impl ProxyTrust {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-        }
-        h
-    }
+    use crate::gateway::header_hygiene::header_map as headers;
 
     fn trust(enabled: bool) -> ProxyTrust {
         ProxyTrust::new(
@@ -166,5 +170,37 @@ mod tests {
         );
         assert_eq!(view.forwarded_proto, None);
         assert_eq!(view.host.as_deref(), Some("mcp.example.com"));
+    }
+
+    #[test]
+    fn forwarded_proto_and_host_follow_the_rightmost_untrusted_rule() {
+        // The client prepended its own values; the one trusted proxy (10.0.0.7 → peer 10.0.0.2
+        // are both trusted, so two trusted hops) appended theirs.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.7"),
+            ("x-forwarded-proto", "http, https, https"),
+            ("x-forwarded-host", "evil.example, mcp.example.com, mcp.example.com"),
+        ]);
+        let view = trust(true).view(Some("10.0.0.2".parse().unwrap()), &h);
+        assert_eq!(view.client_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(view.forwarded_proto.as_deref(), Some("https"));
+        assert_eq!(view.host.as_deref(), Some("mcp.example.com"));
+
+        // A client-sent value to the left of what one trusted proxy appended is not believed.
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-host", "mcp.example.com"),
+        ]);
+        let view = trust(true).view(Some("10.0.0.2".parse().unwrap()), &h);
+        assert_eq!(view.host.as_deref(), Some("mcp.example.com"));
+
+        // A proxy that overwrites leaves one value: that one is the proxy's.
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.9, 10.0.0.7"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let view = trust(true).view(Some("10.0.0.2".parse().unwrap()), &h);
+        assert_eq!(view.forwarded_proto.as_deref(), Some("https"));
     }
 }

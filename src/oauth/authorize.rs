@@ -37,6 +37,9 @@ impl AuthorizationServer {
                 "The request has no client_id.",
             );
         };
+        if let Err(limited) = self.check_client_rate(super::Route::Authorize, client_id) {
+            return OAuthError::from(limited).into_response();
+        }
         let client = match self.clients.get(client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {

@@ -166,6 +166,15 @@ impl ClientRegistry {
     }
 }
 
+/// The client id a token or revocation request names (Basic credentials, else the form), before
+/// it is authenticated — what per-client rate limits count.
+pub fn presented_client_id(headers: &HeaderMap, body_client_id: Option<&str>) -> Option<String> {
+    match basic_credentials(headers) {
+        Ok(Some((id, _))) => Some(id),
+        _ => body_client_id.map(str::to_string),
+    }
+}
+
 fn invalid_client(description: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClient, description)
 }

@@ -65,6 +65,8 @@ impl ErrorCode {
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: String,
+    /// Set when a rate limit refused the request: `429` with `Retry-After`.
+    pub retry_after_secs: Option<u64>,
 }
 
 // === impl OAuthError ===
@@ -74,6 +76,7 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -93,9 +96,18 @@ impl OAuthError {
         serde_json::json!({"error": self.code.as_str(), "error_description": self.description})
     }
 
-    /// The JSON response; `invalid_client` carries a Basic challenge (RFC 6749 §5.2).
+    /// The JSON response; `invalid_client` carries a Basic challenge (RFC 6749 §5.2), a rate
+    /// limit `429` with `Retry-After`.
     pub fn into_response(self) -> Response<Bytes> {
-        let mut resp = response::json(self.code.status(), &self.body());
+        let status = match self.retry_after_secs {
+            Some(_) => StatusCode::TOO_MANY_REQUESTS,
+            None => self.code.status(),
+        };
+        let mut resp = response::json(status, &self.body());
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
         if self.code == ErrorCode::InvalidClient {
             resp.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -103,6 +115,18 @@ impl OAuthError {
             );
         }
         resp
+    }
+}
+
+impl From<crate::rate_limit::Limited> for OAuthError {
+    fn from(limited: crate::rate_limit::Limited) -> Self {
+        Self {
+            retry_after_secs: Some(limited.retry_after_secs),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("too many requests; retry in {} seconds", limited.retry_after_secs),
+            )
+        }
     }
 }
 

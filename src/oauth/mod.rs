@@ -28,6 +28,7 @@ pub mod transactions;
 
 use crate::config::Settings;
 use crate::providers::{ProviderEntry, ProviderSet};
+use crate::rate_limit::{Endpoint, Limited, RateLimiter};
 use crate::session::bearer::BearerAuthenticator;
 use crate::store::Store;
 use bytes::Bytes;
@@ -54,6 +55,37 @@ pub enum Route {
     Login,
 }
 
+// === impl Route ===
+
+impl Route {
+    /// The public documents any origin may read (metadata, JWKS).
+    pub fn is_public(self) -> bool {
+        matches!(
+            self,
+            Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata | Route::Jwks
+        )
+    }
+
+    /// The rate-limited endpoint this route is, if any.
+    fn endpoint(self) -> Option<Endpoint> {
+        Some(match self {
+            Route::Register => Endpoint::Register,
+            Route::Authorize => Endpoint::Authorize,
+            Route::Consent => Endpoint::Consent,
+            Route::Login => Endpoint::Login,
+            Route::Callback => Endpoint::Callback,
+            Route::Token => Endpoint::Token,
+            Route::Revoke => Endpoint::Revoke,
+            Route::Logout => Endpoint::Logout,
+            Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata | Route::Jwks => return None,
+        })
+    }
+}
+
+/// The client's address (see `gateway::proxy_trust`), set by the gateway on each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// The public URL a request reached mxgate by, when it differs from `public_url` (set by the
 /// gateway from a trusted proxy's `X-Forwarded-Proto/-Host`; see `gateway::proxy_trust`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +102,7 @@ pub struct AuthorizationServer {
     /// The metadata for `public_url` (other origins are rendered when asked).
     metadata: Metadata,
     jwks: Bytes,
+    limiter: RateLimiter,
 }
 
 // === impl AuthorizationServer ===
@@ -83,6 +116,7 @@ impl AuthorizationServer {
         jwks: Bytes,
     ) -> Self {
         let scopes = supported_scopes(&settings);
+        let settings_rate_limits = settings.rate_limits.clone();
         Self {
             clients: ClientRegistry::new(
                 &settings.auth.clients,
@@ -96,6 +130,23 @@ impl AuthorizationServer {
             providers,
             bearer,
             jwks,
+            limiter: RateLimiter::new(settings_rate_limits),
+        }
+    }
+
+    /// Counts a request from `address` to `route`; the 429 to send when it is over the limit.
+    pub fn check_address_rate(&self, route: Route, address: std::net::IpAddr) -> Result<(), Limited> {
+        match route.endpoint() {
+            Some(endpoint) => self.limiter.check_address(endpoint, address),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a request naming `client_id` at `route`.
+    fn check_client_rate(&self, route: Route, client_id: &str) -> Result<(), Limited> {
+        match route.endpoint() {
+            Some(endpoint) => self.limiter.check_client(endpoint, client_id),
+            None => Ok(()),
         }
     }
 
@@ -149,9 +200,6 @@ impl AuthorizationServer {
     /// Answers a request to a local endpoint.
     pub async fn handle(&self, route: Route, req: Request<Bytes>) -> Response<Bytes> {
         let method = req.method().clone();
-        if method == Method::OPTIONS {
-            return response::preflight();
-        }
         let allowed = match route {
             Route::Register | Route::Token | Route::Consent | Route::Revoke => Method::POST,
             Route::Logout if method == Method::POST => Method::POST,
@@ -166,6 +214,11 @@ impl AuthorizationServer {
                 resp.headers_mut().insert(http::header::ALLOW, v);
             }
             return resp;
+        }
+        if method == Method::POST && !req.body().is_empty() {
+            if let Err(e) = check_content_type(route, req.headers()) {
+                return e.into_response();
+            }
         }
         match route {
             Route::ProtectedResourceMetadata => {
@@ -197,6 +250,26 @@ impl AuthorizationServer {
             &self.settings.auth.required_scopes,
             challenge,
         )
+    }
+}
+
+/// A POST body must be what the endpoint reads, and say so: JSON at `/register` (RFC 7591), a
+/// form everywhere else (RFC 6749 §3.2).
+fn check_content_type(route: Route, headers: &http::HeaderMap) -> Result<(), error::OAuthError> {
+    let expected = match route {
+        Route::Register => "application/json",
+        _ => "application/x-www-form-urlencoded",
+    };
+    let given = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    match given {
+        Some(t) if t.eq_ignore_ascii_case(expected) => Ok(()),
+        _ => Err(error::OAuthError::invalid_request(format!(
+            "the request body must be {expected} (Content-Type)"
+        ))),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Building the responses the authorization server writes itself: JSON (no-store, CORS-open
-//! for browser-based MCP clients), HTML pages (not frameable, no scripts) and redirects.
+//! Building the responses the authorization server writes itself: JSON (no-store; the public
+//! documents CORS-open), HTML pages (not frameable, no scripts) and redirects.
 //! Every response has a body length, which Pingora needs to finish locally written responses.
 
 use bytes::Bytes;
@@ -13,7 +13,6 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Bytes> {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    allow_cors(h);
     resp
 }
 
@@ -26,30 +25,10 @@ pub fn public_json(body: Bytes) -> Response<Bytes> {
     resp
 }
 
-/// CORS for the endpoints browser-based MCP clients call directly (metadata, register, token).
-pub fn allow_cors(h: &mut http::HeaderMap) {
+/// The public documents may be read from any origin (the gateway answers preflights, and adds
+/// CORS headers for allowed origins to every other response).
+fn allow_cors(h: &mut http::HeaderMap) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type, mcp-protocol-version"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("www-authenticate"),
-    );
-}
-
-/// The answer to a CORS preflight.
-pub fn preflight() -> Response<Bytes> {
-    let mut resp = bytes_response(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
-    allow_cors(resp.headers_mut());
-    resp.headers_mut()
-        .insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    resp
 }
 
 pub fn html(status: StatusCode, page: String) -> Response<Bytes> {

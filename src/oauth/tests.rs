@@ -131,8 +131,18 @@ fn get(uri: &str, cookies: &str) -> Request<Bytes> {
     b.body(Bytes::new()).unwrap()
 }
 
+/// A POST with the content type its endpoint reads (JSON for /register, a form elsewhere),
+/// unless `headers` name one.
 fn post(uri: &str, body: &str, headers: &[(&str, &str)]) -> Request<Bytes> {
     let mut b = Request::builder().method(Method::POST).uri(uri);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        let content_type = if uri.starts_with("/register") {
+            "application/json"
+        } else {
+            "application/x-www-form-urlencoded"
+        };
+        b = b.header("content-type", content_type);
+    }
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -263,17 +273,12 @@ async fn routes_cover_the_endpoints_and_nothing_else() {
     let wrong_method = h.call(get("/token", "")).await;
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(json(&wrong_method)["error"], "invalid_request");
-    let preflight = h
-        .call(
-            Request::builder()
-                .method(Method::OPTIONS)
-                .uri("/token")
-                .body(Bytes::new())
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(preflight.status(), 204);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert!(
+        wrong_method.headers().get("access-control-allow-origin").is_none(),
+        "only the public documents are open to every origin (the gateway adds CORS for allowed ones)"
+    );
+    let metadata = h.call(get("/.well-known/oauth-authorization-server", "")).await;
+    assert_eq!(metadata.headers()["access-control-allow-origin"], "*");
 }
 
 #[tokio::test]
@@ -611,6 +616,33 @@ async fn token_endpoint_authenticates_clients_and_checks_the_grant() {
         .to_str()
         .unwrap()
         .starts_with("Basic"));
+    for wrong in ["text/plain", "application/json", "multipart/form-data; boundary=x"] {
+        let resp = h
+            .call(post(
+                "/token",
+                "grant_type=authorization_code&code=x",
+                &[("content-type", wrong)],
+            ))
+            .await;
+        assert_eq!(resp.status(), 400, "{wrong}");
+        assert!(json(&resp)["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("x-www-form-urlencoded"));
+    }
+    let charset = h
+        .call(post(
+            "/token",
+            "grant_type=authorization_code&code=x",
+            &[("content-type", "application/x-www-form-urlencoded; charset=UTF-8")],
+        ))
+        .await;
+    assert_ne!(
+        json(&charset)["error_description"].as_str(),
+        Some("the request body must be application/x-www-form-urlencoded (Content-Type)")
+    );
+    let register_form = h.call(post("/register", "{}", &[("content-type", "text/plain")])).await;
+    assert_eq!(register_form.status(), 400);
     let dup = h.call(post("/token", "grant_type=a&grant_type=b", &[])).await;
     assert_eq!(json(&dup)["error"], "invalid_request");
 }

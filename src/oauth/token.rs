@@ -19,6 +19,9 @@ impl AuthorizationServer {
     pub(super) async fn token(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OAuthError> {
         let params = Params::parse(req.body())
             .map_err(|name| OAuthError::invalid_request(format!("parameter `{name}` appears more than once")))?;
+        if let Some(client_id) = super::clients::presented_client_id(req.headers(), params.get("client_id")) {
+            self.check_client_rate(super::Route::Token, &client_id)?;
+        }
         let client = self
             .clients
             .authenticate(req.headers(), params.get("client_id"), params.get("client_secret"))

@@ -36,6 +36,11 @@ SECRET_ENV = "MXGATE_E2E_OIDC_CLIENT_SECRET"
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 PROTOCOL_VERSION = "2025-06-18"
+# `rate_limits` with every limit off (0).
+UNLIMITED_RATES = {
+    "per_address": {k: 0 for k in ("register", "authorize", "consent", "login", "callback", "token", "revoke", "logout")},
+    "per_client": {k: 0 for k in ("authorize", "token", "revoke")},
+}
 ASSERTION_HEADER = "x-mxcp-user-assertion"
 
 
@@ -262,6 +267,9 @@ class Gateway(Process):
         }
         if self.tokens:
             mxgate_yml["tokens"] = self.tokens
+        # Every test logs in from 127.0.0.1; rate limits are off unless a test sets them
+        # (test_limits.py tests them).
+        mxgate_yml["rate_limits"] = UNLIMITED_RATES
         mxgate_yml.update(self.extra)
         mxcp = {
             "mxcp": 1,

@@ -74,7 +74,7 @@ def test_forged_identity_headers_never_reach_the_upstream(
     gw = echo_stack.gateway
     received = _send_through(echo_stack, echo_upstream, echo_login.tokens["access_token"], extra=[
         *FORGED,
-        ("Origin", "http://evil.example"),
+        ("Origin", gw.url),  # the public origin: allowed, and still dropped before the core
         ("X-Forwarded-For", "6.6.6.6"),
         ("X-Real-IP", "6.6.6.6"),
         ("X-Forwarded-Host", "evil.example"),
@@ -166,7 +166,7 @@ def test_core_sees_alice_despite_forged_identity_headers(core_stack: Stack, core
         ("X-MXCP-USER-ASSERTION", forged),
         ("x_mxcp_user_assertion", forged),
         ("x-mxcp-user-email", "bob@example.org"),
-        ("Origin", "http://evil.example"),
+        ("Origin", core_stack.url),  # allowed (the public origin), and still dropped
     ]
     with McpHttp(core_stack.gateway.mcp_url, core_login.tokens["access_token"]) as mcp:
         mcp.initialize()

@@ -301,7 +301,9 @@ def test_expired_access_token_is_refused_and_refresh_recovers(short_ttl_stack: S
     ("GET", "/token", {}, 405),
     ("POST", "/register", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
     ("POST", "/register", {"json": [1, 2]}, 400),
-    ("POST", "/register", {"json": {"redirect_uris": ["http://127.0.0.1/cb"], "client_name": "x" * 100_000}}, 400),
+    ("POST", "/register", {"json": {"redirect_uris": ["http://127.0.0.1/cb"], "client_name": "x" * 5_000}}, 400),
+    ("POST", "/register", {"json": {"redirect_uris": ["http://127.0.0.1/cb"], "client_name": "x" * 100_000}}, 413),
+    ("POST", "/token", {"content": b"grant_type=authorization_code&code=x", "headers": {"content-type": "text/plain"}}, 400),
     ("GET", "/register", {}, 405),
 ])  # fmt: skip
 def test_malformed_requests_get_json_oauth_errors(echo_stack: Stack, method: str, path: str, kwargs: dict,
@@ -315,20 +317,27 @@ def test_malformed_requests_get_json_oauth_errors(echo_stack: Stack, method: str
     assert echo_stack.gateway.proc.poll() is None, "mxgate died"
 
 
-def test_unauthenticated_preflight_carries_no_identity(echo_stack: Stack, echo_upstream: RecordingUpstream) -> None:
-    """OPTIONS (CORS preflight) passes to the core without authentication, by design; it must
-    then carry no identity and no credentials at all."""
+def test_options_never_reaches_the_core(echo_stack: Stack, echo_upstream: RecordingUpstream) -> None:
+    """OPTIONS is answered by mxgate itself, whatever it carries: the MXCP core would open a new
+    MCP session for each unauthenticated preflight (issue 6 defect 2). A preflight from an origin
+    that is not allowed is refused; a plain OPTIONS gets `Allow`."""
     marker = uuid.uuid4().hex
-    r = httpx.request("OPTIONS", f"{echo_stack.url}/mcp?id={marker}", timeout=10, headers={
+    preflight = httpx.request("OPTIONS", f"{echo_stack.url}/mcp?id={marker}", timeout=10, headers={
         "origin": "http://app.example", "access-control-request-method": "POST",
-        "x-mxcp-user-assertion": "forged", "authorization": "Bearer forged",
-        "cookie": "mxgate-login=x",
+        "x-mxcp-user-assertion": "forged", "authorization": "Bearer forged", "cookie": "mxgate-login=x",
     })  # fmt: skip
-    seen = echo_upstream.find(lambda req: marker in req["path"])
-    assert r.status_code == 200 and len(seen) == 1, (r.status_code, r.text[:200], seen)
-    names = {n.lower() for n, _ in seen[0]["headers"]}
-    assert "x-mxcp-user-assertion" not in names and "authorization" not in names, seen[0]["headers"]
-    assert "mxgate-login" not in "; ".join(v for n, v in seen[0]["headers"] if n.lower() == "cookie")
+    assert preflight.status_code == 403, (preflight.status_code, preflight.text)
+    assert "access-control-allow-origin" not in preflight.headers
+    plain = httpx.request("OPTIONS", f"{echo_stack.url}/mcp?id={marker}", timeout=10)
+    assert plain.status_code == 204 and "POST" in plain.headers["allow"], plain.headers
+    own = httpx.request("OPTIONS", f"{echo_stack.url}/mcp?id={marker}", timeout=10, headers={
+        "origin": echo_stack.url, "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type, mcp-session-id",
+    })  # fmt: skip
+    assert own.status_code == 204, own.text
+    assert own.headers["access-control-allow-origin"] == echo_stack.url
+    assert "mcp-session-id" in own.headers["access-control-allow-headers"]
+    assert not echo_upstream.find(lambda req: marker in req["path"]), "an OPTIONS request reached the core"
 
 
 def test_refresh_token_expires(short_ttl_stack: Stack) -> None:

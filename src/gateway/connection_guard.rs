@@ -1,0 +1,141 @@
+//! Admits client connections and runs them: at most `limits.max_connections` open at once and
+//! `limits.max_connections_per_address` from one address (trusted proxies, which carry many
+//! clients, are not counted per address); each request header due within
+//! `limits.header_timeout` ([`HeaderDeadline`]); idle keep-alive connections closed after
+//! `limits.idle_timeout`. A connection over a cap is closed at once, before anything is read.
+//!
+//! This is the HTTP/1 connection loop Pingora's own `ServerApp` runs for an `HttpServerApp`,
+//! with those bounds added; mxgate serves no cleartext HTTP/2 (h2c), so the loop does not
+//! either.
+
+use super::header_deadline::HeaderDeadline;
+use crate::config::limits::Limits;
+use async_trait::async_trait;
+use ipnet::IpNet;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use pingora_limits::inflight::{Guard as InflightGuard, Inflight};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The bounds the guard enforces (from `limits`).
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_per_address: usize,
+    pub header_timeout: std::time::Duration,
+    pub idle_timeout_secs: u64,
+    /// Addresses whose connections are not counted per address (`trusted_proxies`).
+    pub trusted: Vec<IpNet>,
+}
+
+// === impl ConnectionLimits ===
+
+impl ConnectionLimits {
+    pub fn new(limits: &Limits, trusted: Vec<IpNet>) -> Self {
+        Self {
+            max_connections: limits.max_connections,
+            max_per_address: limits.max_connections_per_address,
+            header_timeout: limits.header_timeout,
+            idle_timeout_secs: limits.idle_timeout.as_secs().max(1),
+            trusted,
+        }
+    }
+}
+
+/// Wraps the proxy application with the connection bounds.
+pub struct ConnectionGuard<A> {
+    app: Arc<A>,
+    limits: ConnectionLimits,
+    open: Arc<AtomicUsize>,
+    per_address: Inflight,
+}
+
+/// Holds one admitted connection's places; they are given back when it closes.
+struct Admission {
+    open: Arc<AtomicUsize>,
+    per_address: Option<InflightGuard>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// === impl ConnectionGuard ===
+
+impl<A> ConnectionGuard<A> {
+    pub fn new(app: A, limits: ConnectionLimits) -> Self {
+        Self {
+            app: Arc::new(app),
+            limits,
+            open: Arc::new(AtomicUsize::new(0)),
+            per_address: Inflight::new(),
+        }
+    }
+
+    fn admit(&self, peer: Option<IpAddr>) -> Option<Admission> {
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut admission = Admission {
+            open: self.open.clone(),
+            per_address: None,
+        };
+        if open > self.limits.max_connections {
+            tracing::warn!(
+                open,
+                limit = self.limits.max_connections,
+                "connection refused: too many open connections"
+            );
+            return None;
+        }
+        let Some(ip) = peer.filter(|ip| !self.limits.trusted.iter().any(|net| net.contains(ip))) else {
+            return Some(admission);
+        };
+        let (guard, from_address) = self.per_address.incr(ip, 1);
+        if from_address > self.limits.max_per_address as isize {
+            tracing::warn!(client = %ip, limit = self.limits.max_per_address, "connection refused: too many open connections from one address");
+            return None;
+        }
+        admission.per_address = Some(guard);
+        Some(admission)
+    }
+}
+
+fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    digest.peer_addr()?.as_inet().map(|a| a.ip())
+}
+
+#[async_trait]
+impl<A> ServerApp for ConnectionGuard<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let _admission = self.admit(peer_ip(&stream))?;
+        let deadline = HeaderDeadline::new(stream, self.limits.header_timeout);
+        let next_request = deadline.next_request_handle();
+        let mut session = ServerSession::new_http1(Box::new(deadline));
+        loop {
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            } else {
+                session.set_keepalive(Some(self.limits.idle_timeout_secs));
+            }
+            let reused = self.app.process_new_http(session, shutdown).await?;
+            let (stream, persistent) = reused.consume();
+            next_request.expect();
+            session = ServerSession::new_http1(stream);
+            if let Some(persistent) = persistent {
+                persistent.apply_to_session(&mut session);
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.app.http_cleanup().await;
+    }
+}

@@ -1,0 +1,152 @@
+//! Request rates to the OAuth endpoints: per client address and per OAuth client, per minute
+//! (`rate_limits` in mxgate.yml). Counting uses Pingora's `pingora-limits` estimator — a
+//! fixed-size count-min sketch, so the table cannot be grown by a flood of distinct keys — over
+//! a sliding minute (the previous minute's count weighted by how much of it still overlaps).
+//! A refused request gets `429` with `Retry-After` and an OAuth JSON error (built where every
+//! OAuth error is: `oauth::error`). No Pingora here.
+
+use crate::config::limits::RateLimits;
+use pingora_limits::rate::Rate;
+use std::net::IpAddr;
+use std::time::Duration;
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// The endpoints with their own limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Register,
+    Authorize,
+    Consent,
+    Login,
+    Callback,
+    Token,
+    Revoke,
+    Logout,
+}
+
+/// A refusal: how long to wait.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after_secs: u64,
+}
+
+pub struct RateLimiter {
+    config: RateLimits,
+    by_address: Rate,
+    by_client: Rate,
+}
+
+// === impl RateLimiter ===
+
+impl RateLimiter {
+    pub fn new(config: RateLimits) -> Self {
+        Self {
+            config,
+            by_address: Rate::new(WINDOW),
+            by_client: Rate::new(WINDOW),
+        }
+    }
+
+    fn per_address_limit(&self, endpoint: Endpoint) -> u32 {
+        let r = &self.config.per_address;
+        match endpoint {
+            Endpoint::Register => r.register,
+            Endpoint::Authorize => r.authorize,
+            Endpoint::Consent => r.consent,
+            Endpoint::Login => r.login,
+            Endpoint::Callback => r.callback,
+            Endpoint::Token => r.token,
+            Endpoint::Revoke => r.revoke,
+            Endpoint::Logout => r.logout,
+        }
+    }
+
+    fn per_client_limit(&self, endpoint: Endpoint) -> u32 {
+        let r = &self.config.per_client;
+        match endpoint {
+            Endpoint::Authorize => r.authorize,
+            Endpoint::Token => r.token,
+            Endpoint::Revoke => r.revoke,
+            _ => 0,
+        }
+    }
+
+    /// Counts a request from `address` to `endpoint`; `Err` when it is over the limit.
+    pub fn check_address(&self, endpoint: Endpoint, address: IpAddr) -> Result<(), Limited> {
+        check(&self.by_address, &(endpoint, address), self.per_address_limit(endpoint))
+    }
+
+    /// Counts a request naming OAuth client `client_id` at `endpoint`; `Err` when over the limit.
+    pub fn check_client(&self, endpoint: Endpoint, client_id: &str) -> Result<(), Limited> {
+        check(&self.by_client, &(endpoint, client_id), self.per_client_limit(endpoint))
+    }
+}
+
+fn check<K: std::hash::Hash>(rate: &Rate, key: &K, limit: u32) -> Result<(), Limited> {
+    if limit == 0 {
+        return Ok(());
+    }
+    rate.observe(key, 1);
+    let (count, left_in_window) = rate.rate_with(key, |c| {
+        let weighted = c.prev_samples as f64 * (1.0 - c.current_interval_fraction) + c.curr_samples as f64;
+        (weighted, (1.0 - c.current_interval_fraction) * c.interval.as_secs_f64())
+    });
+    if count <= f64::from(limit) {
+        return Ok(());
+    }
+    Err(Limited {
+        retry_after_secs: left_in_window.ceil().clamp(1.0, WINDOW.as_secs_f64()) as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::limits::{AddressRates, ClientRates};
+
+    fn limiter(register: u32, token_per_client: u32) -> RateLimiter {
+        RateLimiter::new(RateLimits {
+            per_address: AddressRates {
+                register,
+                ..Default::default()
+            },
+            per_client: ClientRates {
+                token: token_per_client,
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn an_address_is_limited_per_endpoint_and_others_are_not() {
+        let l = limiter(3, 0);
+        let a: IpAddr = "203.0.113.9".parse().unwrap();
+        let b: IpAddr = "203.0.113.10".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.check_address(Endpoint::Register, a).is_ok());
+        }
+        let refused = l.check_address(Endpoint::Register, a).unwrap_err();
+        assert!((1..=60).contains(&refused.retry_after_secs));
+        assert!(l.check_address(Endpoint::Register, b).is_ok(), "another address");
+        assert!(l.check_address(Endpoint::Token, a).is_ok(), "another endpoint");
+        let resp = crate::oauth::error::OAuthError::from(refused).into_response();
+        assert_eq!(resp.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(resp.headers().contains_key(http::header::RETRY_AFTER));
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
+    }
+
+    #[test]
+    fn a_client_is_limited_and_zero_means_no_limit() {
+        let l = limiter(0, 2);
+        assert!(l.check_client(Endpoint::Token, "c1").is_ok());
+        assert!(l.check_client(Endpoint::Token, "c1").is_ok());
+        assert!(l.check_client(Endpoint::Token, "c1").is_err());
+        assert!(l.check_client(Endpoint::Token, "c2").is_ok());
+        let a: IpAddr = "203.0.113.9".parse().unwrap();
+        for _ in 0..1000 {
+            assert!(l.check_address(Endpoint::Register, a).is_ok());
+        }
+    }
+}
