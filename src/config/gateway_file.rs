@@ -76,6 +76,18 @@ pub struct GatewayFile {
     /// and whose requests may reach the core; `*` for any.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Per provider name (as the core sees it): whether an email address the provider gives
+    /// without an `email_verified` flag counts as verified. Default: it does not.
+    #[serde(default, deserialize_with = "bool_map")]
+    pub assume_email_verified: BTreeMap<String, bool>,
+}
+
+/// A map of booleans, each also accepted as a string (`${VAR}` references resolve to strings).
+fn bool_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, bool>, D::Error> {
+    #[derive(Deserialize)]
+    struct Flag(#[serde(deserialize_with = "lenient::bool")] bool);
+    let map = BTreeMap::<String, Flag>::deserialize(deserializer)?;
+    Ok(map.into_iter().map(|(key, Flag(value))| (key, value)).collect())
 }
 
 fn default_listen() -> String {

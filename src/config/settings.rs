@@ -128,6 +128,19 @@ pub struct AuthSettings {
     pub required_scopes: Vec<String>,
     /// MXCP's `persistence.auth_encryption_key`; when unset mxgate keeps its own key in `data_dir`.
     pub encryption_key: Option<Secret>,
+    /// Per configured provider (by name; not GitHub, which flags every address): whether an
+    /// email without an `email_verified` flag counts as verified (`assume_email_verified`).
+    pub assume_email_verified: BTreeMap<String, bool>,
+}
+
+// === impl AuthSettings ===
+
+impl AuthSettings {
+    /// Whether the provider named `provider` is trusted to give only verified email addresses
+    /// when it leaves `email_verified` out.
+    pub fn assumes_email_verified(&self, provider: &str) -> bool {
+        self.assume_email_verified.get(provider).copied().unwrap_or(false)
+    }
 }
 
 /// The upstream identity provider, with its MXCP configuration block.
@@ -237,6 +250,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     let provider = provider_settings(&auth, mxcp_path, &auth_key)?;
     let endpoints = provider_endpoints(&gateway, gateway_path, provider.kind())?;
     let extra_providers = extra_providers(&gateway, gateway_path, &provider)?;
+    let assume_email_verified = assume_email_verified(&gateway, gateway_path, &provider, &extra_providers)?;
 
     let listen = parse_listen(&gateway.listen).map_err(|m| gw_err("listen", m))?;
     let upstream = parse_upstream(&gateway.upstream).map_err(|m| gw_err("upstream", m))?;
@@ -387,6 +401,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
             clients: auth.clients,
             required_scopes,
             encryption_key,
+            assume_email_verified,
         },
         transport: TransportSettings {
             trust_proxy: transport.trust_proxy,
@@ -504,6 +519,56 @@ fn extra_providers(
         out.push((settings, endpoints));
     }
     Ok(out)
+}
+
+/// `assume_email_verified` for every configured provider it applies to (all but GitHub):
+/// configured value, else `false`. A key naming no configured provider is refused.
+fn assume_email_verified(
+    gateway: &GatewayFile,
+    file: &Path,
+    primary: &ProviderSettings,
+    extra: &[(ProviderSettings, ProviderEndpoints)],
+) -> Result<BTreeMap<String, bool>, ConfigError> {
+    let configured: Vec<&ProviderSettings> = std::iter::once(primary)
+        .chain(extra.iter().map(|(settings, _)| settings))
+        .filter(|settings| !matches!(settings, ProviderSettings::None))
+        .collect();
+    for name in gateway.assume_email_verified.keys() {
+        let key = format!("assume_email_verified.{name}");
+        match configured.iter().find(|settings| settings.name() == *name) {
+            Some(ProviderSettings::Github(_)) => {
+                return Err(ConfigError::invalid(
+                    file,
+                    key,
+                    "GitHub marks every address (`verified` in /user/emails) and mxgate uses only verified ones; \
+                     this setting does not apply to it",
+                ))
+            }
+            Some(_) => {}
+            None => {
+                let names: Vec<String> = configured.iter().map(|settings| settings.name()).collect();
+                let names = if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                };
+                return Err(ConfigError::invalid(
+                    file,
+                    key,
+                    format!("no configured provider is named `{name}` (configured: {names})"),
+                ));
+            }
+        }
+    }
+    Ok(configured
+        .iter()
+        .filter(|settings| !matches!(settings, ProviderSettings::Github(_)))
+        .map(|settings| {
+            let name = settings.name();
+            let assume = gateway.assume_email_verified.get(&name).copied().unwrap_or(false);
+            (name, assume)
+        })
+        .collect())
 }
 
 /// The active provider's endpoints: real defaults, then `provider_overrides` (whose keys are

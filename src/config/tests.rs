@@ -222,3 +222,56 @@ fn provider_overrides_replace_real_endpoints_and_unknown_keys_are_refused() {
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("provider_overrides") && err.contains("gitlab"), "{err}");
 }
+
+#[test]
+fn assume_email_verified_is_per_configured_provider_and_refuses_other_names() {
+    std::env::set_var("MXGATE_TEST_OIDC_SECRET", "x");
+    let dir = tempfile::tempdir().unwrap();
+    let user = oidc_user_config("").replace(
+        "callback_path: /callback\n",
+        "callback_path: /callback\n            provider_name: entra\n",
+    );
+    let extra = "extra_providers:\n\
+        - {provider: google, google: {client_id: g, client_secret: s, scope: email, callback_path: /google/callback, auth_url: 'https://accounts.google.com/o/oauth2/v2/auth', token_url: 'https://oauth2.googleapis.com/token'}}\n\
+        - {provider: github, github: {client_id: c, client_secret: s, callback_path: /github/callback, auth_url: 'https://github.com/login/oauth/authorize', token_url: 'https://github.com/login/oauth/access_token'}}\n";
+    let gateway = |setting: &str| format!("{GATEWAY}{extra}{setting}");
+
+    let settings = load(&write(dir.path(), &gateway(""), &user)).unwrap();
+    let expected = [("entra".to_string(), false), ("google".to_string(), false)];
+    assert_eq!(
+        settings.auth.assume_email_verified,
+        expected.into(),
+        "default: not verified"
+    );
+    assert!(!settings.auth.assumes_email_verified("entra"));
+
+    let path = write(dir.path(), &gateway("assume_email_verified: {entra: 'true'}\n"), &user);
+    let settings = load(&path).unwrap();
+    assert!(settings.auth.assumes_email_verified("entra"));
+    assert!(!settings.auth.assumes_email_verified("google"));
+    let printed = serde_yaml::to_string(&settings).unwrap();
+    assert!(
+        printed.contains("assume_email_verified:\n    entra: true\n    google: false\n"),
+        "`mxgate check` shows it: {printed}"
+    );
+
+    for (setting, expected) in [
+        (
+            "{oidc: true}",
+            ["assume_email_verified.oidc", "configured: entra, google, github"],
+        ),
+        ("{github: true}", ["assume_email_verified.github", "does not apply"]),
+        ("{entra: maybe}", ["assume_email_verified.entra", "maybe"]),
+    ] {
+        let path = write(
+            dir.path(),
+            &gateway(&format!("assume_email_verified: {setting}\n")),
+            &user,
+        );
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("mxgate.yml"), "{err}");
+        for part in expected {
+            assert!(err.contains(part), "{setting}: {err}");
+        }
+    }
+}

@@ -7,9 +7,12 @@
 //!   refresh_token}`); errors are `{"error", "error_description"}`.
 //! * Access tokens live an hour; a refresh token comes only with `offline_access` in the scope,
 //!   and Atlassian rotates it on every refresh (the new one is kept).
-//! * `GET {api_url}/me` gives the user: `user_id` = `account_id`, `username` = `nickname`, else
-//!   the email's local part, else `account_id`; `claim_mappings` read that JSON.
+//! * `GET {api_url}/me` gives the user: `user_id` = `account_id`, `email` when `email_verified`
+//!   says it is verified (a missing flag counts as `assume_email_verified` says; default: not
+//!   verified), `username` = `nickname`, else that email's local part, else `account_id`;
+//!   `claim_mappings` read that JSON.
 
+use super::email_verified::{verified_email, WithoutFlag};
 use super::http_client::get_json;
 use super::oauth_client::{endpoint_url, keep_refresh_token, TokenEncoding};
 use super::web_flow::{WebFlow, WebFlowConfig};
@@ -32,14 +35,21 @@ pub fn build(
     config: &AtlassianConfig,
     http: reqwest::Client,
     endpoints: &ProviderEndpoints,
+    email_without_flag: WithoutFlag,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
-    Ok(Arc::new(AtlassianProvider::new(config, http, endpoints)?))
+    Ok(Arc::new(AtlassianProvider::new(
+        config,
+        http,
+        endpoints,
+        email_without_flag,
+    )?))
 }
 
 pub struct AtlassianProvider {
     flow: WebFlow,
     api_url: String,
     claim_mappings: ClaimMappings,
+    email_without_flag: WithoutFlag,
 }
 
 // === impl AtlassianProvider ===
@@ -49,6 +59,7 @@ impl AtlassianProvider {
         config: &AtlassianConfig,
         http: reqwest::Client,
         endpoints: &ProviderEndpoints,
+        email_without_flag: WithoutFlag,
     ) -> Result<Self, ProviderError> {
         let api_url = endpoints.get("api_url").unwrap_or(DEFAULT_API_URL);
         endpoint_url(NAME, "api_url", api_url)?;
@@ -74,6 +85,7 @@ impl AtlassianProvider {
             flow,
             api_url: api_url.trim_end_matches('/').to_string(),
             claim_mappings: config.claim_mappings.clone(),
+            email_without_flag,
         })
     }
 
@@ -111,7 +123,7 @@ impl Provider for AtlassianProvider {
             Some(&tokens.access_token),
         )
         .await?;
-        let mut user = user_from_profile(&profile)?;
+        let mut user = user_from_profile(&profile, self.email_without_flag)?;
         user.capabilities = derive_capabilities(&self.claim_mappings, &profile);
         Ok(LoginOutcome { user, tokens })
     }
@@ -125,7 +137,7 @@ impl Provider for AtlassianProvider {
 }
 
 /// The user from `/me`.
-fn user_from_profile(profile: &Value) -> Result<UserIdentity, ProviderError> {
+fn user_from_profile(profile: &Value, email_without_flag: WithoutFlag) -> Result<UserIdentity, ProviderError> {
     let text = |key: &str| {
         profile
             .get(key)
@@ -138,7 +150,7 @@ fn user_from_profile(profile: &Value) -> Result<UserIdentity, ProviderError> {
         provider: NAME.into(),
         message: "/me has no `account_id`".into(),
     })?;
-    let email = text("email");
+    let email = verified_email(NAME, profile, text("email"), email_without_flag);
     let username = text("nickname")
         .or_else(|| {
             email
@@ -164,10 +176,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn user_from_profile(profile: &Value) -> Result<UserIdentity, ProviderError> {
+        super::user_from_profile(profile, WithoutFlag::default())
+    }
+
     #[test]
     fn username_is_nickname_else_email_local_part_else_account_id() {
         let full = json!({
-            "account_id": "5b10a2844c20165700ede21g", "email": "alice@acme.example",
+            "account_id": "5b10a2844c20165700ede21g", "email": "alice@acme.example", "email_verified": true,
             "name": "Alice Liddell", "nickname": "alice", "picture": "https://avatar.example/a.png",
             "account_status": "active", "account_type": "atlassian"
         });
@@ -180,12 +196,44 @@ mod tests {
         assert_eq!(user.name.as_deref(), Some("Alice Liddell"));
         assert_eq!(user.avatar_url.as_deref(), Some("https://avatar.example/a.png"));
 
-        let no_nickname = json!({"account_id": "id-2", "email": "bob.b@acme.example", "nickname": ""});
+        let no_nickname =
+            json!({"account_id": "id-2", "email": "bob.b@acme.example", "email_verified": true, "nickname": ""});
         assert_eq!(user_from_profile(&no_nickname).unwrap().username, "bob.b");
         let nothing = json!({"account_id": "id-3", "nickname": null});
         let user = user_from_profile(&nothing).unwrap();
         assert_eq!((user.username.as_str(), user.email), ("id-3", None));
         assert!(user_from_profile(&json!({"email": "x@y"})).is_err());
+    }
+
+    #[test]
+    fn only_an_email_atlassian_marks_verified_is_the_users_email() {
+        let cases = [
+            (json!(true), WithoutFlag::Unverified, Some("bob.b@acme.example")),
+            (json!(false), WithoutFlag::Unverified, None),
+            (json!("false"), WithoutFlag::Unverified, None),
+            (Value::Null, WithoutFlag::Unverified, None),
+            (json!(true), WithoutFlag::Verified, Some("bob.b@acme.example")),
+            (json!(false), WithoutFlag::Verified, None),
+            (json!("false"), WithoutFlag::Verified, None),
+            (Value::Null, WithoutFlag::Verified, Some("bob.b@acme.example")),
+        ];
+        for (flag, without_flag, expected) in cases {
+            let mut profile = json!({"account_id": "id-2", "email": "bob.b@acme.example"});
+            if !flag.is_null() {
+                profile["email_verified"] = flag.clone();
+            }
+            let user = super::user_from_profile(&profile, without_flag).unwrap();
+            assert_eq!(
+                user.email.as_deref(),
+                expected,
+                "email_verified {flag} {without_flag:?}"
+            );
+            let username = if expected.is_some() { "bob.b" } else { "id-2" };
+            assert_eq!(
+                user.username, username,
+                "an unverified address gives no username either"
+            );
+        }
     }
 
     fn config(scope: &str) -> AtlassianConfig {
@@ -202,6 +250,7 @@ mod tests {
             &config("read:me offline_access"),
             reqwest::Client::new(),
             &ProviderEndpoints::default(),
+            WithoutFlag::default(),
         )
         .unwrap();
         assert_eq!(provider.api_url, DEFAULT_API_URL);

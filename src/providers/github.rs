@@ -11,7 +11,10 @@
 //!   `refresh_token`, refreshed with `grant_type=refresh_token` at `token_url`.
 //! * `GET {api_url}/user` gives the user (`user_id` = numeric `id`, `username` = `login`);
 //!   `/user/emails` (with `user:email` or `user`) the primary verified email, else any verified
-//!   one, else `/user`'s public email — a 403/404 there does not fail the login; `/user/orgs`
+//!   one — never an address it marks unverified; only when that list cannot be read (a 403/404
+//!   there does not fail the login) `/user`'s public email, which GitHub lets a user pick only
+//!   among their verified addresses. GitHub flags every address, so `assume_email_verified`
+//!   does not apply to it. `/user/orgs`
 //!   and `/user/teams` (with `read:org`) the `groups`: org logins and `org/team-slug`.
 //!   The scopes are the granted ones (the configured ones for GitHub Apps, which grant none).
 //!   Any other failure of these calls fails the login rather than give a partial identity.
@@ -303,7 +306,8 @@ impl Scopes {
     }
 }
 
-/// The email to use: primary and verified, else any verified, else `/user`'s public one.
+/// The email to use: primary and verified, else any verified; `/user`'s public one only when the
+/// list of addresses could not be read (when it could, it says whether that address is verified).
 fn choose_email(emails: Option<&[Value]>, public: Option<&str>) -> Option<String> {
     let verified = |e: &&Value| e.get("verified").and_then(Value::as_bool) == Some(true);
     let address = |e: &Value| {
@@ -312,14 +316,15 @@ fn choose_email(emails: Option<&[Value]>, public: Option<&str>) -> Option<String
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let emails = emails.unwrap_or_default();
+    let Some(emails) = emails else {
+        return public.filter(|s| !s.is_empty()).map(str::to_string);
+    };
     emails
         .iter()
         .filter(verified)
         .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
         .and_then(address)
         .or_else(|| emails.iter().filter(verified).find_map(address))
-        .or_else(|| public.filter(|s| !s.is_empty()).map(str::to_string))
 }
 
 /// Org logins, then `org/team-slug`, without repeats.
@@ -372,7 +377,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn email_prefers_primary_verified_then_any_verified_then_public() {
+    fn email_prefers_primary_verified_then_any_verified_then_public_when_unlisted() {
         let emails = [
             json!({"email": "old@x.test", "primary": false, "verified": true}),
             json!({"email": "primary@x.test", "primary": true, "verified": true}),
@@ -386,14 +391,26 @@ mod tests {
             json!({"email": "verified@x.test", "primary": false, "verified": true}),
         ];
         assert_eq!(choose_email(Some(&emails), None).as_deref(), Some("verified@x.test"));
-        let emails = [json!({"email": "u@x.test", "primary": true, "verified": false})];
-        assert_eq!(
-            choose_email(Some(&emails), Some("pub@x.test")).as_deref(),
-            Some("pub@x.test")
-        );
         assert_eq!(choose_email(None, Some("pub@x.test")).as_deref(), Some("pub@x.test"));
+        assert_eq!(choose_email(Some(&[]), Some("pub@x.test")), None);
         assert_eq!(choose_email(None, None), None);
         assert_eq!(choose_email(Some(&[]), Some("")), None);
+    }
+
+    #[test]
+    fn an_address_github_lists_as_unverified_is_never_the_email() {
+        // The public address has become unverified (GitHub unverifies bouncing addresses).
+        let emails = [
+            json!({"email": "u@x.test", "primary": true, "verified": false}),
+            json!({"email": "pub@x.test", "primary": false, "verified": false, "visibility": "public"}),
+        ];
+        assert_eq!(choose_email(Some(&emails), Some("pub@x.test")), None);
+        let emails = [json!({"email": "pub@x.test", "primary": true})];
+        assert_eq!(
+            choose_email(Some(&emails), Some("pub@x.test")),
+            None,
+            "no `verified`: not verified"
+        );
     }
 
     #[test]

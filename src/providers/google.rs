@@ -18,6 +18,7 @@
 //!   `verified_email` (= `email_verified`). An email Google marks unverified is not the user's
 //!   `email`.
 
+use super::email_verified::WithoutFlag;
 use super::oidc::{check_http_url, with_openid, ConfiguredEndpoints, OidcProvider, OidcSettings, ProfileMapping};
 use super::{Provider, ProviderError};
 use crate::config::mxcp_user::GoogleConfig;
@@ -34,22 +35,31 @@ pub fn build(
     config: &GoogleConfig,
     http: reqwest::Client,
     endpoints: &ProviderEndpoints,
+    email_without_flag: WithoutFlag,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let config_url = endpoints.get("config_url").ok_or_else(|| ProviderError::Invalid {
         provider: NAME.into(),
         message: "no discovery URL (`config_url`) is known".into(),
     })?;
-    Ok(Arc::new(provider(config, http, config_url)?))
+    Ok(Arc::new(provider(config, http, config_url, email_without_flag)?))
 }
 
-fn provider(config: &GoogleConfig, http: reqwest::Client, config_url: &str) -> Result<OidcProvider, ProviderError> {
+fn provider(
+    config: &GoogleConfig,
+    http: reqwest::Client,
+    config_url: &str,
+    email_without_flag: WithoutFlag,
+) -> Result<OidcProvider, ProviderError> {
     check_http_url(NAME, "`auth_url`", &config.auth_url)?;
     check_http_url(NAME, "`token_url`", &config.token_url)?;
     check_http_url(NAME, "`provider_overrides.google.config_url`", config_url)?;
-    Ok(OidcProvider::with_settings(settings(config, config_url), http))
+    Ok(OidcProvider::with_settings(
+        settings(config, config_url, email_without_flag),
+        http,
+    ))
 }
 
-fn settings(config: &GoogleConfig, config_url: &str) -> OidcSettings {
+fn settings(config: &GoogleConfig, config_url: &str, email_without_flag: WithoutFlag) -> OidcSettings {
     OidcSettings {
         name: NAME.into(),
         discovery_url: config_url.to_string(),
@@ -68,6 +78,7 @@ fn settings(config: &GoogleConfig, config_url: &str) -> OidcSettings {
         audience: None,
         claim_mappings: config.claim_mappings.clone(),
         profile: Arc::new(GoogleProfile),
+        email_without_flag,
     }
 }
 
@@ -113,6 +124,11 @@ mod tests {
     /// A Google look-alike whose discovery says `https://accounts.google.com` and whose token
     /// endpoint (not the configured one) would answer nothing useful.
     async fn google(id_token_iss: &str) -> ScriptedIdp {
+        google_saying(id_token_iss, Some(json!(true))).await
+    }
+
+    /// [`google`] whose ID token and userinfo carry `email_verified: flag` (`None`: no such claim).
+    async fn google_saying(id_token_iss: &str, flag: Option<Value>) -> ScriptedIdp {
         let idp = ScriptedIdp::start().await;
         let base = idp.base.clone();
         idp.route(
@@ -129,14 +145,16 @@ mod tests {
             }),
         );
         idp.route("GET", "/oauth2/v3/certs", 200, &jwks());
-        let id_token = signer()
-            .sign(
-                &json!({"iss": id_token_iss, "sub": "1234567890", "aud": "mxgate.apps.googleusercontent.com",
-                          "azp": "mxgate.apps.googleusercontent.com", "exp": now() + 300, "iat": now(),
-                          "nonce": "n-1", "hd": "example.com", "email": "alice@example.com",
-                          "email_verified": true}),
-            )
-            .unwrap();
+        let mut id_claims = json!({"iss": id_token_iss, "sub": "1234567890", "aud": "mxgate.apps.googleusercontent.com",
+                                   "azp": "mxgate.apps.googleusercontent.com", "exp": now() + 300, "iat": now(),
+                                   "nonce": "n-1", "hd": "example.com", "email": "alice@example.com"});
+        let mut userinfo = json!({"sub": "1234567890", "name": "Alice Example", "picture": "https://lh3.example/a.png",
+                                  "email": "alice@example.com", "hd": "example.com"});
+        if let Some(flag) = flag {
+            id_claims["email_verified"] = flag.clone();
+            userinfo["email_verified"] = flag;
+        }
+        let id_token = signer().sign(&id_claims).unwrap();
         idp.route(
             "POST",
             "/oauth2-token",
@@ -144,21 +162,20 @@ mod tests {
             &json!({"access_token": "ya29.opaque", "token_type": "Bearer", "expires_in": 3599,
                     "refresh_token": "1//refresh", "id_token": id_token, "scope": "openid email profile"}),
         );
-        idp.route(
-            "GET",
-            "/v1/userinfo",
-            200,
-            &json!({"sub": "1234567890", "name": "Alice Example", "picture": "https://lh3.example/a.png",
-                    "email": "alice@example.com", "email_verified": true, "hd": "example.com"}),
-        );
+        idp.route("GET", "/v1/userinfo", 200, &userinfo);
         idp
     }
 
     fn provider(idp: &ScriptedIdp) -> OidcProvider {
+        provider_trusting(idp, WithoutFlag::default())
+    }
+
+    fn provider_trusting(idp: &ScriptedIdp, email_without_flag: WithoutFlag) -> OidcProvider {
         super::provider(
             &config(&idp.base),
             super::super::provider_http_client().unwrap(),
             &format!("{}/.well-known/openid-configuration", idp.base),
+            email_without_flag,
         )
         .unwrap()
     }
@@ -189,6 +206,33 @@ mod tests {
             // The configured token URL, never the discovered one.
             assert_eq!(idp.seen("POST", "/oauth2-token").len(), 1);
             assert!(idp.seen("POST", "/discovered-token").is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn only_an_email_google_marks_verified_reaches_the_user() {
+        let cases = [
+            (Some(json!(true)), WithoutFlag::Unverified, Some("alice@example.com")),
+            (Some(json!(false)), WithoutFlag::Unverified, None),
+            (Some(json!("false")), WithoutFlag::Unverified, None),
+            (None, WithoutFlag::Unverified, None),
+            (Some(json!(false)), WithoutFlag::Verified, None),
+            (Some(json!("false")), WithoutFlag::Verified, None),
+            (None, WithoutFlag::Verified, Some("alice@example.com")),
+        ];
+        for (flag, without_flag, expected) in cases {
+            let idp = google_saying(ISSUER, flag.clone()).await;
+            let user = provider_trusting(&idp, without_flag)
+                .complete_login(&callback(Some(ISSUER)))
+                .await
+                .unwrap()
+                .user;
+            assert_eq!(user.email.as_deref(), expected, "{flag:?} {without_flag:?}");
+            let username = if expected.is_some() { "alice" } else { "1234567890" };
+            assert_eq!(
+                user.username, username,
+                "an unverified address gives no username either"
+            );
         }
     }
 
@@ -262,12 +306,15 @@ mod tests {
     #[test]
     fn bad_configured_urls_are_start_up_errors() {
         let good = config("http://127.0.0.1:1");
-        let err =
-            |config: &GoogleConfig, config_url: &str| match super::provider(config, reqwest::Client::new(), config_url)
-            {
-                Err(e) => e.to_string(),
-                Ok(_) => panic!("built"),
-            };
+        let err = |config: &GoogleConfig, config_url: &str| match super::provider(
+            config,
+            reqwest::Client::new(),
+            config_url,
+            WithoutFlag::default(),
+        ) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("built"),
+        };
         let mut bad = good.clone();
         bad.token_url = "oauth2.googleapis.com/token".into();
         assert!(err(&bad, "https://accounts.google.com/x").contains("`token_url`"));
@@ -275,7 +322,12 @@ mod tests {
         bad.auth_url = "ftp://accounts.google.com/auth".into();
         assert!(err(&bad, "https://accounts.google.com/x").contains("`auth_url`"));
         assert!(err(&good, "nope").contains("config_url"));
-        let no_endpoints = build(&good, reqwest::Client::new(), &ProviderEndpoints::default());
+        let no_endpoints = build(
+            &good,
+            reqwest::Client::new(),
+            &ProviderEndpoints::default(),
+            WithoutFlag::default(),
+        );
         assert!(no_endpoints.is_err_and(|e| e.to_string().contains("config_url")));
     }
 }

@@ -18,6 +18,7 @@
 //!   by the realm roles as `role:<name>` (the convention of oauth2-proxy's keycloak-oidc
 //!   provider), so that a group and a role of the same name stay apart.
 
+use super::email_verified::WithoutFlag;
 use super::oidc::{with_openid, ConfiguredEndpoints, OidcProvider, OidcSettings, ProfileMapping};
 use super::{Provider, ProviderError};
 use crate::config::mxcp_user::KeycloakConfig;
@@ -34,11 +35,16 @@ pub fn build(
     config: &KeycloakConfig,
     http: reqwest::Client,
     _endpoints: &ProviderEndpoints,
+    email_without_flag: WithoutFlag,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
-    Ok(Arc::new(provider(config, http)?))
+    Ok(Arc::new(provider(config, http, email_without_flag)?))
 }
 
-fn provider(config: &KeycloakConfig, http: reqwest::Client) -> Result<OidcProvider, ProviderError> {
+fn provider(
+    config: &KeycloakConfig,
+    http: reqwest::Client,
+    email_without_flag: WithoutFlag,
+) -> Result<OidcProvider, ProviderError> {
     let urls = RealmUrls::new(&config.server_url, &config.realm)?;
     let settings = OidcSettings {
         name: NAME.into(),
@@ -55,6 +61,7 @@ fn provider(config: &KeycloakConfig, http: reqwest::Client) -> Result<OidcProvid
         audience: None,
         claim_mappings: config.claim_mappings.clone(),
         profile: Arc::new(KeycloakProfile),
+        email_without_flag,
     };
     settings.check_urls()?;
     Ok(OidcProvider::with_settings(settings, http))
@@ -201,7 +208,7 @@ mod tests {
     #[test]
     fn scope_defaults_and_gets_openid() {
         let http = reqwest::Client::new;
-        assert!(provider(&config("https://kc.example", None), http()).is_ok());
+        assert!(provider(&config("https://kc.example", None), http(), WithoutFlag::default()).is_ok());
         for (scope, expected) in [(None, DEFAULT_SCOPE), (Some("profile roles"), "openid profile roles")] {
             let c = config("https://kc.example", scope);
             assert_eq!(with_openid(c.scope.as_deref().unwrap_or(DEFAULT_SCOPE)), expected);
@@ -228,7 +235,8 @@ mod tests {
         assert!(user.permissions.is_empty() && user.groups.is_empty());
     }
 
-    /// A realm on a scripted server, with opaque access tokens.
+    /// A realm on a scripted server, with opaque access tokens; `id_extra` is added to (`null`:
+    /// taken out of) alice's ID token claims.
     async fn realm(id_extra: Value) -> (ScriptedIdp, String) {
         let idp = ScriptedIdp::start().await;
         let issuer = format!("{}/realms/myrealm", idp.base);
@@ -252,7 +260,14 @@ mod tests {
                                    "preferred_username": "alice", "email": "alice@example.test",
                                    "email_verified": true});
         if let (Value::Object(base), Value::Object(extra)) = (&mut id_claims, id_extra) {
-            base.extend(extra);
+            for (claim, value) in extra {
+                // `null` takes the claim out.
+                if value.is_null() {
+                    base.remove(&claim);
+                } else {
+                    base.insert(claim, value);
+                }
+            }
         }
         idp.route(
             "POST",
@@ -301,6 +316,7 @@ mod tests {
         let keycloak = provider(
             &config(&format!("{}/", probe.base), None),
             super::super::provider_http_client().unwrap(),
+            WithoutFlag::default(),
         )
         .unwrap();
         let url = keycloak
@@ -334,10 +350,44 @@ mod tests {
     #[tokio::test]
     async fn roles_in_the_id_token_work_with_opaque_access_tokens() {
         let (idp, issuer) = realm(json!({"realm_access": {"roles": ["admin"]}})).await;
-        let keycloak = provider(&config(&idp.base, None), super::super::provider_http_client().unwrap()).unwrap();
+        let keycloak = provider(
+            &config(&idp.base, None),
+            super::super::provider_http_client().unwrap(),
+            WithoutFlag::default(),
+        )
+        .unwrap();
         let user = keycloak.complete_login(&callback(&issuer)).await.unwrap().user;
         assert_eq!(user.permissions, vec!["admin"]);
         assert_eq!(user.capabilities, vec!["tools.admin"]);
         assert_eq!(user.email.as_deref(), Some("alice@example.test"));
+    }
+
+    #[tokio::test]
+    async fn only_an_email_keycloak_marks_verified_reaches_the_user() {
+        let cases = [
+            (json!(true), WithoutFlag::Unverified, Some("alice@example.test")),
+            (json!(false), WithoutFlag::Unverified, None),
+            (json!("false"), WithoutFlag::Unverified, None),
+            (Value::Null, WithoutFlag::Unverified, None),
+            (json!(false), WithoutFlag::Verified, None),
+            (json!("false"), WithoutFlag::Verified, None),
+            (Value::Null, WithoutFlag::Verified, Some("alice@example.test")),
+        ];
+        for (flag, without_flag, expected) in cases {
+            let (idp, issuer) = realm(json!({"email_verified": flag.clone()})).await;
+            let keycloak = provider(
+                &config(&idp.base, None),
+                super::super::provider_http_client().unwrap(),
+                without_flag,
+            )
+            .unwrap();
+            let user = keycloak.complete_login(&callback(&issuer)).await.unwrap().user;
+            assert_eq!(
+                user.email.as_deref(),
+                expected,
+                "email_verified {flag} {without_flag:?}"
+            );
+            assert_eq!(user.username, "alice");
+        }
     }
 }

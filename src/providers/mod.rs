@@ -3,6 +3,7 @@
 //! the provider's tokens. It never sees mxgate's own tokens.
 
 pub mod atlassian;
+mod email_verified;
 pub mod github;
 pub mod google;
 mod http_client;
@@ -16,6 +17,7 @@ mod web_flow;
 use crate::config::{AuthSettings, ProviderEndpoints, ProviderSettings};
 use crate::identity::user::{ProviderTokens, UserIdentity};
 use async_trait::async_trait;
+use email_verified::WithoutFlag;
 use std::sync::Arc;
 use thiserror::Error;
 use url::Url;
@@ -95,7 +97,9 @@ pub struct ProviderSet {
 impl ProviderSet {
     /// The providers of the configuration; `None` with `provider: none`.
     pub fn build(auth: &AuthSettings) -> Result<Option<Self>, ProviderError> {
-        let Some(primary) = build(&auth.provider, &auth.endpoints)? else {
+        let email_without_flag =
+            |settings: &ProviderSettings| WithoutFlag::assumed_verified(auth.assumes_email_verified(&settings.name()));
+        let Some(primary) = build(&auth.provider, &auth.endpoints, email_without_flag(&auth.provider))? else {
             return Ok(None);
         };
         let primary = ProviderEntry {
@@ -104,7 +108,7 @@ impl ProviderSet {
         };
         let mut extra = Vec::new();
         for (settings, endpoints) in &auth.extra_providers {
-            if let Some(provider) = build(settings, endpoints)? {
+            if let Some(provider) = build(settings, endpoints, email_without_flag(settings))? {
                 extra.push(ProviderEntry {
                     provider,
                     callback_path: settings.callback_path().unwrap_or_default().to_string(),
@@ -141,10 +145,12 @@ impl ProviderSet {
     }
 }
 
-/// Builds the configured provider; `None` for `provider: none`.
+/// Builds the configured provider; `None` for `provider: none`. `email_without_flag` is what an
+/// email without an `email_verified` flag counts as (GitHub flags every address).
 pub fn build(
     settings: &ProviderSettings,
     endpoints: &ProviderEndpoints,
+    email_without_flag: WithoutFlag,
 ) -> Result<Option<Arc<dyn Provider>>, ProviderError> {
     let http = provider_http_client().map_err(|e| ProviderError::Invalid {
         provider: settings.kind().as_str().into(),
@@ -152,11 +158,11 @@ pub fn build(
     })?;
     Ok(Some(match settings {
         ProviderSettings::None => return Ok(None),
-        ProviderSettings::Oidc(config) => oidc::build(config, http, endpoints)?,
+        ProviderSettings::Oidc(config) => oidc::build(config, http, endpoints, email_without_flag)?,
         ProviderSettings::Github(config) => github::build(config, http, endpoints)?,
-        ProviderSettings::Atlassian(config) => atlassian::build(config, http, endpoints)?,
-        ProviderSettings::Salesforce(config) => salesforce::build(config, http, endpoints)?,
-        ProviderSettings::Google(config) => google::build(config, http, endpoints)?,
-        ProviderSettings::Keycloak(config) => keycloak::build(config, http, endpoints)?,
+        ProviderSettings::Atlassian(config) => atlassian::build(config, http, endpoints, email_without_flag)?,
+        ProviderSettings::Salesforce(config) => salesforce::build(config, http, endpoints, email_without_flag)?,
+        ProviderSettings::Google(config) => google::build(config, http, endpoints, email_without_flag)?,
+        ProviderSettings::Keycloak(config) => keycloak::build(config, http, endpoints, email_without_flag)?,
     }))
 }

@@ -14,6 +14,7 @@
 //! token's, overlaid by userinfo's — but the access token must verify against the provider's
 //! keys, where MXCP merely decodes it.
 
+use super::email_verified::{verified_email, WithoutFlag};
 use super::id_token::{Expected, JwksCache};
 use super::oauth_client::{CodeExchange, OAuthClient};
 use super::{http_client::get_json, LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError};
@@ -46,6 +47,8 @@ pub struct OidcSettings {
     pub audience: Option<String>,
     pub claim_mappings: ClaimMappings,
     pub profile: Arc<dyn ProfileMapping>,
+    /// What an email without an `email_verified` claim counts as (`assume_email_verified`).
+    pub email_without_flag: WithoutFlag,
 }
 
 /// Endpoints fixed by the configuration rather than discovered.
@@ -116,8 +119,12 @@ pub fn build(
     config: &OidcConfig,
     http: reqwest::Client,
     _endpoints: &ProviderEndpoints,
+    email_without_flag: WithoutFlag,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
-    let settings = OidcSettings::from_oidc_config(config.clone());
+    let settings = OidcSettings {
+        email_without_flag,
+        ..OidcSettings::from_oidc_config(config.clone())
+    };
     settings.check_urls()?;
     Ok(Arc::new(OidcProvider::with_settings(settings, http)))
 }
@@ -141,6 +148,7 @@ impl OidcSettings {
             audience: config.audience,
             claim_mappings: config.claim_mappings,
             profile: Arc::new(StandardProfile),
+            email_without_flag: WithoutFlag::default(),
         }
     }
 
@@ -220,31 +228,24 @@ fn choose_endpoint(
     }
 }
 
-/// Whether the provider marked the email address as not verified (`false` or `"false"`).
-fn email_unverified(profile: &Value) -> bool {
-    match profile.get("email_verified") {
-        Some(Value::Bool(verified)) => !verified,
-        Some(Value::String(verified)) => verified.eq_ignore_ascii_case("false"),
-        _ => false,
-    }
-}
-
 /// The user from a raw profile, as MXCP's OIDC providers read it: `sub`; `username` is
 /// `preferred_username`, else the email's local part, else `sub`; `groups` from a `groups`
-/// claim. An email the provider says is not verified is kept out of `email` (and of
-/// `username`): policies on `user.email` must not trust it. It stays in the raw profile.
+/// claim. Only an email the provider marks verified (`email_verified`; without the claim:
+/// `email_without_flag`) is `email` (and may give `username`): policies on `user.email` trust
+/// it. Any other stays only in the raw profile.
 pub fn user_from_profile(
     provider: &str,
     profile: &Value,
     claim_mappings: &ClaimMappings,
     mapping: &dyn ProfileMapping,
+    email_without_flag: WithoutFlag,
 ) -> Result<UserIdentity, ProviderError> {
     let text = |key: &str| profile.get(key).and_then(Value::as_str).map(str::to_string);
     let user_id = text("sub").ok_or_else(|| ProviderError::Invalid {
         provider: provider.to_string(),
         message: "the profile has no `sub`".into(),
     })?;
-    let email = text("email").filter(|_| !email_unverified(profile));
+    let email = verified_email(provider, profile, text("email"), email_without_flag);
     let username = text("preferred_username")
         .or_else(|| email.as_deref().and_then(|e| e.split('@').next()).map(str::to_string))
         .filter(|u| !u.is_empty())
@@ -482,6 +483,7 @@ impl Provider for OidcProvider {
             &profile,
             &self.settings.claim_mappings,
             self.settings.profile.as_ref(),
+            self.settings.email_without_flag,
         )?;
         Ok(LoginOutcome { user, tokens })
     }
@@ -879,23 +881,49 @@ mod tests {
         assert!(request.body.contains("grant_type=refresh_token"), "{}", request.body);
     }
 
+    /// `email` and `username` of a profile with `email_verified` set to `flag` (`None`: absent).
+    fn email_and_username(flag: Option<Value>, without_flag: WithoutFlag) -> (Option<String>, String) {
+        let mut profile = json!({"sub": "u1", "email": "ceo@corp.example"});
+        if let Some(flag) = flag {
+            profile["email_verified"] = flag;
+        }
+        let user = user_from_profile("oidc", &profile, &ClaimMappings::new(), &StandardProfile, without_flag).unwrap();
+        (user.email, user.username)
+    }
+
     #[test]
-    fn unverified_email_is_not_the_users_email() {
-        let profile = json!({"sub": "u1", "email": "ceo@corp.example", "email_verified": false});
-        let user = user_from_profile("oidc", &profile, &ClaimMappings::new(), &StandardProfile).unwrap();
-        assert_eq!(user.email, None);
-        assert_eq!(user.username, "u1");
-        let profile = json!({"sub": "u1", "email": "a@corp.example", "email_verified": "false"});
+    fn only_a_verified_email_is_the_users_email() {
+        let verified = (Some("ceo@corp.example".to_string()), "ceo".to_string());
+        let dropped = (None, "u1".to_string());
+        for without_flag in [WithoutFlag::Unverified, WithoutFlag::Verified] {
+            assert_eq!(email_and_username(Some(json!(true)), without_flag), verified);
+            assert_eq!(email_and_username(Some(json!("true")), without_flag), verified);
+            assert_eq!(email_and_username(Some(json!(false)), without_flag), dropped);
+            assert_eq!(email_and_username(Some(json!("false")), without_flag), dropped);
+        }
         assert_eq!(
-            user_from_profile("oidc", &profile, &ClaimMappings::new(), &StandardProfile)
-                .unwrap()
-                .email,
-            None
+            email_and_username(None, WithoutFlag::Unverified),
+            dropped,
+            "a missing claim is not verified by default"
         );
-        let profile = json!({"sub": "u1", "email": "a@corp.example"});
-        let user = user_from_profile("oidc", &profile, &ClaimMappings::new(), &StandardProfile).unwrap();
-        assert_eq!(user.email.as_deref(), Some("a@corp.example"));
-        assert_eq!(user.username, "a");
+        assert_eq!(email_and_username(None, WithoutFlag::Verified), verified);
+    }
+
+    #[tokio::test]
+    async fn a_login_without_email_verified_gives_no_email_unless_the_provider_is_trusted() {
+        let issuer = ISSUER.to_string();
+        let mut claims = id_claims(&issuer);
+        claims.as_object_mut().unwrap().remove("email_verified");
+        let idp = self::idp(&issuer, claims, "opaque-at").await;
+        let config = oidc_config(&format!("{}/.well-known/openid-configuration", idp.base));
+        let login = |without_flag| {
+            let provider = build(&config, http(), &ProviderEndpoints::default(), without_flag).unwrap();
+            async move { provider.complete_login(&callback(Some(ISSUER))).await.unwrap().user }
+        };
+        let user = login(WithoutFlag::default()).await;
+        assert_eq!((user.email, user.username.as_str()), (None, "u1"));
+        let user = login(WithoutFlag::Verified).await;
+        assert_eq!(user.email.as_deref(), Some("u1@example.test"));
     }
 
     #[test]
@@ -915,12 +943,18 @@ mod tests {
     #[test]
     fn build_refuses_a_config_url_that_is_not_http() {
         let config = oidc_config("file:///etc/passwd");
-        let err = error_of(build(&config, http(), &ProviderEndpoints::default()));
+        let err = error_of(build(
+            &config,
+            http(),
+            &ProviderEndpoints::default(),
+            WithoutFlag::default(),
+        ));
         assert!(err.contains("discovery URL"), "{err}");
         assert!(build(
             &oidc_config("https://idp.example/.well-known/openid-configuration"),
             http(),
-            &ProviderEndpoints::default()
+            &ProviderEndpoints::default(),
+            WithoutFlag::default()
         )
         .is_ok());
     }

@@ -10,10 +10,12 @@
 //!   as the Salesforce session: `expires_at: None`). `refresh_token` comes with the
 //!   `refresh_token` scope; refreshing uses `grant_type=refresh_token`.
 //! * The user comes from the identity URL of the token response (GET with the bearer token):
-//!   `user_id`, `username`, `display_name`, `email`, `photos.thumbnail`; `claim_mappings` read
-//!   that JSON. The token response is remote input, so the identity URL is only followed to the
+//!   `user_id`, `username`, `display_name`, `photos.thumbnail`, and `email` when
+//!   `email_verified` says it is verified (a missing flag counts as `assume_email_verified`
+//!   says; default: not verified); `claim_mappings` read that JSON. The token response is remote input, so the identity URL is only followed to the
 //!   token endpoint's own origin or an https `*.salesforce.com` / `*.force.com` host.
 
+use super::email_verified::{verified_email, WithoutFlag};
 use super::http_client::get_json;
 use super::oauth_client::{clip, keep_refresh_token, TokenEncoding};
 use super::web_flow::{WebFlow, WebFlowConfig};
@@ -35,19 +37,25 @@ pub fn build(
     config: &SalesforceConfig,
     http: reqwest::Client,
     _endpoints: &ProviderEndpoints,
+    email_without_flag: WithoutFlag,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
-    Ok(Arc::new(SalesforceProvider::new(config, http)?))
+    Ok(Arc::new(SalesforceProvider::new(config, http, email_without_flag)?))
 }
 
 pub struct SalesforceProvider {
     flow: WebFlow,
     claim_mappings: ClaimMappings,
+    email_without_flag: WithoutFlag,
 }
 
 // === impl SalesforceProvider ===
 
 impl SalesforceProvider {
-    pub fn new(config: &SalesforceConfig, http: reqwest::Client) -> Result<Self, ProviderError> {
+    pub fn new(
+        config: &SalesforceConfig,
+        http: reqwest::Client,
+        email_without_flag: WithoutFlag,
+    ) -> Result<Self, ProviderError> {
         let flow = WebFlow::new(
             WebFlowConfig {
                 provider: NAME,
@@ -63,6 +71,7 @@ impl SalesforceProvider {
         Ok(Self {
             flow,
             claim_mappings: config.claim_mappings.clone(),
+            email_without_flag,
         })
     }
 
@@ -120,7 +129,7 @@ impl Provider for SalesforceProvider {
             Some(&tokens.access_token),
         )
         .await?;
-        let mut user = user_from_identity(&profile)?;
+        let mut user = user_from_identity(&profile, self.email_without_flag)?;
         user.capabilities = derive_capabilities(&self.claim_mappings, &profile);
         Ok(LoginOutcome { user, tokens })
     }
@@ -162,7 +171,7 @@ fn identity_url(token_url: &Url, id: &str) -> Result<Url, String> {
 }
 
 /// The user from the identity URL's JSON.
-fn user_from_identity(profile: &Value) -> Result<UserIdentity, ProviderError> {
+fn user_from_identity(profile: &Value, email_without_flag: WithoutFlag) -> Result<UserIdentity, ProviderError> {
     let text = |value: Option<&Value>| {
         value
             .and_then(Value::as_str)
@@ -179,7 +188,7 @@ fn user_from_identity(profile: &Value) -> Result<UserIdentity, ProviderError> {
         provider: NAME.into(),
         user_id,
         username,
-        email: text(profile.get("email")),
+        email: verified_email(NAME, profile, text(profile.get("email")), email_without_flag),
         name: text(profile.get("display_name")),
         avatar_url: text(photos.and_then(|p| p.get("thumbnail")))
             .or_else(|| text(photos.and_then(|p| p.get("picture")))),
@@ -250,15 +259,46 @@ mod tests {
             "photos": {"picture": "https://c.example/profilephoto/005/F", "thumbnail": "https://c.example/profilephoto/005/T"},
             "user_type": "STANDARD", "active": true
         });
-        let user = user_from_identity(&identity).unwrap();
+        let user = user_from_identity(&identity, WithoutFlag::default()).unwrap();
         assert_eq!(user.provider, "salesforce");
         assert_eq!(user.user_id, "0055e000001XyZaAAK");
         assert_eq!(user.username, "alice@acme.example");
         assert_eq!(user.name.as_deref(), Some("Alice Liddell"));
         assert_eq!(user.email.as_deref(), Some("alice@acme.example"));
         assert_eq!(user.avatar_url.as_deref(), Some("https://c.example/profilephoto/005/T"));
-        assert!(user_from_identity(&json!({"username": "x"})).is_err());
-        assert!(user_from_identity(&json!({"user_id": "005"})).is_err());
+        assert!(user_from_identity(&json!({"username": "x"}), WithoutFlag::default()).is_err());
+        assert!(user_from_identity(&json!({"user_id": "005"}), WithoutFlag::default()).is_err());
+    }
+
+    #[test]
+    fn only_an_email_salesforce_marks_verified_is_the_users_email() {
+        let cases = [
+            (json!(true), WithoutFlag::Unverified, Some("alice@acme.example")),
+            (json!(false), WithoutFlag::Unverified, None),
+            (json!("false"), WithoutFlag::Unverified, None),
+            (Value::Null, WithoutFlag::Unverified, None),
+            (json!(true), WithoutFlag::Verified, Some("alice@acme.example")),
+            (json!(false), WithoutFlag::Verified, None),
+            (json!("false"), WithoutFlag::Verified, None),
+            (Value::Null, WithoutFlag::Verified, Some("alice@acme.example")),
+        ];
+        for (flag, without_flag, expected) in cases {
+            let mut identity =
+                json!({"user_id": "005", "username": "alice@acme.example.dev", "email": "alice@acme.example"});
+            if !flag.is_null() {
+                identity["email_verified"] = flag.clone();
+            }
+            let user = user_from_identity(&identity, without_flag).unwrap();
+            assert_eq!(
+                user.email.as_deref(),
+                expected,
+                "email_verified {flag} {without_flag:?}"
+            );
+            assert_eq!(
+                user.username, "alice@acme.example.dev",
+                "the Salesforce username, verified or not"
+            );
+        }
     }
 
     #[tokio::test]
@@ -269,7 +309,7 @@ mod tests {
              token_url: https://test.salesforce.com/services/oauth2/token\n",
         )
         .unwrap();
-        let provider = SalesforceProvider::new(&config, reqwest::Client::new()).unwrap();
+        let provider = SalesforceProvider::new(&config, reqwest::Client::new(), WithoutFlag::default()).unwrap();
         let url = provider
             .authorization_url(&LoginRequest {
                 state: "st",

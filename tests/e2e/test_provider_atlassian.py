@@ -9,6 +9,9 @@ name, picture) and carries the Atlassian access token in ``ext``.
   once, and the rotated refresh token is kept: the next expiry refreshes again with the new one.
 * Without a nickname the username is the email's local part.
 * A wrong client secret ends the login with an OAuth error redirect to the client.
+* Only an email ``/me`` marks ``email_verified: true`` reaches the core (nor does it give the
+  username): ``false`` never does, and a missing flag does only with
+  ``assume_email_verified: {atlassian: true}``.
 """
 
 from __future__ import annotations
@@ -165,3 +168,29 @@ def test_the_fixture_refuses_like_atlassian(tmp_path: Path) -> None:
         assert ok["token_type"] == "Bearer" and ok["expires_in"] == 3600 and "refresh_token" not in ok
         again = exchange(c)
         assert again.status_code == 403 and again.json()["error"] == "invalid_grant", "a code is single use"
+
+
+@pytest.mark.parametrize(
+    ("email_verified", "assume_verified", "email"),
+    [
+        ("false", False, None),
+        ("absent", False, None),
+        ("absent", True, "bob.builder@acme.example"),
+        ("false", True, None),
+    ],
+)
+def test_only_a_verified_email_reaches_the_core(
+    tmp_path: Path, echo_upstream: RecordingUpstream, email_verified: str, assume_verified: bool, email: str | None
+) -> None:
+    extra = {"assume_email_verified": {"atlassian": True}} if assume_verified else None
+    # bob has no nickname: his username would come from the email.
+    with provider_stack(tmp_path, echo_upstream.url, "atlassian", atlassian_auth(scope="read:me"),
+                        "--user", "bob", "--email-verified", email_verified,
+                        overrides=lambda url: {"api_url": url}, gateway_extra=extra) as ps:  # fmt: skip
+        claims = assertion(ps.url, echo_upstream, browser.get_token(ps.url)["access_token"])
+        me = me_at_atlassian(ps.fixture, claims["ext"]).json()
+    assert claims["provider"] == "atlassian" and claims["sub"] == "712020:9f8e7d6c-5b4a-4c3d-8e2f-6a5b4c3d2e1f"
+    assert claims.get("email") == email, claims
+    assert claims["username"] == ("bob.builder" if email else claims["sub"]), claims
+    assert me["email"] == "bob.builder@acme.example", "Atlassian did send the address"
+    assert me.get("email_verified", "absent") == {"false": False, "absent": "absent"}[email_verified]

@@ -11,7 +11,8 @@ scope is MXCP-style without ``openid`` (``email profile``); mxgate adds it.
 What is checked: ``access_type=offline`` and ``prompt=consent`` reach the IdP; the assertion the
 core receives has provider ``google``, the email, username from the email's local part, and a
 capability mapped from ``hd`` by ``claim_mappings``; bob (a consumer account, no ``hd``) does not
-get it; ``ext`` stays usable across two provider refreshes although the IdP never returns a new
+get it; carol's address, which Google marks ``email_verified: false``, is neither her email nor
+her username; ``ext`` stays usable across two provider refreshes although the IdP never returns a new
 refresh token; on the real core, ``get_user_provider()`` is ``google`` and the CEL policy on
 ``user.email`` (``company_only``) admits alice.
 """
@@ -127,6 +128,17 @@ def test_consumer_account_without_hd_has_no_company_capability(
     claims = _assertion(google_stack, echo_upstream, login.tokens["access_token"])
     assert (claims["provider"], claims["username"], claims["email"]) == ("google", "bob", "bob@example.org")
     assert claims["capabilities"] == ["verified-email"], claims
+
+
+def test_an_address_google_marks_unverified_is_not_the_email(
+    google_stack: Stack, echo_upstream: RecordingUpstream
+) -> None:
+    login = browser.login(google_stack.url, login_hint="carol")
+    claims = _assertion(google_stack, echo_upstream, login.tokens["access_token"])
+    assert claims["provider"] == "google" and "email" not in claims, claims
+    assert claims["username"] == "carol", "the sub: the unverified address gives no username"
+    assert claims["capabilities"] == [], claims
+    assert _userinfo(google_stack, claims["ext"]).json()["email"] == "carol@example.test", "Google did send it"
 
 
 def test_refresh_keeps_the_refresh_token_google_does_not_return(

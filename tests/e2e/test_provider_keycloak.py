@@ -11,7 +11,8 @@ What the core receives (the ``x-mxcp-user-assertion`` the echo upstream recorded
 ``keycloak``; Keycloak's ``groups`` as sent plus the realm roles as ``role:<name>``; the realm roles
 as ``permissions`` (what CEL can see: MXCP 0.12.3 has no ``user.groups``); ``capabilities`` from
 ``claim_mappings`` on ``realm_access.roles`` and ``groups``; ``ext`` usable at the realm's userinfo,
-also after the realm's 2 s access token expired (provider refresh).
+also after the realm's 2 s access token expired (provider refresh); no email for a user whose
+address the realm marks ``email_verified: false`` or sends without ``email_verified``.
 """
 
 from __future__ import annotations
@@ -109,6 +110,18 @@ def test_bob_has_only_his_roles(keycloak_stack: Stack, echo_upstream: RecordingU
     assert claims["groups"] == ["sales", "role:mcp-user"], claims
     assert claims["permissions"] == ["mcp-user"], claims
     assert claims["capabilities"] == ["tools.read"], claims
+
+
+@pytest.mark.parametrize("user", ["carol", "dan"])
+def test_an_address_not_marked_verified_is_not_the_email(
+    keycloak_stack: Stack, echo_upstream: RecordingUpstream, user: str
+) -> None:
+    # carol: email_verified false; dan: no email_verified (a realm without the claim's mapper).
+    login = browser.login(keycloak_stack.url, login_hint=user)
+    claims = _assertion(keycloak_stack, echo_upstream, login.tokens["access_token"])
+    assert (claims["provider"], claims["username"]) == ("keycloak", user)
+    assert "email" not in claims, claims
+    assert _userinfo(keycloak_stack, claims["ext"]).json()["email"] == f"{user}@example.test", "the realm sent it"
 
 
 def test_provider_token_is_refreshed_after_the_realm_token_expires(

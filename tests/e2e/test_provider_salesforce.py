@@ -9,6 +9,8 @@ identity URL of the token response describes them, and carries the Salesforce ac
 * An identity URL on a foreign host is refused before anything is sent there: the login ends
   with an OAuth error redirect to the client.
 * A wrong client secret (400 ``invalid_client``) ends the login with an OAuth error redirect.
+* Only an email the identity marks ``email_verified: true`` reaches the core: ``false`` never
+  does, and a missing flag does only with ``assume_email_verified: {salesforce: true}``.
 """
 
 from __future__ import annotations
@@ -173,3 +175,27 @@ def test_the_fixture_refuses_like_salesforce(tmp_path: Path) -> None:
         assert again.status_code == 400 and again.json()["error"] == "invalid_grant", "a code is single use"
         bad = httpx.get(ok["id"], headers={"authorization": "Bearer nope"})
         assert bad.status_code == 403 and bad.text == "Bad_OAuth_Token"
+
+
+@pytest.mark.parametrize(
+    ("email_verified", "assume_verified", "email"),
+    [
+        ("false", False, None),
+        ("absent", False, None),
+        ("absent", True, "alice@acme.example"),
+        ("false", True, None),
+    ],
+)
+def test_only_a_verified_email_reaches_the_core(
+    tmp_path: Path, echo_upstream: RecordingUpstream, email_verified: str, assume_verified: bool, email: str | None
+) -> None:
+    extra = {"assume_email_verified": {"salesforce": True}} if assume_verified else None
+    with provider_stack(tmp_path, echo_upstream.url, "salesforce", salesforce_auth(),
+                        "--email-verified", email_verified, gateway_extra=extra) as ps:  # fmt: skip
+        claims = assertion(ps.url, echo_upstream, browser.get_token(ps.url)["access_token"])
+        identity_url = f"{ps.fixture.url}/id/00D5e000000abcdEAA/0055e000001XyZaAAK"
+        identity = identity_at_salesforce(ps.fixture, identity_url, claims["ext"]).json()
+    assert claims["provider"] == "salesforce" and claims["username"] == "alice@acme.example"
+    assert claims.get("email") == email, claims
+    assert identity["email"] == "alice@acme.example", "Salesforce did send the address"
+    assert identity.get("email_verified", "absent") == {"false": False, "absent": "absent"}[email_verified]
