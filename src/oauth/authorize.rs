@@ -1,7 +1,8 @@
 //! `/authorize`: checks the client and its redirect URI first — a bad one gets an error page,
 //! never a redirect — then the rest of the request (PKCE S256, resource, scope), whose errors
 //! go back to the client. A valid request goes to the consent page, or straight to the
-//! provider when this browser already approved this client.
+//! provider when the person in this browser already approved this client, redirect URI and
+//! scopes (see `consent_memory`).
 
 use super::clients::{ClientRecord, GRANT_AUTHORIZATION_CODE};
 use super::error::{ErrorCode, OAuthError};
@@ -99,8 +100,10 @@ impl AuthorizationServer {
         if let Err(e) = self.complete_request(&params, &client, &mut request) {
             return request.redirect_error(&e);
         }
-        if let Some(provider) = self.consent_remembered(req.headers(), &request) {
-            return self.start_login(request, Some(&provider), false, None).await;
+        if let Some(remembered) = self.remembered_login(req.headers(), &request) {
+            return self
+                .start_login(request, Some(&remembered.provider), remembered.consent, None)
+                .await;
         }
         self.show_consent(req.headers(), &client, request).await
     }

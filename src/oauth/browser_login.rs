@@ -9,7 +9,7 @@ use super::authorize::error_page;
 use super::cookies;
 use super::metadata::LOGIN_PATH;
 use super::params::Params;
-use super::transactions::AuthorizationRequest;
+use super::transactions::{AuthorizationRequest, LoginConsent};
 use super::{pages, response, AuthorizationServer, PublicOrigin};
 use crate::session::tokens::{issue_tokens, IssuePolicy};
 use crate::session::SessionRecord;
@@ -63,8 +63,8 @@ impl AuthorizationServer {
         let return_to = safe_return_to(param("return_to"));
         let provider = param("provider").filter(|p| self.providers.by_name(p).is_some());
         if provider.is_none() && self.providers.several() {
-            let names: Vec<&str> = self.providers.iter().map(|e| e.provider.name()).collect();
-            return response::html(StatusCode::OK, pages::provider_choice(&names, LOGIN_PATH, &return_to));
+            let options = self.provider_options();
+            return response::html(StatusCode::OK, pages::provider_choice(&options, LOGIN_PATH, &return_to));
         }
         let request = AuthorizationRequest {
             issuer: origin.clone(),
@@ -77,7 +77,8 @@ impl AuthorizationServer {
             resource: format!("{origin}{}", self.settings.mcp_path),
             login_hint: param("login_hint").map(str::to_string),
         };
-        self.start_login(request, provider, false, Some(return_to)).await
+        self.start_login(request, provider, LoginConsent::NotAsked, Some(return_to))
+            .await
     }
 
     /// After the provider: the session cookie, and back to where the person was going.

@@ -1,7 +1,8 @@
 //! The provider's redirect back (`callback_path`): takes the single-use login state, checks
 //! that this is the browser that started the login, lets the provider exchange the code and
-//! identify the user, creates the session and an authorization code, and sends the browser
-//! back to the MCP client with `code`, `state` and `iss`.
+//! identify the user, checks that a login that skipped consent is the approver's, creates the
+//! session and an authorization code, remembers the approval, and sends the browser back to
+//! the MCP client with `code`, `state` and `iss`.
 
 use super::authorize::error_page;
 use super::cookies;
@@ -130,6 +131,10 @@ impl AuthorizationServer {
             }
         };
 
+        if let Some(refused) = self.approver_mismatch(&login, &outcome.user) {
+            return self.finish(&request.issuer, refused);
+        }
+
         let created_at = now();
         let session = SessionRecord {
             id: random_id(),
@@ -156,22 +161,35 @@ impl AuthorizationServer {
                 &request.issuer,
                 self.browser_signed_in(&request.issuer, &session, return_to).await,
             ),
-            None => self.finish(&request.issuer, self.issue_code(request, &session).await),
+            None => match self.issue_code(request, &session).await {
+                Ok(code) => {
+                    let mut resp = request.redirect_to_client(&[("code", &code)]);
+                    if let Some(cookie) = self.remember_approval(req.headers(), &login, &session.user) {
+                        response::set_cookie(&mut resp, &cookie);
+                    }
+                    self.finish(&request.issuer, resp)
+                }
+                Err(e) => self.fail(&login, OAuthError::from(e)),
+            },
         }
     }
 
-    /// An authorization code for the MCP client, and the redirect that carries it.
-    async fn issue_code(&self, request: &AuthorizationRequest, session: &SessionRecord) -> Response<Bytes> {
+    /// Stores an authorization code for the MCP client and returns it.
+    async fn issue_code(
+        &self,
+        request: &AuthorizationRequest,
+        session: &SessionRecord,
+    ) -> Result<String, crate::store::StoreError> {
         let code = new_opaque_token(AUTHORIZATION_CODE_PREFIX);
         let record = CodeRecord::Issued {
             request: request.clone(),
             session_id: session.id.clone(),
         };
         let expires = now() + self.settings.tokens.authorization_code.as_secs();
-        match self.store.put(Table::Codes, &token_hash(&code), &record, expires).await {
-            Ok(()) => request.redirect_to_client(&[("code", &code)]),
-            Err(e) => request.redirect_error(&OAuthError::from(e)),
-        }
+        self.store
+            .put(Table::Codes, &token_hash(&code), &record, expires)
+            .await?;
+        Ok(code)
     }
 
     /// A failed login: back to the MCP client with the error, or a page for a person.

@@ -3,7 +3,7 @@
 //! lets the server substitute); everything else that is wrong is an `invalid_client_metadata`
 //! or `invalid_redirect_uri` error.
 
-use super::clients::{ClientRecord, DEFAULT_SCOPE, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use super::clients::{ClientKind, ClientRecord, DEFAULT_SCOPE, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use super::error::{ErrorCode, OAuthError};
 use super::redirect_uri::validate_for_registration;
 use serde::Deserialize;
@@ -111,6 +111,7 @@ impl ClientMetadata {
             scopes: registrable_scopes(supported_scopes, self.scope.as_deref()),
             client_id_issued_at: 0,
             extra: echoed_metadata(self.other),
+            kind: ClientKind::Dynamic,
         })
     }
 }

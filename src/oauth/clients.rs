@@ -19,6 +19,21 @@ pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 /// The scope MXCP's documentation uses for plain access.
 pub const DEFAULT_SCOPE: &str = "mxcp:access";
 
+/// Where a client's description comes from, and so how far a person may trust its name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// From the MXCP config (`auth.clients`): named by the administrator.
+    Static,
+    /// Registered itself (RFC 7591): its name is its own claim. Stored records without a kind
+    /// are these.
+    #[default]
+    Dynamic,
+    /// A Client ID Metadata Document: the client id is an https URL whose host vouches for the
+    /// document; the name in it is still the client's own claim.
+    MetadataDocument,
+}
+
 /// A registered client, as stored and as returned by registration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClientRecord {
@@ -37,6 +52,9 @@ pub struct ClientRecord {
     /// Other registered metadata (client_uri, logo_uri, software_id, …), echoed back.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Set by [`ClientRegistry::get`] from where the client was found.
+    #[serde(default)]
+    pub kind: ClientKind,
 }
 
 // === impl ClientRecord ===
@@ -83,6 +101,7 @@ impl ClientRecord {
             scopes,
             client_id_issued_at: 0,
             extra: Default::default(),
+            kind: ClientKind::Static,
         }
     }
 }
@@ -119,9 +138,17 @@ impl ClientRegistry {
             return Ok(Some(c.clone()));
         }
         if self.documents.is_document_url(client_id) {
-            return self.documents.client(client_id).await.map(Some);
+            let document = self.documents.client(client_id).await?;
+            return Ok(Some(ClientRecord {
+                kind: ClientKind::MetadataDocument,
+                ..document
+            }));
         }
-        Ok(self.store.get(Table::Clients, client_id).await?)
+        let registered: Option<ClientRecord> = self.store.get(Table::Clients, client_id).await?;
+        Ok(registered.map(|c| ClientRecord {
+            kind: ClientKind::Dynamic,
+            ..c
+        }))
     }
 
     pub async fn register(&self, record: &ClientRecord) -> Result<(), StoreError> {
@@ -260,6 +287,21 @@ mod tests {
         assert_eq!(c.scopes, vec!["mxcp:access"]);
         assert!(c.is_confidential());
         assert_eq!(c.display_name(), "My App");
+        assert_eq!(c.kind, ClientKind::Static);
+    }
+
+    #[tokio::test]
+    async fn a_stored_record_without_a_kind_reads_as_self_registered() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(&dir);
+        let old = serde_json::json!({
+            "client_id": "mxc_old", "client_name": "Claude Desktop", "redirect_uris": ["http://127.0.0.1/cb"],
+            "grant_types": ["authorization_code"], "response_types": ["code"],
+            "token_endpoint_auth_method": "none", "scopes": ["mxcp:access"], "client_id_issued_at": 1,
+        });
+        r.store.put(Table::Clients, "mxc_old", &old, 0).await.unwrap();
+        let c = r.get("mxc_old").await.unwrap().unwrap();
+        assert_eq!(c.kind, ClientKind::Dynamic);
     }
 
     #[tokio::test]

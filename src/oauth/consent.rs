@@ -1,39 +1,56 @@
 //! The consent step: before mxgate sends anyone to the provider on behalf of a client, the
 //! person approves that client on a page that is CSRF-protected (a token in the form that must
-//! match the browser's cookie and the stored transaction) and not frameable. An approval is
-//! remembered per browser and client in a signed cookie, for `consent.remember`.
+//! match the browser's cookie and the stored transaction) and not frameable. The page says who
+//! is asking as far as it is known: a client from the MXCP config by its configured name, a
+//! client that registered itself by a name marked as its own claim, a Client ID Metadata
+//! Document client by the host of its URL; and it shows the full redirect URI and the provider
+//! by its display name. An approval is remembered once the person has signed in (see
+//! [`super::consent_memory`]).
 
 use super::authorize::error_page;
-use super::clients::ClientRecord;
+use super::clients::{ClientKind, ClientRecord};
 use super::cookies;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
-use super::redirect_uri;
-use super::transactions::{AuthorizationRequest, ConsentTransaction};
+use super::transactions::{AuthorizationRequest, ConsentTransaction, LoginConsent};
 use super::{metadata::CONSENT_PATH, pages, response, AuthorizationServer};
-use crate::session::tokens::{hex, new_opaque_token, random_id, token_hash};
+use crate::session::tokens::{new_opaque_token, random_id, token_hash};
 use crate::store::{now, Table};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a remembered-consent cookie says.
-#[derive(Serialize, Deserialize)]
-struct RememberedConsent {
-    cid: String,
-    ruri: String,
-    /// The provider the person chose.
-    #[serde(default)]
-    prv: String,
-    exp: u64,
+/// Who is asking, as far as mxgate knows: the name of a configured client is the
+/// administrator's; any other name is the client's own claim. `verified_host` is the host of a
+/// metadata document client's URL.
+fn client_identity<'a>(client: &'a ClientRecord, verified_host: Option<&'a str>) -> pages::ClientIdentity<'a> {
+    let name = client.client_name.as_deref().filter(|n| !n.trim().is_empty());
+    match (client.kind, verified_host) {
+        (ClientKind::Static, _) => pages::ClientIdentity::Configured {
+            name: client.display_name(),
+        },
+        (ClientKind::MetadataDocument, Some(host)) => pages::ClientIdentity::Published { host, name },
+        _ => pages::ClientIdentity::SelfRegistered { name },
+    }
 }
 
-fn consent_cookie_base(client_id: &str) -> String {
-    let digest = hex(&Sha256::digest(client_id.as_bytes()));
-    format!("{}{}", cookies::CONSENT_PREFIX, &digest[..16])
+/// `host[:port]` of a URL.
+fn url_host(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+/// The redirect URI as the browser will be sent there: parsed, so non-ASCII is
+/// percent-encoded and a host is in its ASCII (punycode) form, and look-alike characters cannot
+/// pass for others.
+fn shown_redirect_uri(uri: &str) -> String {
+    url::Url::parse(uri)
+        .map(String::from)
+        .unwrap_or_else(|_| uri.to_string())
 }
 
 /// A CSRF or binding token from a cookie, if it has the shape of one we issue.
@@ -42,6 +59,17 @@ fn well_formed(token: Option<&str>) -> Option<&str> {
 }
 
 impl AuthorizationServer {
+    /// The providers to offer: each submits its name and is labelled by its display name.
+    pub(super) fn provider_options(&self) -> Vec<pages::ProviderOption<'_>> {
+        self.providers
+            .iter()
+            .map(|e| pages::ProviderOption {
+                name: e.provider.name(),
+                label: &e.display_name,
+            })
+            .collect()
+    }
+
     pub(super) async fn show_consent(
         &self,
         headers: &HeaderMap,
@@ -66,21 +94,16 @@ impl AuthorizationServer {
         {
             return request.redirect_error(&OAuthError::from(e));
         }
-        let redirect_host = url::Url::parse(&request.redirect_uri)
-            .ok()
-            .map(|u| match (u.host_str(), u.port()) {
-                (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
-                (Some(h), None) => format!("{}://{h}", u.scheme()),
-                _ => format!("{}:", u.scheme()),
-            })
-            .unwrap_or_default();
+        let verified_host = (client.kind == ClientKind::MetadataDocument)
+            .then(|| url_host(&client.client_id))
+            .flatten();
         let page = pages::consent(&pages::ConsentView {
-            client_name: client.display_name(),
+            client: client_identity(client, verified_host.as_deref()),
             client_id: &client.client_id,
-            redirect_host: &redirect_host,
+            redirect_uri: &shown_redirect_uri(&request.redirect_uri),
             scopes: &request.scope,
             resource: &request.resource,
-            providers: &self.providers.iter().map(|e| e.provider.name()).collect::<Vec<_>>(),
+            providers: &self.provider_options(),
             transaction: &transaction,
             csrf_token: &csrf,
             form_action: CONSENT_PATH,
@@ -144,46 +167,68 @@ impl AuthorizationServer {
         // One provider: `decision=approve`. Several: the button pressed names the provider.
         match (params.get("decision"), params.get("provider")) {
             (Some("approve"), provider) | (None, provider @ Some(_)) => {
-                self.start_login(record.request, provider, true, None).await
+                self.start_login(record.request, provider, LoginConsent::Approved, None)
+                    .await
             }
             _ => record
                 .request
                 .redirect_error(&OAuthError::new(ErrorCode::AccessDenied, "the user denied access")),
         }
     }
+}
 
-    /// The provider of a remembered approval of this client (and redirect URI, with any port on
-    /// loopback) in this browser; `None` when there is none.
-    pub(super) fn consent_remembered(&self, headers: &HeaderMap, request: &AuthorizationRequest) -> Option<String> {
-        if self.settings.consent_memory.is_zero() {
-            return None;
-        }
-        let value = Self::cookies_for(&request.issuer).get(headers, &consent_cookie_base(&request.client_id))?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp"]);
-        validation.validate_aud = false;
-        let key = DecodingKey::from_secret(self.store.cipher().mac_key()).ok()?;
-        let claims = jsonwebtoken::decode::<RememberedConsent>(value, &key, &validation)
-            .ok()?
-            .claims;
-        let same_client = claims.cid == request.client_id && redirect_uri::matches(&claims.ruri, &request.redirect_uri);
-        same_client.then_some(claims.prv)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redirect_uri_is_shown_as_the_browser_will_go_there() {
+        assert_eq!(
+            shown_redirect_uri("https://bücher.example/cb?next=\"é\""),
+            "https://xn--bcher-kva.example/cb?next=%22%C3%A9%22"
+        );
+        assert_eq!(
+            shown_redirect_uri("http://127.0.0.1:9/cb/<x>?a=1&b=2"),
+            "http://127.0.0.1:9/cb/%3Cx%3E?a=1&b=2"
+        );
+        assert_eq!(shown_redirect_uri("com.example.app:/oauth"), "com.example.app:/oauth");
     }
 
-    /// The `Set-Cookie` that remembers this approval, if remembering is on.
-    pub(super) fn remember_consent_cookie(&self, request: &AuthorizationRequest, provider: &str) -> Option<String> {
-        let ttl = self.settings.consent_memory.as_secs();
-        if ttl == 0 {
-            return None;
-        }
-        let claims = RememberedConsent {
-            cid: request.client_id.clone(),
-            ruri: request.redirect_uri.clone(),
-            prv: provider.to_string(),
-            exp: now() + ttl,
-        };
-        let key = EncodingKey::from_secret(self.store.cipher().mac_key()).ok()?;
-        let value = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).ok()?;
-        Some(Self::cookies_for(&request.issuer).set(&consent_cookie_base(&request.client_id), &value, ttl))
+    #[test]
+    fn only_a_configured_client_is_named_with_authority() {
+        // Built from JSON so that fields added to `ClientRecord` later need no change here.
+        let mut client: ClientRecord = serde_json::from_value(serde_json::json!({
+            "client_id": "https://app.example.com:8443/client.json", "client_name": "Claude Desktop",
+            "redirect_uris": [], "grant_types": [], "response_types": [], "token_endpoint_auth_method": "none",
+            "scopes": [], "client_id_issued_at": 0, "kind": "metadata_document",
+        }))
+        .unwrap();
+        let host = url_host(&client.client_id);
+        assert_eq!(host.as_deref(), Some("app.example.com:8443"));
+        assert!(matches!(
+            client_identity(&client, host.as_deref()),
+            pages::ClientIdentity::Published {
+                host: "app.example.com:8443",
+                name: Some("Claude Desktop")
+            }
+        ));
+        client.kind = ClientKind::Dynamic;
+        assert!(matches!(
+            client_identity(&client, None),
+            pages::ClientIdentity::SelfRegistered {
+                name: Some("Claude Desktop")
+            }
+        ));
+        client.client_name = Some("  ".into());
+        assert!(matches!(
+            client_identity(&client, None),
+            pages::ClientIdentity::SelfRegistered { name: None }
+        ));
+        client.kind = ClientKind::Static;
+        client.client_name = Some("Team CLI".into());
+        assert!(matches!(
+            client_identity(&client, None),
+            pages::ClientIdentity::Configured { name: "Team CLI" }
+        ));
     }
 }

@@ -4,7 +4,7 @@
 
 use super::cookies;
 use super::error::{ErrorCode, OAuthError};
-use super::transactions::{AuthorizationRequest, LoginState};
+use super::transactions::{AuthorizationRequest, LoginConsent, LoginState};
 use super::{response, AuthorizationServer};
 use crate::providers::LoginRequest;
 use crate::session::tokens::{new_opaque_token, random_id, token_hash};
@@ -14,12 +14,13 @@ use http::Response;
 
 impl AuthorizationServer {
     /// Sends the browser to the provider named `provider` (the primary one when `None` or
-    /// unknown). `return_to` marks a person's own sign-in to the gateway.
+    /// unknown). `consent` is how the login got past the consent step; `return_to` marks a
+    /// person's own sign-in to the gateway.
     pub(super) async fn start_login(
         &self,
         request: AuthorizationRequest,
         provider: Option<&str>,
-        remember_consent: bool,
+        consent: LoginConsent,
         return_to: Option<String>,
     ) -> Response<Bytes> {
         let entry = provider
@@ -57,6 +58,7 @@ impl AuthorizationServer {
             pkce_verifier,
             nonce,
             browser_binding_hash: token_hash(&binding),
+            consent,
         };
         if let Err(e) = self
             .store
@@ -70,11 +72,6 @@ impl AuthorizationServer {
             &mut resp,
             &Self::cookies_for(&request.issuer).set(cookies::LOGIN, &binding, ttl),
         );
-        if remember_consent {
-            if let Some(cookie) = self.remember_consent_cookie(&request, entry.provider.name()) {
-                response::set_cookie(&mut resp, &cookie);
-            }
-        }
         resp
     }
 }

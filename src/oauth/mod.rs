@@ -11,6 +11,7 @@ pub mod challenge;
 mod client_metadata;
 pub mod clients;
 mod consent;
+mod consent_memory;
 mod cookies;
 pub mod error;
 mod login;

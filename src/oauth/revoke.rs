@@ -7,7 +7,8 @@
 //!
 //! `/logout` with a bearer token: that token's session ends, or every session of its user with
 //! `all=true` ("cleared on logout", as the MXCP docs promise). Without a token (a browser):
-//! mxgate's cookies are cleared and a signed-out page is shown.
+//! mxgate's cookies are cleared — its sign-in and every remembered approval — and a signed-out
+//! page is shown.
 
 use super::cookies;
 use super::error::{ErrorCode, OAuthError};
@@ -167,6 +168,9 @@ impl AuthorizationServer {
         );
         for name in [cookies::CSRF, cookies::LOGIN, cookies::SESSION] {
             response::set_cookie(&mut resp, &policy.clear(name));
+        }
+        for name in policy.consent_cookies(headers) {
+            response::set_cookie(&mut resp, &policy.clear(&name));
         }
         resp
     }

@@ -16,7 +16,7 @@ const REDIRECT: &str = "http://127.0.0.1:9999/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-/// Stands in for the upstream IdP: accepts the code `good-code` and logs in alice.
+/// Stands in for the upstream IdP: the code `good-code` logs in alice, `bob-code` bob.
 struct StandInProvider(&'static str);
 
 #[async_trait]
@@ -36,19 +36,23 @@ impl Provider for StandInProvider {
         Err(ProviderError::Unsupported("stand-in"))
     }
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
-        if callback.code != "good-code" {
-            return Err(ProviderError::Rejected {
-                provider: "oidc".into(),
-                error: "invalid_grant".into(),
-                description: None,
-            });
-        }
+        let user = match callback.code {
+            "good-code" => "alice",
+            "bob-code" => "bob",
+            _ => {
+                return Err(ProviderError::Rejected {
+                    provider: "oidc".into(),
+                    error: "invalid_grant".into(),
+                    description: None,
+                })
+            }
+        };
         Ok(LoginOutcome {
             user: UserIdentity {
                 provider: self.0.into(),
-                user_id: "alice".into(),
-                username: "alice".into(),
-                email: Some("alice@example.test".into()),
+                user_id: user.into(),
+                username: user.into(),
+                email: Some(format!("{user}@example.test")),
                 ..Default::default()
             },
             tokens: ProviderTokens {
@@ -76,11 +80,26 @@ fn harness_with(gateway_extra: &str) -> Harness {
 
 /// A harness with stand-in providers: `oidc` at /callback, then each of `extra` at /callback/<name>.
 fn harness_with_providers(gateway_extra: &str, extra: &[&'static str]) -> Harness {
+    build_harness(gateway_extra, extra, "")
+}
+
+/// A harness whose MXCP config also has the public client `scoped-app` (redirect URI
+/// [`REDIRECT`], scopes `mxcp:access mxcp:admin`).
+fn harness_with_scoped_client() -> Harness {
+    build_harness(
+        "",
+        &[],
+        "            - client_id: scoped-app\n              name: Scoped App\n              redirect_uris: [\"http://127.0.0.1:9999/cb\"]\n              scopes: [mxcp:access, mxcp:admin]\n",
+    )
+}
+
+/// `more_clients` is appended to the MXCP config's `auth.clients` list.
+fn build_harness(gateway_extra: &str, extra: &[&'static str], more_clients: &str) -> Harness {
     std::env::set_var("MXGATE_OAUTH_TEST_SECRET", "static-secret");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("mxcp.yml"),
-        "mxcp: 1\nprojects:\n  p:\n    profiles:\n      default:\n        auth:\n          provider: oidc\n          oidc:\n            config_url: https://idp.test/.well-known/openid-configuration\n            client_id: mxgate\n            client_secret: s\n            scope: openid email\n            callback_path: /callback\n          clients:\n            - client_id: static-app\n              name: Static App\n              client_secret: ${MXGATE_OAUTH_TEST_SECRET}\n              redirect_uris: [\"https://app.example/cb\"]\n              grant_types: [authorization_code, refresh_token]\n",
+        format!("mxcp: 1\nprojects:\n  p:\n    profiles:\n      default:\n        auth:\n          provider: oidc\n          oidc:\n            config_url: https://idp.test/.well-known/openid-configuration\n            client_id: mxgate\n            client_secret: s\n            scope: openid email\n            callback_path: /callback\n          clients:\n            - client_id: static-app\n              name: Static App\n              client_secret: ${{MXGATE_OAUTH_TEST_SECRET}}\n              redirect_uris: [\"https://app.example/cb\"]\n              grant_types: [authorization_code, refresh_token]\n{more_clients}"),
     )
     .unwrap();
     let gateway = dir.path().join("mxgate.yml");
@@ -104,12 +123,14 @@ fn harness_with_providers(gateway_extra: &str, extra: &[&'static str]) -> Harnes
             ProviderEntry {
                 provider: Arc::new(StandInProvider("oidc")),
                 callback_path: "/callback".into(),
+                display_name: "Stand-in IdP".into(),
             },
             extra
                 .iter()
                 .map(|name| ProviderEntry {
                     provider: Arc::new(StandInProvider(name)),
                     callback_path: format!("/callback/{name}"),
+                    display_name: format!("The {name} IdP"),
                 })
                 .collect(),
         )),
@@ -427,18 +448,149 @@ async fn consent_page_is_protected_and_csrf_checked() {
     assert_eq!(again.status(), 400, "a transaction is answered once");
 }
 
+/// The `name=value` a response sets for a cookie whose name starts with `prefix` (empty when it
+/// clears it), if it sets one.
+fn set_cookie_named(resp: &Response<Bytes>, prefix: &str) -> Option<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with(prefix))
+}
+
+impl Harness {
+    /// Consent page → approve → provider → callback with `code`, in a browser holding `jar`;
+    /// returns the callback's response and the approval cookie it set.
+    async fn approve_and_sign_in(&self, authorize: &str, jar: &str, code: &str) -> (Response<Bytes>, String) {
+        let page = self.call(get(authorize, jar)).await;
+        assert_eq!(page.status(), 200, "consent page");
+        let html = String::from_utf8(page.body().to_vec()).unwrap();
+        let form = format!(
+            "transaction={}&csrf_token={}&decision=approve",
+            hidden(&html, "transaction"),
+            hidden(&html, "csrf_token")
+        );
+        let jar = format!("{jar}; {}", cookies_of(&page));
+        let to_idp = self.call(post("/consent", &form, &[("cookie", &jar)])).await;
+        assert!(
+            set_cookie_named(&to_idp, "mxgate-consent-").is_none(),
+            "nothing is remembered before the person is known"
+        );
+        self.sign_in_at_idp(&to_idp, &jar, code).await
+    }
+
+    /// From the redirect to the provider, back through the callback with `code`.
+    async fn sign_in_at_idp(&self, to_idp: &Response<Bytes>, jar: &str, code: &str) -> (Response<Bytes>, String) {
+        assert_eq!(to_idp.status(), 302, "{:?}", to_idp.body());
+        assert!(location(to_idp).as_str().starts_with("https://idp.test/auth"));
+        let state = query(&location(to_idp))["state"].clone();
+        let jar = format!("{jar}; {}", cookies_of(to_idp));
+        let back = self
+            .call(get(&format!("/callback?code={code}&state={state}"), &jar))
+            .await;
+        let approval = set_cookie_named(&back, "mxgate-consent-").unwrap_or_default();
+        (back, approval)
+    }
+}
+
 #[tokio::test]
 async fn approval_is_remembered_for_that_client_and_redirect_uri() {
     let h = harness();
     let client = h.register_public().await;
-    let (to_idp, jar) = h.approve(&client).await;
-    assert!(location(&to_idp).as_str().starts_with("https://idp.test/auth"));
-    let second = h.call(get(&Harness::authorize_uri(&client, ""), &jar)).await;
+    let (back, approval) = h
+        .approve_and_sign_in(&Harness::authorize_uri(&client, ""), "", "good-code")
+        .await;
+    assert!(query(&location(&back)).contains_key("code"));
+    let cookie = back
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("mxgate-consent-"))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let second = h.call(get(&Harness::authorize_uri(&client, ""), &approval)).await;
     assert_eq!(second.status(), 302, "no second consent page");
     assert!(location(&second).as_str().starts_with("https://idp.test/auth"));
+    // Another loopback port of the same redirect URI is the same redirect URI (RFC 8252).
+    let other_port = Harness::authorize_uri(&client, "").replace("9999", "4242");
+    assert_eq!(h.call(get(&other_port, &approval)).await.status(), 302);
     let other = h.register_public().await;
     assert_eq!(
-        h.call(get(&Harness::authorize_uri(&other, ""), &jar)).await.status(),
+        h.call(get(&Harness::authorize_uri(&other, ""), &approval))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_approval_is_only_for_the_person_who_gave_it() {
+    let h = harness();
+    let client = h.register_public().await;
+    let authorize = Harness::authorize_uri(&client, "");
+    let (_, alices) = h.approve_and_sign_in(&authorize, "", "good-code").await;
+    assert!(!alices.is_empty());
+
+    // The page is skipped for alice's approval, but bob signs in at the provider.
+    let skipped = h.call(get(&authorize, &alices)).await;
+    let (refused, cleared) = h.sign_in_at_idp(&skipped, &alices, "bob-code").await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.headers().get(LOCATION).is_none(), "no code for bob");
+    let page = String::from_utf8_lossy(refused.body()).to_string();
+    assert!(page.contains("you signed in as bob"), "{page}");
+    assert!(cleared.ends_with('='), "the approval is forgotten: {cleared}");
+
+    // Bob is asked; once he approves, his approval is remembered for him.
+    let (back, bobs) = h.approve_and_sign_in(&authorize, "", "bob-code").await;
+    assert!(query(&location(&back)).contains_key("code"));
+    let skipped = h.call(get(&authorize, &bobs)).await;
+    let (back, _) = h.sign_in_at_idp(&skipped, &bobs, "bob-code").await;
+    assert!(query(&location(&back)).contains_key("code"));
+}
+
+#[tokio::test]
+async fn a_remembered_approval_covers_no_more_scopes_than_were_approved() {
+    let h = harness_with_scoped_client();
+    let access = Harness::authorize_uri("scoped-app", "&scope=mxcp%3Aaccess");
+    let both = Harness::authorize_uri("scoped-app", "&scope=mxcp%3Aaccess%20mxcp%3Aadmin");
+    let admin = Harness::authorize_uri("scoped-app", "&scope=mxcp%3Aadmin");
+    let (_, approval) = h.approve_and_sign_in(&access, "", "good-code").await;
+    assert_eq!(h.call(get(&access, &approval)).await.status(), 302);
+    assert_eq!(
+        h.call(get(&both, &approval)).await.status(),
+        200,
+        "more scopes: asked again"
+    );
+    assert_eq!(
+        h.call(get(&admin, &approval)).await.status(),
+        200,
+        "other scopes: asked again"
+    );
+
+    // Approving the wider request remembers both, and a narrower request keeps both remembered.
+    let (_, wider) = h.approve_and_sign_in(&both, "", "good-code").await;
+    assert_eq!(h.call(get(&admin, &wider)).await.status(), 302);
+    let skipped = h.call(get(&access, &wider)).await;
+    let (_, refreshed) = h.sign_in_at_idp(&skipped, &wider, "good-code").await;
+    assert_eq!(h.call(get(&both, &refreshed)).await.status(), 302);
+}
+
+#[tokio::test]
+async fn approvals_from_before_the_person_was_bound_are_not_used() {
+    let h = harness();
+    let client = h.register_public().await;
+    let old_claims = serde_json::json!({
+        "cid": client, "ruri": REDIRECT, "prv": "oidc", "exp": crate::store::now() + 3600,
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(h.server.store.cipher().mac_key()).unwrap();
+    let old = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &old_claims, &key).unwrap();
+    let jar = format!("{}={old}", cookies::consent(&client));
+    assert_eq!(
+        h.call(get(&Harness::authorize_uri(&client, ""), &jar)).await.status(),
         200
     );
 }
@@ -809,7 +961,13 @@ async fn logout_ends_the_token_session_or_every_session_of_the_user() {
 #[tokio::test]
 async fn browser_logout_clears_the_cookies() {
     let h = harness();
-    let resp = h.call(get("/logout", "mxgate-csrf=x")).await;
+    let approval = cookies::consent("some-client");
+    let resp = h
+        .call(get(
+            "/logout",
+            &format!("mxgate-csrf=x; {approval}=v; mxgate-consent-other=w"),
+        ))
+        .await;
     assert_eq!(resp.status(), 200);
     let cleared: Vec<_> = resp
         .headers()
@@ -824,6 +982,16 @@ async fn browser_logout_clears_the_cookies() {
         "{cleared:?}"
     );
     assert!(cleared.iter().any(|c| c.starts_with("mxgate-login=;")), "{cleared:?}");
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with(&format!("{approval}=;")) && c.contains("Max-Age=0")),
+        "remembered approvals are forgotten: {cleared:?}"
+    );
+    assert!(
+        !cleared.iter().any(|c| c.starts_with("mxgate-consent-other")),
+        "only names mxgate makes are echoed: {cleared:?}"
+    );
 }
 
 #[tokio::test]
@@ -877,7 +1045,8 @@ async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
         "a GET ends nothing"
     );
     let csrf = hidden(&html, "csrf_token");
-    let jar = format!("mxgate-session={token}; {}", cookies_of(&ask));
+    let approval = cookies::consent("some-client");
+    let jar = format!("mxgate-session={token}; {approval}=v; {}", cookies_of(&ask));
     let forged = h.call(post("/logout", "csrf_token=forged", &[("cookie", &jar)])).await;
     assert_eq!(forged.status(), 403);
     assert!(h.bearer.authenticate(token, crate::store::now()).await.is_ok());
@@ -886,6 +1055,11 @@ async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
         .await;
     assert_eq!(out.status(), 200);
     assert!(String::from_utf8_lossy(out.body()).contains("Signed out"));
+    assert_eq!(
+        set_cookie_named(&out, &approval),
+        Some(format!("{approval}=")),
+        "the sign-out forgets remembered approvals"
+    );
     assert!(
         h.bearer.authenticate(token, crate::store::now()).await.is_err(),
         "logout ended the session"
@@ -917,8 +1091,12 @@ async fn several_providers_are_offered_and_each_login_stays_with_its_provider() 
     assert_eq!(choice.status(), 200);
     let html = String::from_utf8(choice.body().to_vec()).unwrap();
     assert!(
-        html.contains("Sign in with oidc") && html.contains("Sign in with second"),
+        html.contains("Sign in with Stand-in IdP") && html.contains("Sign in with The second IdP"),
         "{html}"
+    );
+    assert!(
+        html.contains("provider=second&amp;"),
+        "the link names the provider: {html}"
     );
     let picked = h.call(get("/login?provider=second&return_to=%2Fx", "")).await;
     assert!(location(&picked).as_str().starts_with("https://second.test/auth"));
@@ -926,7 +1104,10 @@ async fn several_providers_are_offered_and_each_login_stays_with_its_provider() 
     let client = h.register_public().await;
     let page = h.call(get(&Harness::authorize_uri(&client, ""), "")).await;
     let html = String::from_utf8(page.body().to_vec()).unwrap();
-    assert!(html.contains("name=\"provider\" value=\"second\""), "{html}");
+    assert!(
+        html.contains("name=\"provider\" value=\"second\">Allow and sign in with The second IdP<"),
+        "{html}"
+    );
     let form = format!(
         "transaction={}&csrf_token={}&provider=second",
         hidden(&html, "transaction"),
@@ -950,6 +1131,7 @@ async fn several_providers_are_offered_and_each_login_stays_with_its_provider() 
         .call(get(&format!("/callback/second?code=good-code&state={state}"), &jar))
         .await;
     assert_eq!(back.status(), 302);
+    let jar = format!("{jar}; {}", cookies_of(&back));
     let code = query(&location(&back))["code"].clone();
     let tokens = json(&h.exchange(&client, &code, VERIFIER).await);
     let session = h

@@ -89,6 +89,24 @@ pub struct LoginState {
     pub nonce: String,
     /// Hash of the value in the browser's login cookie: the callback must come to the same browser.
     pub browser_binding_hash: String,
+    /// How the consent step let this login through (see `consent_memory`).
+    #[serde(default)]
+    pub consent: LoginConsent,
+}
+
+/// How a login got past the consent step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LoginConsent {
+    /// There was none: a person signing in to the gateway itself (and logins stored before
+    /// this field existed).
+    #[default]
+    NotAsked,
+    /// The person approved on the consent page; the approval is remembered for whoever signs in.
+    Approved,
+    /// The page was skipped for an approval this browser remembered; only the person who gave
+    /// it (this keyed hash of their user key) may finish the login.
+    Remembered { approver_hash: String },
 }
 
 /// An authorization code, by hash. Redeeming replaces it with `Redeemed`, so a second use is

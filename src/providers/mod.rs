@@ -80,10 +80,12 @@ pub trait Provider: Send + Sync {
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError>;
 }
 
-/// A configured provider and the path it redirects back to.
+/// A configured provider, the path it redirects back to, and the name people see for it.
 pub struct ProviderEntry {
     pub provider: Arc<dyn Provider>,
     pub callback_path: String,
+    /// What sign-in pages call the provider ("GitHub", an OIDC issuer's host); see [`display_name`].
+    pub display_name: String,
 }
 
 /// Every configured provider: the MXCP config's, then `extra_providers`.
@@ -105,6 +107,7 @@ impl ProviderSet {
         let primary = ProviderEntry {
             provider: primary,
             callback_path: auth.provider.callback_path().unwrap_or("/callback").to_string(),
+            display_name: display_name(&auth.provider),
         };
         let mut extra = Vec::new();
         for (settings, endpoints) in &auth.extra_providers {
@@ -112,6 +115,7 @@ impl ProviderSet {
                 extra.push(ProviderEntry {
                     provider,
                     callback_path: settings.callback_path().unwrap_or_default().to_string(),
+                    display_name: display_name(settings),
                 });
             }
         }
@@ -145,6 +149,35 @@ impl ProviderSet {
     }
 }
 
+/// The name a person recognises the provider by, shown on the consent and sign-in pages (the
+/// provider *name* stays the key forms submit): the product for the hosted ones, Keycloak with
+/// its realm, and for generic OpenID Connect its `provider_name` when one is configured, else the
+/// issuer's host (the host of its discovery URL, which OpenID Connect Discovery places under the
+/// issuer).
+pub fn display_name(settings: &ProviderSettings) -> String {
+    match settings {
+        ProviderSettings::None => "no provider".into(),
+        ProviderSettings::Github(_) => "GitHub".into(),
+        ProviderSettings::Google(_) => "Google".into(),
+        ProviderSettings::Atlassian(_) => "Atlassian".into(),
+        ProviderSettings::Salesforce(_) => "Salesforce".into(),
+        ProviderSettings::Keycloak(c) => format!("Keycloak (realm {})", c.realm),
+        ProviderSettings::Oidc(c) => match &c.provider_name {
+            Some(name) => name.clone(),
+            None => Url::parse(&c.config_url)
+                .ok()
+                .and_then(|url| {
+                    let host = url.host_str()?.to_string();
+                    Some(match url.port() {
+                        Some(port) => format!("{host}:{port}"),
+                        None => host,
+                    })
+                })
+                .unwrap_or_else(|| "OpenID Connect".into()),
+        },
+    }
+}
+
 /// Builds the configured provider; `None` for `provider: none`. `email_without_flag` is what an
 /// email without an `email_verified` flag counts as (GitHub flags every address).
 pub fn build(
@@ -165,4 +198,47 @@ pub fn build(
         ProviderSettings::Google(config) => google::build(config, http, endpoints, email_without_flag)?,
         ProviderSettings::Keycloak(config) => keycloak::build(config, http, endpoints, email_without_flag)?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn oidc(extra: serde_json::Value) -> ProviderSettings {
+        let mut config = json!({
+            "config_url": "https://login.example.com:8443/realms/x/.well-known/openid-configuration",
+            "client_id": "c", "client_secret": "s", "scope": "openid",
+        });
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ProviderSettings::Oidc(serde_json::from_value(config).unwrap())
+    }
+
+    #[test]
+    fn providers_are_shown_by_a_name_people_recognise() {
+        assert_eq!(display_name(&oidc(json!({}))), "login.example.com:8443");
+        assert_eq!(
+            display_name(&oidc(json!({"provider_name": "Example SSO"}))),
+            "Example SSO"
+        );
+        let github = serde_json::from_value(json!({
+            "client_id": "c", "client_secret": "s", "callback_path": "/cb",
+            "auth_url": "https://github.com/login/oauth/authorize",
+            "token_url": "https://github.com/login/oauth/access_token",
+        }))
+        .unwrap();
+        assert_eq!(display_name(&ProviderSettings::Github(github)), "GitHub");
+        let keycloak = serde_json::from_value(json!({
+            "client_id": "c", "client_secret": "s", "realm": "staff",
+            "server_url": "https://kc.example.com", "callback_path": "/cb",
+        }))
+        .unwrap();
+        assert_eq!(
+            display_name(&ProviderSettings::Keycloak(keycloak)),
+            "Keycloak (realm staff)"
+        );
+    }
 }

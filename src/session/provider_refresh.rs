@@ -163,6 +163,7 @@ mod tests {
         let entry = crate::providers::ProviderEntry {
             provider: provider.clone(),
             callback_path: "/callback".into(),
+            display_name: "Counting IdP".into(),
         };
         let refresher = ProviderRefresher::new(Arc::new(ProviderSet::new(entry, vec![])), store.clone());
         let session = Arc::new(ActiveSession::new(SessionRecord {

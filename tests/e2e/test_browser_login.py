@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -97,9 +98,12 @@ def test_with_several_providers_the_person_chooses(
     page = context.new_page()
     marker = uuid.uuid4().hex
     page.goto(f"{two_providers.url}/mcp/home?id={marker}")
-    assert "/login" in page.url and page.get_by_text("Sign in with github").count() == 1, page.content()
-    assert page.get_by_text("Sign in with oidc").count() == 1
-    page.get_by_text("Sign in with github").click()
+    # Each provider is labelled by its display name: GitHub, and the OIDC issuer's host.
+    github_link = page.get_by_text("Sign in with GitHub", exact=True)
+    assert "/login" in page.url and github_link.count() == 1, page.content()
+    idp_host = urlsplit(two_providers.idp.issuer).netloc
+    assert page.get_by_text(f"Sign in with {idp_host}", exact=True).count() == 1, page.content()
+    github_link.click()
     page.wait_for_url(f"{two_providers.url}/mcp/home?id={marker}")
     claims = _seen_assertion(echo_upstream, marker)
     assert claims["provider"] == "github" and claims["username"] == "alice", claims

@@ -1,18 +1,25 @@
 """The consent page and the browser bindings of the login: not frameable, CSRF-protected,
-deny goes back to the client, the callback only works in the browser that started the login."""
+deny goes back to the client, the callback only works in the browser that started the login.
+The page says who asks (a self-registered name is marked unverified), where the browser returns
+(the full redirect URI) and where the person signs in (the provider's display name). A remembered
+approval is the approver's alone, covers only the scopes approved, and browser logout forgets it."""
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 import browser
 from browser import Browser, parse_forms
-from support import Stack
+from support import RecordingUpstream, Stack, oidc_auth_block
 
 REDIRECT_URI = browser.DEFAULT_REDIRECT_URI
 
@@ -198,3 +205,136 @@ def test_callback_checks_the_idp_iss_parameter(echo_stack: Stack, consent: Conse
         f"{r.status_code} {location}"
     )
     assert r.status_code >= 400 or browser._params(location).get("error"), (r.status_code, r.headers)
+
+
+# --- what the page says ------------------------------------------------------------------------
+
+
+def test_consent_page_marks_a_self_registered_name_as_unverified(consent: ConsentPage) -> None:
+    """Anyone can register "Claude Desktop": a registered name is shown as the client's claim."""
+    text = consent.response.text
+    assert "the application calling itself “Consent &lt;Test&gt; &amp; Co”" in text, text
+    assert "“Consent &lt;Test&gt; &amp; Co” <small>(name given by the application, not verified)</small>" in text
+    assert "<b>Consent &lt;Test&gt; &amp; Co</b>" not in text, "a claimed name is never shown as trusted"
+
+
+def test_consent_page_shows_the_full_redirect_uri_escaped(echo_stack: Stack) -> None:
+    redirect_uri = 'http://127.0.0.1:9/callback/<app>?tenant=a&next="x"'
+    client_id = browser.register(echo_stack.url, redirect_uri)["client_id"]
+    _, challenge = browser.pkce_pair()
+    with Browser() as b:
+        r = b.client.get(browser.authorization_url(echo_stack.url, client_id, redirect_uri, challenge, "s"))
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    # As the browser will be sent there (parsed, percent-encoded), and HTML-escaped.
+    shown = 'http://127.0.0.1:9/callback/%3Capp%3E?tenant=a&next=%22x%22'
+    assert f"<code>{html.escape(shown, quote=False)}</code>" in r.text, r.text
+    assert "<app>" not in r.text
+
+
+def test_consent_page_names_the_provider_by_its_display_name(echo_stack: Stack, consent: ConsentPage) -> None:
+    """The generic OIDC provider without a `provider_name` is shown by its issuer's host, not by
+    its key `oidc` (which the form still submits where there are several)."""
+    idp_host = urlsplit(echo_stack.idp.issuer).netloc
+    text = consent.response.text
+    assert f"You will sign in with <b>{idp_host}</b>" in text, text
+    assert "<b>oidc</b>" not in text
+
+
+# --- remembered approvals ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scoped_stack(tmp_path_factory: pytest.TempPathFactory, echo_upstream: RecordingUpstream) -> Iterator[Stack]:
+    """A stack whose MXCP config has the public client `scoped-app` with two scopes."""
+
+    def auth(issuer: str) -> dict[str, Any]:
+        block = oidc_auth_block(issuer)
+        block["clients"] = [{
+            "client_id": "scoped-app", "name": "Scoped App", "redirect_uris": [REDIRECT_URI],
+            "scopes": ["mxcp:access", "mxcp:admin"],
+        }]  # fmt: skip
+        return block
+
+    with Stack(tmp_path_factory.mktemp("consent-scopes"), echo_upstream.url, auth=auth) as stack:
+        yield stack
+
+
+def _approval_cookies(b: Browser) -> list[str]:
+    return [c.name for c in b.client.cookies.jar if c.name.startswith("mxgate-consent-")]
+
+
+def _asked(b: Browser) -> bool:
+    """Whether the last authorization showed the consent page (and forget that it did)."""
+    asked, b.last_consent = b.last_consent is not None, None
+    return asked
+
+
+def test_a_remembered_approval_is_not_used_for_another_user(echo_stack: Stack) -> None:
+    with Browser() as b:
+        alice = browser.login(echo_stack.url, browser=b)
+        assert _asked(b) and _approval_cookies(b), "alice approved, and it is remembered"
+
+        # Same browser and client: no page for alice's approval, but bob signs in at the IdP.
+        _, challenge = browser.pkce_pair()
+        url = browser.authorization_url(echo_stack.url, alice.client_id, REDIRECT_URI, challenge, "s2",
+                                        login_hint="bob")  # fmt: skip
+        callback = echo_stack.url + "/callback"
+        at_callback = b.authorize(url, REDIRECT_URI, stop_at=lambda u: u.startswith(callback + "?"))
+        assert not _asked(b)
+        r = b.client.get(at_callback.url)
+        _assert_refused_page(r)
+        assert "you signed in as bob" in r.text, r.text
+        assert not _approval_cookies(b), "the approval that did not fit is forgotten"
+
+        # Starting again asks bob, and then remembers bob's approval for bob.
+        browser.login(echo_stack.url, browser=b, client_id=alice.client_id, login_hint="bob")
+        assert _asked(b), "bob was not asked"
+        browser.login(echo_stack.url, browser=b, client_id=alice.client_id, login_hint="bob")
+        assert not _asked(b)
+
+
+def test_a_remembered_approval_covers_no_more_scopes(scoped_stack: Stack) -> None:
+    with Browser() as b:
+        browser.login(scoped_stack.url, browser=b, client_id="scoped-app", scope="mxcp:access")
+        assert _asked(b)
+        browser.login(scoped_stack.url, browser=b, client_id="scoped-app", scope="mxcp:access")
+        assert not _asked(b), "the same scopes: remembered"
+        wider = browser.login(scoped_stack.url, browser=b, client_id="scoped-app", scope="mxcp:access mxcp:admin")
+        assert _asked(b), "more scopes than were approved were granted without asking"
+        assert wider.tokens["scope"].split() == ["mxcp:access", "mxcp:admin"], wider.tokens
+        browser.login(scoped_stack.url, browser=b, client_id="scoped-app", scope="mxcp:admin")
+        assert not _asked(b), "the wider approval covers each of its scopes"
+
+
+def test_consent_page_names_a_configured_client_as_configured(scoped_stack: Stack) -> None:
+    _, challenge = browser.pkce_pair()
+    with Browser() as b:
+        r = b.client.get(browser.authorization_url(scoped_stack.url, "scoped-app", REDIRECT_URI, challenge, "s"))
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    assert "Allow <b>Scoped App</b> to use this MCP server" in r.text, r.text
+    assert "set up on this server by its administrator" in r.text and "not verified" not in r.text
+
+
+def _sign_in_to_the_gateway(stack: Stack, b: Browser) -> None:
+    """A browser session (`/login`), so that /logout asks for confirmation."""
+    b.authorize(stack.url + "/login?return_to=%2Fhome", stack.url + "/home")
+    assert [c for c in b.client.cookies.jar if c.name == "mxgate-session"], list(b.client.cookies.jar)
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["no session", "confirmed sign-out"])
+def test_browser_logout_forgets_remembered_approvals(echo_stack: Stack, signed_in: bool) -> None:
+    """The signed-out page says "mxgate has forgotten this browser's sign-in and approvals"."""
+    with Browser() as b:
+        lg = browser.login(echo_stack.url, browser=b)
+        assert _asked(b) and _approval_cookies(b)
+        if signed_in:
+            _sign_in_to_the_gateway(echo_stack, b)
+            ask = b.client.get(echo_stack.url + "/logout")
+            assert ask.status_code == 200, ask.text[:300]
+            out = b.client.post(echo_stack.url + "/logout", data=parse_forms(ask.text)[0].fields)
+        else:
+            out = b.client.get(echo_stack.url + "/logout")
+        assert out.status_code == 200 and "forgotten this browser's sign-in and approvals" in out.text, out.text
+        assert not _approval_cookies(b), out.headers.get_list("set-cookie")
+        browser.login(echo_stack.url, browser=b, client_id=lg.client_id)
+        assert _asked(b), "an approval survived the sign-out"
