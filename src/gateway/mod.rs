@@ -81,7 +81,11 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                 AssertionSigner::from_settings(&settings.assertion, &settings.data_dir)
                     .context("loading the assertion signing key")?,
             );
-            let bearer = Arc::new(BearerAuthenticator::new(store.clone()));
+            let bearer = Arc::new(BearerAuthenticator::new(
+                store.clone(),
+                settings.limits.max_cached_tokens,
+                settings.tokens.access_token.as_secs(),
+            ));
             let refresher = ProviderRefresher::new(providers.clone(), store.clone());
             let server = Arc::new(AuthorizationServer::new(
                 settings.clone(),

@@ -73,7 +73,7 @@ impl AuthorizationServer {
             redirect_uri_sent: false,
             code_challenge: String::new(),
             state: None,
-            scope: self.scopes.clone(),
+            scope: self.dynamic_scopes.clone(),
             resource: format!("{origin}{}", self.settings.mcp_path),
             login_hint: param("login_hint").map(str::to_string),
         };

@@ -16,8 +16,7 @@ use subtle::ConstantTimeEq;
 
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
-/// The scope MXCP's documentation uses for plain access.
-pub const DEFAULT_SCOPE: &str = "mxcp:access";
+pub use crate::config::limits::DEFAULT_SCOPE;
 
 /// Where a client's description comes from, and so how far a person may trust its name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -98,8 +98,11 @@ pub struct AuthorizationServer {
     providers: Arc<ProviderSet>,
     clients: ClientRegistry,
     bearer: Arc<BearerAuthenticator>,
-    /// Every scope this server can grant.
+    /// Every scope this server can grant (advertised in the metadata).
     scopes: Vec<String>,
+    /// The scopes a client that registered itself or names a metadata document may hold, and a
+    /// person's browser session (`dynamic_clients.scopes`); never a static client's own.
+    dynamic_scopes: Vec<String>,
     /// The metadata for `public_url` (other origins are rendered when asked).
     metadata: Metadata,
     jwks: Bytes,
@@ -122,10 +125,14 @@ impl AuthorizationServer {
             clients: ClientRegistry::new(
                 &settings.auth.clients,
                 store.clone(),
-                MetadataDocuments::new(settings.client_documents.clone(), scopes.clone()),
+                MetadataDocuments::new(
+                    settings.client_documents.clone(),
+                    settings.dynamic_clients.scopes.clone(),
+                ),
             ),
             metadata: Metadata::new(&settings.public_url, &settings, &scopes),
             scopes,
+            dynamic_scopes: settings.dynamic_clients.scopes.clone(),
             settings,
             store,
             providers,
@@ -274,13 +281,16 @@ fn check_content_type(route: Route, headers: &http::HeaderMap) -> Result<(), err
     }
 }
 
-/// `mxcp:access`, the required scopes and every scope a static client may have.
+/// Every scope some client may be granted: the dynamic clients' (`mxcp:access` and the required
+/// scopes by default) and each static client's own. Advertised, never granted wholesale: a client
+/// gets only its own list (see `clients`).
 fn supported_scopes(settings: &Settings) -> Vec<String> {
     let mut scopes = vec![DEFAULT_SCOPE.to_string()];
     let extra = settings
-        .auth
-        .required_scopes
+        .dynamic_clients
+        .scopes
         .iter()
+        .chain(settings.auth.required_scopes.iter())
         .chain(settings.auth.clients.iter().flat_map(|c| c.scopes.iter()));
     for scope in extra {
         if !scopes.contains(scope) {

@@ -17,7 +17,7 @@ impl AuthorizationServer {
         let request: ClientMetadata = serde_json::from_slice(req.body())
             .map_err(|e| metadata_error(format!("the body must be a JSON object of client metadata: {e}")))?;
 
-        let mut record = request.into_record(&self.scopes, "client_secret_basic", &AUTH_METHODS)?;
+        let mut record = request.into_record(&self.dynamic_scopes, "client_secret_basic", &AUTH_METHODS)?;
         let secret = (record.token_endpoint_auth_method != "none").then(|| new_opaque_token("mxs_"));
         record.client_id = format!("mxc_{}", random_id());
         record.client_secret_hash = secret.as_deref().map(token_hash);

@@ -6,7 +6,7 @@ use super::clients::{ClientRecord, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::pkce::verify_s256;
-use super::transactions::CodeRecord;
+use super::transactions::{AuthorizationRequest, CodeRecord};
 use super::{response, AuthorizationServer};
 use crate::session::tokens::{issue_tokens, token_hash, IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
 use crate::session::SessionRecord;
@@ -71,23 +71,55 @@ impl AuthorizationServer {
             .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
         let hash = token_hash(code);
         let unknown = || OAuthError::invalid_grant("the authorization code is invalid or expired");
-        let current: CodeRecord = self.store.get(Table::Codes, &hash).await?.ok_or_else(unknown)?;
+        // Everything the code's holder must prove is checked before the code is spent: a stranger
+        // holding a leaked code can neither use it nor burn it (and so revoke the real login).
+        let (request, session_id) = match self.store.get(Table::Codes, &hash).await?.ok_or_else(unknown)? {
+            CodeRecord::Issued { request, session_id } => (request, session_id),
+            CodeRecord::Redeemed { request, session_id } => {
+                return Err(self
+                    .code_replayed(request.as_ref(), &session_id, params, client, verifier)
+                    .await)
+            }
+        };
+        self.check_code_holder(&request, params, client, verifier)?;
         let spent = CodeRecord::Redeemed {
-            session_id: current.session_id().to_string(),
+            request: Some(request.clone()),
+            session_id: session_id.clone(),
         };
         let expires = now() + self.settings.tokens.authorization_code.as_secs();
-        let previous: CodeRecord = self
+        let update = self
             .store
-            .replace(Table::Codes, &hash, &spent, expires)
-            .await?
-            .ok_or_else(unknown)?;
-        let CodeRecord::Issued { request, session_id } = previous else {
-            self.revoke_session(current.session_id()).await;
-            tracing::warn!(client_id = %client.client_id, "authorization code replayed; its session is revoked");
-            return Err(OAuthError::invalid_grant(
-                "the authorization code was already used; the tokens it issued are revoked",
-            ));
-        };
+            .update(
+                Table::Codes,
+                &hash,
+                |_| expires,
+                |current: &CodeRecord| matches!(current, CodeRecord::Issued { .. }).then(|| spent.clone()),
+            )
+            .await?;
+        match update {
+            Update::Changed { .. } => {}
+            Update::Missing => return Err(unknown()),
+            // Redeemed meanwhile by a request that proved the same: a replay by the code's holder.
+            Update::Unchanged(_) => {
+                return Err(self
+                    .code_replayed(Some(&request), &session_id, params, client, verifier)
+                    .await)
+            }
+        }
+        let session = self.live_session(&session_id).await?;
+        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now()).await?;
+        Ok((session, issued))
+    }
+
+    /// What a code's holder proves at redemption: the client it was issued to, the redirect URI
+    /// of the authorization request, the PKCE verifier, and the same resource.
+    fn check_code_holder(
+        &self,
+        request: &AuthorizationRequest,
+        params: &Params,
+        client: &ClientRecord,
+        verifier: &str,
+    ) -> Result<(), OAuthError> {
         if request.client_id != client.client_id {
             return Err(OAuthError::invalid_grant(
                 "the authorization code was issued to another client",
@@ -119,9 +151,27 @@ impl AuthorizationServer {
                 ));
             }
         }
-        let session = self.live_session(&session_id).await?;
-        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now()).await?;
-        Ok((session, issued))
+        Ok(())
+    }
+
+    /// A spent code presented again. Only when the presenter proves to be the code's holder
+    /// (client, redirect URI, verifier) is this the replay RFC 6749 §4.1.2 speaks of, and the
+    /// tokens the first redemption issued are revoked; anyone else just gets `invalid_grant`.
+    async fn code_replayed(
+        &self,
+        request: Option<&AuthorizationRequest>,
+        session_id: &str,
+        params: &Params,
+        client: &ClientRecord,
+        verifier: &str,
+    ) -> OAuthError {
+        let by_holder = request.is_none_or(|r| self.check_code_holder(r, params, client, verifier).is_ok());
+        if !by_holder {
+            return OAuthError::invalid_grant("the authorization code is invalid or expired");
+        }
+        self.revoke_session(session_id).await;
+        tracing::warn!(client_id = %client.client_id, "authorization code replayed; its session is revoked");
+        OAuthError::invalid_grant("the authorization code was already used; the tokens it issued are revoked")
     }
 
     async fn refresh(

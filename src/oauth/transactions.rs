@@ -109,8 +109,9 @@ pub enum LoginConsent {
     Remembered { approver_hash: String },
 }
 
-/// An authorization code, by hash. Redeeming replaces it with `Redeemed`, so a second use is
-/// recognised as a replay (and revokes what the first use issued).
+/// An authorization code, by hash. Redeeming replaces it with `Redeemed` (which keeps the
+/// request, to tell a replay by the code's real holder from a stranger's guess), so a second use
+/// is recognised.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CodeRecord {
@@ -119,16 +120,9 @@ pub enum CodeRecord {
         session_id: String,
     },
     Redeemed {
+        /// `None` for codes spent by an earlier version, which did not keep it.
+        #[serde(default)]
+        request: Option<AuthorizationRequest>,
         session_id: String,
     },
-}
-
-// === impl CodeRecord ===
-
-impl CodeRecord {
-    pub fn session_id(&self) -> &str {
-        match self {
-            Self::Issued { session_id, .. } | Self::Redeemed { session_id } => session_id,
-        }
-    }
 }

@@ -1,7 +1,13 @@
 //! The hot path: from a request's bearer token to its session.
 //!
 //! Token hash → session comes from an in-memory cache; only a miss reads the store (never a
-//! write, never a network call). Revocation removes the session's entries from the cache.
+//! write, never a network call). The cache is bounded (`limits.max_cached_tokens`).
+//!
+//! Revocation wins every race: [`BearerAuthenticator::forget_session`] drops the session's
+//! entries and remembers the session as revoked (for an access token's lifetime, bounded in
+//! count), so a lookup that read the session from the store just before it was deleted cannot
+//! put it back into the cache — and a stateless token of a revoked session is refused on this
+//! replica until it would have expired anyway.
 
 use super::stateless::{is_stateless_token, open_access_token};
 use super::tokens::{token_hash, TokenKind, TokenRecord};
@@ -12,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 use thiserror::Error;
 
-/// Entries kept before expired ones are swept on insert.
-const CACHE_SOFT_CAPACITY: usize = 100_000;
+/// Revoked sessions remembered at most (the oldest are forgotten first).
+const MAX_REVOKED: usize = 100_000;
 
 #[derive(Debug, Error)]
 pub enum BearerError {
@@ -44,21 +50,30 @@ struct Cache {
     /// One [`ActiveSession`] per session, whichever of its tokens is presented, so that provider
     /// refreshes and assertions are shared.
     by_session: HashMap<String, Weak<ActiveSession>>,
+    /// Sessions revoked on this replica, until when they are remembered.
+    revoked: HashMap<String, u64>,
 }
 
 /// Validates bearer tokens against the store, through a cache.
 pub struct BearerAuthenticator {
     store: Store,
     cache: RwLock<Cache>,
+    capacity: usize,
+    /// How long a revocation is remembered: the longest an access token lives.
+    revoked_for: u64,
 }
 
 // === impl BearerAuthenticator ===
 
 impl BearerAuthenticator {
-    pub fn new(store: Store) -> Self {
+    /// A cache of at most `capacity` tokens; revocations remembered for `revoked_for` seconds
+    /// (the access-token lifetime).
+    pub fn new(store: Store, capacity: usize, revoked_for: u64) -> Self {
         Self {
             store,
             cache: RwLock::new(Cache::default()),
+            capacity: capacity.max(1),
+            revoked_for,
         }
     }
 
@@ -70,7 +85,7 @@ impl BearerAuthenticator {
         if is_stateless_token(token) {
             let (session, exp) = open_access_token(self.store.cipher(), token, now).map_err(BearerError::Invalid)?;
             let active = Arc::new(ActiveSession::snapshot(session));
-            return Ok(self.remember(hash, active, exp, now));
+            return self.remember(hash, active, exp, now);
         }
         let record: TokenRecord = self
             .store
@@ -94,7 +109,7 @@ impl BearerAuthenticator {
             }
         };
         let valid_until = record.expires_at.min(active.record.expires_at);
-        Ok(self.remember(hash, active, valid_until, now))
+        self.remember(hash, active, valid_until, now)
     }
 
     fn cached(&self, hash: &str, now: u64) -> Option<Arc<ActiveSession>> {
@@ -110,14 +125,24 @@ impl BearerAuthenticator {
         self.cache.read().ok()?.by_session.get(session_id)?.upgrade()
     }
 
-    /// Caches the token; if another task loaded the same session meanwhile, that one wins.
-    fn remember(&self, hash: String, session: Arc<ActiveSession>, valid_until: u64, now: u64) -> Arc<ActiveSession> {
+    /// Caches the token; if another task loaded the same session meanwhile, that one wins. A
+    /// session revoked meanwhile is refused, not cached.
+    fn remember(
+        &self,
+        hash: String,
+        session: Arc<ActiveSession>,
+        valid_until: u64,
+        now: u64,
+    ) -> Result<Arc<ActiveSession>, BearerError> {
         let Ok(mut cache) = self.cache.write() else {
-            return session;
+            return Ok(session);
         };
-        if cache.by_token.len() >= CACHE_SOFT_CAPACITY {
+        if cache.revoked.get(session.id()).is_some_and(|until| *until > now) {
+            return Err(BearerError::Invalid("the session of this token has ended"));
+        }
+        if cache.by_token.len() >= self.capacity {
             cache.by_token.retain(|_, e| e.valid_until > now);
-            if cache.by_token.len() >= CACHE_SOFT_CAPACITY {
+            if cache.by_token.len() >= self.capacity {
                 cache.by_token.clear();
             }
             cache.by_session.retain(|_, w| w.strong_count() > 0);
@@ -140,14 +165,29 @@ impl BearerAuthenticator {
                 valid_until,
             },
         );
-        session
+        Ok(session)
     }
 
-    /// Drops every cached token of a session (after it was revoked).
+    /// Drops every cached token of a revoked session, and remembers the revocation so that no
+    /// lookup under way caches the session again.
     pub fn forget_session(&self, session_id: &str) {
+        let now = crate::store::now();
         if let Ok(mut cache) = self.cache.write() {
             cache.by_token.retain(|_, e| e.session.id() != session_id);
             cache.by_session.remove(session_id);
+            if cache.revoked.len() >= MAX_REVOKED {
+                cache.revoked.retain(|_, until| *until > now);
+                if cache.revoked.len() >= MAX_REVOKED {
+                    // Keep the newest half: the oldest revocations are the least likely to race.
+                    let mut untils: Vec<u64> = cache.revoked.values().copied().collect();
+                    untils.sort_unstable();
+                    let cutoff = untils.get(untils.len() / 2).copied().unwrap_or(0);
+                    cache.revoked.retain(|_, until| *until > cutoff);
+                }
+            }
+            cache
+                .revoked
+                .insert(session_id.to_string(), now + self.revoked_for.max(1));
         }
     }
 
@@ -214,7 +254,7 @@ mod tests {
         let s = session(now() + 3600);
         s.save(&store).await.unwrap();
         let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
-        let auth = BearerAuthenticator::new(store.clone());
+        let auth = BearerAuthenticator::new(store.clone(), 1000, 3600);
         let active = auth.authenticate(&issued.access_token, now()).await.unwrap();
         assert_eq!(active.record.user.user_id, "alice");
         assert!(matches!(
@@ -234,10 +274,118 @@ mod tests {
         s.save(&store).await.unwrap();
         let first = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let second = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
-        let auth = BearerAuthenticator::new(store.clone());
+        let auth = BearerAuthenticator::new(store.clone(), 1000, 3600);
         let a = auth.authenticate(&first.access_token, now()).await.unwrap();
         let b = auth.authenticate(&second.access_token, now()).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    /// A store that, once armed, pauses a session read after reading it (as a slow disk would),
+    /// so a revocation can run in between.
+    struct PausingStore {
+        inner: RedbStore,
+        armed: std::sync::atomic::AtomicBool,
+        paused: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::store::KvStore for PausingStore {
+        async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            let value = self.inner.get(table, key).await?;
+            if table == Table::Sessions && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.paused.notify_one();
+                self.release.notified().await;
+            }
+            Ok(value)
+        }
+        async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError> {
+            self.inner.put(table, key, value, expires_at).await
+        }
+        async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
+            self.inner.delete(table, key).await
+        }
+        async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.take(table, key).await
+        }
+        async fn replace(
+            &self,
+            table: Table,
+            key: &str,
+            value: Vec<u8>,
+            expires_at: u64,
+        ) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.replace(table, key, value, expires_at).await
+        }
+        async fn compare_and_swap(
+            &self,
+            table: Table,
+            key: &str,
+            expected: &[u8],
+            value: Vec<u8>,
+            expires_at: u64,
+        ) -> Result<bool, StoreError> {
+            self.inner
+                .compare_and_swap(table, key, expected, value, expires_at)
+                .await
+        }
+        async fn stored_entries(&self, table: Table) -> Result<u64, StoreError> {
+            self.inner.stored_entries(table).await
+        }
+        async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.inner.list_prefix(table, prefix).await
+        }
+        async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+            self.inner.purge_expired(now).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revocation_during_a_lookup_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(PausingStore {
+            inner: RedbStore::open(&dir.path().join("s.redb")).unwrap(),
+            armed: Default::default(),
+            paused: Default::default(),
+            release: Default::default(),
+        });
+        let store = Store::new(kv.clone(), RecordCipher::from_secret(b"k"));
+        let s = session(now() + 3600);
+        s.save(&store).await.unwrap();
+        let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
+        let auth = Arc::new(BearerAuthenticator::new(store.clone(), 1000, 3600));
+
+        kv.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let lookup = tokio::spawn({
+            let (auth, token) = (auth.clone(), issued.access_token.clone());
+            async move { auth.authenticate(&token, now()).await.map(|_| ()) }
+        });
+        kv.paused.notified().await; // the lookup has read the session, not yet cached it
+        auth.forget_session("sid"); // what revocation does: forget, then delete
+        store.delete(Table::Sessions, "sid").await.unwrap();
+        kv.release.notify_one();
+
+        assert!(matches!(lookup.await.unwrap(), Err(BearerError::Invalid(_))));
+        assert!(
+            matches!(
+                auth.authenticate(&issued.access_token, now()).await,
+                Err(BearerError::Invalid(_))
+            ),
+            "the revoked session was not cached again"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let (_d, store) = store();
+        let s = session(now() + 3600);
+        s.save(&store).await.unwrap();
+        let auth = BearerAuthenticator::new(store.clone(), 10, 3600);
+        for _ in 0..25 {
+            let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
+            auth.authenticate(&issued.access_token, now()).await.unwrap();
+            assert!(auth.cache.read().unwrap().by_token.len() <= 10);
+        }
     }
 
     #[tokio::test]
@@ -246,7 +394,7 @@ mod tests {
         let s = session(now() + 3600);
         s.save(&store).await.unwrap();
         let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
-        let auth = BearerAuthenticator::new(store.clone());
+        let auth = BearerAuthenticator::new(store.clone(), 1000, 3600);
         auth.authenticate(&issued.access_token, now()).await.unwrap();
         assert!(
             auth.authenticate(&issued.access_token, now() + 61).await.is_err(),
