@@ -68,11 +68,29 @@ impl AuthParts {
             }
             challenge => self.server.unauthorized(origin, challenge),
         };
-        let token = bearer_token(headers)
-            .or_else(|| self.server.browser_session(origin, headers))
-            .ok_or_else(|| refuse(Challenge::NoToken))?;
+        let (token, from_cookie) = match bearer_token(headers) {
+            Some(token) => (token, false),
+            None => (
+                self.server
+                    .browser_session(origin, headers)
+                    .ok_or_else(|| refuse(Challenge::NoToken))?,
+                true,
+            ),
+        };
+        let mut set_cookie = None;
         let session = match self.bearer.authenticate(token, now).await {
             Ok(session) => session,
+            Err(BearerError::Invalid(reason)) if from_cookie => {
+                // A stateless browser session's short-lived token is renewed while its session lasts.
+                let Some((renewed, cookie)) = self.server.renew_browser_session(origin, token, now).await else {
+                    return Err(refuse(Challenge::InvalidToken(reason)));
+                };
+                set_cookie = HeaderValue::from_str(&cookie).ok();
+                self.bearer
+                    .authenticate(&renewed, now)
+                    .await
+                    .map_err(|_| refuse(Challenge::InvalidToken(reason)))?
+            }
             Err(BearerError::Invalid(reason)) => return Err(refuse(Challenge::InvalidToken(reason))),
             Err(BearerError::Missing) => return Err(refuse(Challenge::NoToken)),
             Err(BearerError::Store(e)) => {
@@ -123,7 +141,7 @@ impl AuthParts {
         Ok(Admitted {
             session,
             assertion,
-            set_cookie: None,
+            set_cookie,
         })
     }
 }

@@ -14,6 +14,25 @@ use super::{pages, response, AuthorizationServer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
+/// Longest values of the free-form parameters kept with a login in progress.
+const MAX_STATE_LEN: usize = 2048;
+const MAX_LOGIN_HINT_LEN: usize = 256;
+const MAX_SCOPE_LEN: usize = 1024;
+const MAX_RESOURCE_LEN: usize = 2048;
+
+/// Which parameter, if any, is longer than mxgate stores.
+pub(super) fn oversized_parameter(params: &Params) -> Option<String> {
+    [
+        ("state", MAX_STATE_LEN),
+        ("login_hint", MAX_LOGIN_HINT_LEN),
+        ("scope", MAX_SCOPE_LEN),
+        ("resource", MAX_RESOURCE_LEN),
+    ]
+    .into_iter()
+    .find(|(name, max)| params.get(name).is_some_and(|v| v.len() > *max))
+    .map(|(name, max)| format!("The parameter `{name}` is longer than {max} bytes."))
+}
+
 pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Response<Bytes> {
     response::html(status, pages::error(title, message))
 }
@@ -31,6 +50,9 @@ impl AuthorizationServer {
                 )
             }
         };
+        if let Some(message) = oversized_parameter(&params) {
+            return error_page(StatusCode::BAD_REQUEST, "Invalid request", &message);
+        }
         let Some(client_id) = params.get("client_id") else {
             return error_page(
                 StatusCode::BAD_REQUEST,
@@ -98,6 +120,9 @@ impl AuthorizationServer {
             resource: String::new(),
         };
         if let Err(e) = self.complete_request(&params, &client, &mut request) {
+            return request.redirect_error(&e);
+        }
+        if let Err(e) = self.check_pending_logins().await {
             return request.redirect_error(&e);
         }
         if let Some(remembered) = self.remembered_login(req.headers(), &request) {

@@ -11,9 +11,10 @@ use super::metadata::LOGIN_PATH;
 use super::params::Params;
 use super::transactions::{AuthorizationRequest, LoginConsent};
 use super::{pages, response, AuthorizationServer, PublicOrigin};
+use crate::session::stateless;
 use crate::session::tokens::{issue_tokens, IssuePolicy};
 use crate::session::SessionRecord;
-use crate::store::now;
+use crate::store::{now, StoreError};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use url::{Host, Url};
@@ -59,12 +60,18 @@ impl AuthorizationServer {
             );
         }
         let params = Params::parse(req.uri().query().unwrap_or_default().as_bytes()).ok();
+        if let Some(message) = params.as_ref().and_then(super::authorize::oversized_parameter) {
+            return error_page(StatusCode::BAD_REQUEST, "Invalid request", &message);
+        }
         let param = |name: &str| params.as_ref().and_then(|p| p.get(name));
         let return_to = safe_return_to(param("return_to"));
         let provider = param("provider").filter(|p| self.providers.by_name(p).is_some());
         if provider.is_none() && self.providers.several() {
             let options = self.provider_options();
             return response::html(StatusCode::OK, pages::provider_choice(&options, LOGIN_PATH, &return_to));
+        }
+        if let Err(e) = self.check_pending_logins().await {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again later", &e.description);
         }
         let request = AuthorizationRequest {
             issuer: origin.clone(),
@@ -88,14 +95,8 @@ impl AuthorizationServer {
         session: &SessionRecord,
         return_to: &str,
     ) -> Response<Bytes> {
-        let policy = IssuePolicy {
-            access_ttl: self.settings.tokens.session,
-            refresh_ttl: self.settings.tokens.session,
-            with_refresh_token: false,
-            stateless: self.settings.transport.stateless,
-        };
-        let issued = match issue_tokens(&self.store, session, policy, now()).await {
-            Ok(issued) => issued,
+        let cookie = match self.browser_cookie(origin, session, now()).await {
+            Ok((_, cookie)) => cookie,
             Err(e) => {
                 tracing::error!(error = %e, "could not store a browser session");
                 return error_page(
@@ -106,9 +107,67 @@ impl AuthorizationServer {
             }
         };
         let mut resp = response::redirect(return_to);
-        let cookie = Self::cookies_for(origin).set(cookies::SESSION, &issued.access_token, issued.expires_in);
         response::set_cookie(&mut resp, &cookie);
         resp
+    }
+
+    /// A browser session token and its `Set-Cookie`. Its token lives as long as the session when it is
+    /// an opaque token checked against the store on use; in stateless mode the token is a sealed
+    /// snapshot nothing checks, so it lives only `access_token_ttl` and is renewed on use while
+    /// the session lasts ([`Self::renew_browser_session`]) — revocation and logout take effect
+    /// within that bound. The cookie itself lasts as long as the session.
+    async fn browser_cookie(
+        &self,
+        origin: &str,
+        session: &SessionRecord,
+        now: u64,
+    ) -> Result<(String, String), StoreError> {
+        let stateless = self.settings.transport.stateless;
+        let token_ttl = if stateless {
+            self.settings.tokens.access_token
+        } else {
+            self.settings.tokens.session
+        };
+        let policy = IssuePolicy {
+            access_ttl: token_ttl,
+            refresh_ttl: token_ttl,
+            with_refresh_token: false,
+            stateless,
+        };
+        let issued = issue_tokens(&self.store, session, policy, now).await?;
+        let cookie_life = session.expires_at.saturating_sub(now);
+        let cookie = Self::cookies_for(origin).set(cookies::SESSION, &issued.access_token, cookie_life);
+        Ok((issued.access_token, cookie))
+    }
+
+    /// Stateless mode: a browser session token that has expired is replaced by a fresh one while
+    /// its session lives (read from the store: a revoked or ended session is not renewed).
+    /// Returns the new token and its `Set-Cookie`.
+    pub async fn renew_browser_session(
+        &self,
+        origin: Option<&PublicOrigin>,
+        expired_token: &str,
+        now: u64,
+    ) -> Option<(String, String)> {
+        if !self.settings.transport.stateless {
+            return None;
+        }
+        let (snapshot, _) = stateless::open_sealed(self.store.cipher(), expired_token).ok()?;
+        if snapshot.client_id != BROWSER_CLIENT_ID {
+            return None;
+        }
+        let session = match SessionRecord::load(&self.store, &snapshot.id).await {
+            Ok(Some(session)) if session.expires_at > now => session,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew a browser session");
+                return None;
+            }
+        };
+        let origin = origin.map(|o| o.0.as_str()).unwrap_or(&self.settings.public_url);
+        let renewed = self.browser_cookie(origin, &session, now).await.ok()?;
+        tracing::debug!(session = %session.id, "browser session renewed");
+        Some(renewed)
     }
 
     /// The browser session token a request carries, if any.

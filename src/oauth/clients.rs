@@ -5,6 +5,7 @@
 
 use super::error::{ErrorCode, OAuthError};
 use super::metadata_document::MetadataDocuments;
+use crate::config::limits::DynamicClients;
 use crate::config::mxcp_user::StaticClientConfig;
 use crate::session::tokens::token_hash;
 use crate::store::{Store, StoreError, Table};
@@ -105,17 +106,39 @@ impl ClientRecord {
     }
 }
 
-/// Looks up clients: static first, then registered ones, then metadata documents.
+/// How often a registered client's expiry is pushed back when it is used: at most once a day
+/// (more often only with an idle lifetime under two days).
+const RENEW_EVERY_SECS: u64 = 86_400;
+
+/// A registered client as stored: the record, and when its expiry was last pushed back.
+#[derive(Serialize, Deserialize)]
+struct StoredClient {
+    #[serde(flatten)]
+    record: ClientRecord,
+    #[serde(default)]
+    renewed_at: u64,
+}
+
+/// Looks up clients: static first, then registered ones, then metadata documents. Registered
+/// clients are bounded in number (`dynamic_clients.max_clients`) and removed when unused for
+/// `dynamic_clients.idle_ttl` (each use renews them, at most once a day).
 pub struct ClientRegistry {
     statics: HashMap<String, ClientRecord>,
     store: Store,
     documents: MetadataDocuments,
+    max_registered: u64,
+    idle_ttl: u64,
 }
 
 // === impl ClientRegistry ===
 
 impl ClientRegistry {
-    pub fn new(statics: &[StaticClientConfig], store: Store, documents: MetadataDocuments) -> Self {
+    pub fn new(
+        statics: &[StaticClientConfig],
+        store: Store,
+        documents: MetadataDocuments,
+        dynamic: &DynamicClients,
+    ) -> Self {
         Self {
             statics: statics
                 .iter()
@@ -123,6 +146,8 @@ impl ClientRegistry {
                 .collect(),
             store,
             documents,
+            max_registered: dynamic.max_clients,
+            idle_ttl: dynamic.idle_ttl.as_secs(),
         }
     }
 
@@ -143,15 +168,46 @@ impl ClientRegistry {
                 ..document
             }));
         }
-        let registered: Option<ClientRecord> = self.store.get(Table::Clients, client_id).await?;
-        Ok(registered.map(|c| ClientRecord {
+        let Some(stored) = self.store.get::<StoredClient>(Table::Clients, client_id).await? else {
+            return Ok(None);
+        };
+        let now = crate::store::now();
+        if now.saturating_sub(stored.renewed_at) >= RENEW_EVERY_SECS.min(self.idle_ttl / 2) {
+            if let Err(e) = self.store_client(&stored.record, now).await {
+                tracing::warn!(error = %e, client_id, "could not renew a registered client");
+            }
+        }
+        Ok(Some(ClientRecord {
             kind: ClientKind::Dynamic,
-            ..c
+            ..stored.record
         }))
     }
 
-    pub async fn register(&self, record: &ClientRecord) -> Result<(), StoreError> {
-        self.store.put(Table::Clients, &record.client_id, record, 0).await
+    /// Stores a newly registered client, unless as many as allowed are stored already.
+    pub async fn register(&self, record: &ClientRecord) -> Result<(), OAuthError> {
+        let registered = self.store.kv().stored_entries(Table::Clients).await?;
+        if registered >= self.max_registered {
+            tracing::warn!(
+                registered,
+                limit = self.max_registered,
+                "registration refused: dynamic_clients.max_clients reached"
+            );
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "this server holds as many registered clients as it may; try again later",
+            ));
+        }
+        Ok(self.store_client(record, crate::store::now()).await?)
+    }
+
+    async fn store_client(&self, record: &ClientRecord, now: u64) -> Result<(), StoreError> {
+        let stored = StoredClient {
+            record: record.clone(),
+            renewed_at: now,
+        };
+        self.store
+            .put(Table::Clients, &record.client_id, &stored, now + self.idle_ttl)
+            .await
     }
 
     /// Authenticates the client of a token request (RFC 6749 §2.3.1).
@@ -267,7 +323,14 @@ mod tests {
             },
             vec![],
         );
-        ClientRegistry::new(&statics, store, documents)
+        ClientRegistry::new(
+            &statics,
+            store,
+            documents,
+            &crate::config::limits::DynamicClientsFile::default()
+                .validate(&[])
+                .unwrap(),
+        )
     }
 
     fn basic(id: &str, secret: &str) -> HeaderMap {
@@ -276,6 +339,39 @@ mod tests {
         let value = format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))));
         h.insert("authorization", value.parse().unwrap());
         h
+    }
+
+    fn public_record(client_id: &str) -> ClientRecord {
+        ClientRecord {
+            client_id: client_id.into(),
+            client_secret_hash: None,
+            client_name: None,
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: vec![GRANT_AUTHORIZATION_CODE.into()],
+            response_types: vec!["code".into()],
+            token_endpoint_auth_method: "none".into(),
+            scopes: vec![DEFAULT_SCOPE.into()],
+            client_id_issued_at: 0,
+            extra: Default::default(),
+            kind: ClientKind::Dynamic,
+        }
+    }
+
+    #[tokio::test]
+    async fn unused_registered_clients_expire_and_use_renews_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = registry(&dir);
+        r.idle_ttl = 4; // renewed when used 2 s (half of it) after the last renewal
+        r.register(&public_record("used")).await.unwrap();
+        r.register(&public_record("unused")).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert!(r.get("used").await.unwrap().is_some(), "a use renews it");
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert!(r.get("unused").await.unwrap().is_none(), "unused for idle_ttl: gone");
+        assert!(
+            r.get("used").await.unwrap().is_some(),
+            "renewed one idle_ttl after its use"
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,26 @@ use bytes::Bytes;
 use http::Response;
 
 impl AuthorizationServer {
+    /// Refuses a new sign-in while `limits.max_pending_logins` are in progress (consent pages
+    /// shown and logins at the provider not yet back), so a flood cannot grow the store.
+    pub(super) async fn check_pending_logins(&self) -> Result<(), OAuthError> {
+        let kv = self.store.kv();
+        let pending =
+            kv.stored_entries(Table::ConsentTransactions).await? + kv.stored_entries(Table::LoginStates).await?;
+        if pending >= self.settings.limits.max_pending_logins {
+            tracing::warn!(
+                pending,
+                limit = self.settings.limits.max_pending_logins,
+                "sign-in refused: too many in progress"
+            );
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many sign-ins are in progress; try again in a few minutes",
+            ));
+        }
+        Ok(())
+    }
+
     /// Sends the browser to the provider named `provider` (the primary one when `None` or
     /// unknown). `consent` is how the login got past the consent step; `return_to` marks a
     /// person's own sign-in to the gateway.

@@ -129,6 +129,7 @@ impl AuthorizationServer {
                     settings.client_documents.clone(),
                     settings.dynamic_clients.scopes.clone(),
                 ),
+                &settings.dynamic_clients,
             ),
             metadata: Metadata::new(&settings.public_url, &settings, &scopes),
             scopes,

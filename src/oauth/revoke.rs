@@ -157,6 +157,13 @@ impl AuthorizationServer {
             if let Ok(session) = self.bearer.authenticate(token, now()).await {
                 self.revoke_session(session.id()).await;
                 tracing::info!(user = %session.record.user.username, "browser logout");
+            } else if let Ok((snapshot, _)) = crate::session::stateless::open_sealed(self.store.cipher(), token) {
+                // A stateless browser token past its short life still names a session that could
+                // be renewed: end it too.
+                if snapshot.client_id == super::browser_login::BROWSER_CLIENT_ID {
+                    self.revoke_session(&snapshot.id).await;
+                    tracing::info!(user = %snapshot.user.username, "browser logout");
+                }
             }
         }
         let mut resp = response::html(

@@ -1157,3 +1157,92 @@ async fn several_providers_are_offered_and_each_login_stays_with_its_provider() 
         "remembered consent also remembers the provider"
     );
 }
+
+#[tokio::test]
+async fn a_self_registered_client_cannot_obtain_a_static_clients_scope() {
+    let h = harness_with_scoped_client();
+    // Asking for the static client's scope at registration gets the dynamic default instead.
+    let body = format!(
+        "{{\"redirect_uris\":[\"{REDIRECT}\"],\"token_endpoint_auth_method\":\"none\",\"scope\":\"mxcp:admin\"}}"
+    );
+    let registered = json(&h.call(post("/register", &body, &[])).await);
+    assert_eq!(registered["scope"], "mxcp:access");
+    let client = registered["client_id"].as_str().unwrap().to_string();
+    // Asking for nothing gets the dynamic default, not every scope the server knows.
+    let silent = h.register_public().await;
+    let code = h.code_for(&silent).await;
+    assert_eq!(
+        json(&h.exchange(&silent, &code, VERIFIER).await)["scope"],
+        "mxcp:access"
+    );
+    // Asking for it at /authorize is refused.
+    let admin = h
+        .call(get(&Harness::authorize_uri(&client, "&scope=mxcp%3Aadmin"), ""))
+        .await;
+    assert_eq!(query(&location(&admin))["error"], "invalid_scope");
+    // The static client may have it.
+    let page = h
+        .call(get(&Harness::authorize_uri("scoped-app", "&scope=mxcp%3Aadmin"), ""))
+        .await;
+    assert_eq!(page.status(), 200, "consent page for the static client's own scope");
+    // It is still advertised (the metadata lists every scope some client may hold).
+    let asm = json(&h.call(get("/.well-known/oauth-authorization-server", "")).await);
+    assert!(asm["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "mxcp:admin"));
+}
+
+#[tokio::test]
+async fn too_long_free_form_parameters_are_refused_before_anything_is_stored() {
+    let h = harness();
+    let client = h.register_public().await;
+    for (name, len) in [
+        ("state", 2049),
+        ("login_hint", 257),
+        ("scope", 1025),
+        ("resource", 2049),
+    ] {
+        let uri = Harness::authorize_uri(&client, &format!("&{name}={}", "a".repeat(len)));
+        let resp = h.call(get(&uri, "")).await;
+        assert_eq!(resp.status(), 400, "{name}");
+        assert!(resp.headers().get(LOCATION).is_none(), "{name}: a page, not a redirect");
+        assert!(String::from_utf8_lossy(resp.body()).contains(name));
+    }
+    let stored = h
+        .server
+        .store
+        .kv()
+        .stored_entries(crate::store::Table::ConsentTransactions)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn pending_logins_are_bounded() {
+    let h = harness_with("limits:\n  max_pending_logins: 3\n");
+    let client = h.register_public().await;
+    for _ in 0..3 {
+        assert_eq!(
+            h.call(get(&Harness::authorize_uri(&client, ""), "")).await.status(),
+            200
+        );
+    }
+    let full = h.call(get(&Harness::authorize_uri(&client, ""), "")).await;
+    assert_eq!(query(&location(&full))["error"], "temporarily_unavailable");
+    let browser = h.call(get("/login?return_to=/mcp", "")).await;
+    assert_eq!(browser.status(), 503);
+}
+
+#[tokio::test]
+async fn registered_clients_are_bounded_in_number() {
+    let h = harness_with("dynamic_clients:\n  max_clients: 2\n");
+    h.register_public().await;
+    h.register_public().await;
+    let body = format!("{{\"redirect_uris\":[\"{REDIRECT}\"],\"token_endpoint_auth_method\":\"none\"}}");
+    let full = h.call(post("/register", &body, &[])).await;
+    assert_eq!(full.status(), 503);
+    assert_eq!(json(&full)["error"], "temporarily_unavailable");
+}

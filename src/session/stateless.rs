@@ -40,6 +40,16 @@ pub fn seal_access_token(cipher: &RecordCipher, session: &SessionRecord, exp: u6
 
 /// The session a stateless access token carries, and its expiry; `Err` says why it is refused.
 pub fn open_access_token(cipher: &RecordCipher, token: &str, now: u64) -> Result<(SessionRecord, u64), &'static str> {
+    let (session, exp) = open_sealed(cipher, token)?;
+    if exp <= now || session.expires_at <= now {
+        return Err("the access token has expired");
+    }
+    Ok((session, exp))
+}
+
+/// The session a genuine stateless token carries, whether or not the token has expired (for
+/// renewing a browser session cookie; the caller checks the session itself).
+pub fn open_sealed(cipher: &RecordCipher, token: &str) -> Result<(SessionRecord, u64), &'static str> {
     let encoded = token
         .strip_prefix(STATELESS_ACCESS_PREFIX)
         .ok_or("not a stateless access token")?;
@@ -50,9 +60,6 @@ pub fn open_access_token(cipher: &RecordCipher, token: &str, now: u64) -> Result
         .open(ASSOCIATED_DATA, &sealed)
         .ok_or("the access token is not valid here")?;
     let Sealed { exp, session } = serde_json::from_slice(&plain).map_err(|_| "the access token is malformed")?;
-    if exp <= now || session.expires_at <= now {
-        return Err("the access token has expired");
-    }
     Ok((session, exp))
 }
 

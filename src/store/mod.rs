@@ -49,6 +49,11 @@ impl Table {
         Table::UserSessions,
     ];
 
+    /// Short-lived records of logins in progress, which a crash may lose (see `redb_store`).
+    pub fn is_ephemeral(self) -> bool {
+        matches!(self, Table::ConsentTransactions | Table::LoginStates | Table::Codes)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Table::Clients => "clients",

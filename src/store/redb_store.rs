@@ -1,11 +1,17 @@
 //! The embedded store: one redb file (created with mode 0600), one redb table per [`Table`].
 //! Each value is the entry's expiry (8 bytes, big-endian Unix seconds; 0 = never) followed by
 //! the payload. redb calls block, so they run on tokio's blocking pool.
+//!
+//! Writes to the short-lived tables ([`Table::is_ephemeral`]: consent and login transactions,
+//! codes) and the purge are not flushed to disk on their own (redb's `Durability::None`): a flood
+//! of unauthenticated writes costs no `fsync` each, and real logins are not slowed by it. The next
+//! durable write (a session, a token, a client) flushes them; a crash loses at most logins in
+//! progress, never a session or a token.
 
 use super::cipher::create_private_file;
 use super::{now, KvStore, StoreError, Table};
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,6 +60,16 @@ impl RedbStore {
             .await
             .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
+}
+
+/// A write transaction, durable unless `table` is ephemeral.
+fn write_txn(db: &Database, table: Option<Table>) -> Result<redb::WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().map_err(|e| backend("write", e))?;
+    if table.is_none_or(Table::is_ephemeral) {
+        txn.set_durability(Durability::None)
+            .map_err(|e| backend("durability", e))?;
+    }
+    Ok(txn)
 }
 
 fn backend(context: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
@@ -135,7 +151,7 @@ impl KvStore for RedbStore {
     async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let txn = write_txn(db, Some(table))?;
             {
                 let mut t = txn
                     .open_table(definition(table))
@@ -151,7 +167,7 @@ impl KvStore for RedbStore {
     async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let txn = write_txn(db, Some(table))?;
             let existed = {
                 let mut t = txn
                     .open_table(definition(table))
@@ -168,7 +184,7 @@ impl KvStore for RedbStore {
     async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let txn = write_txn(db, Some(table))?;
             let taken = {
                 let mut t = txn
                     .open_table(definition(table))
@@ -191,7 +207,7 @@ impl KvStore for RedbStore {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let txn = write_txn(db, Some(table))?;
             let previous = {
                 let mut t = txn
                     .open_table(definition(table))
@@ -222,7 +238,7 @@ impl KvStore for RedbStore {
     ) -> Result<bool, StoreError> {
         let (key, expected) = (key.to_owned(), expected.to_vec());
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let txn = write_txn(db, Some(table))?;
             let swapped = {
                 let mut t = txn
                     .open_table(definition(table))
@@ -280,7 +296,7 @@ impl KvStore for RedbStore {
 
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| backend("write", e))?;
+            let txn = write_txn(db, None)?;
             let mut purged = 0usize;
             for table in Table::ALL {
                 let mut t = txn

@@ -2,8 +2,10 @@
 (sealed, so the provider token inside stays secret) and checking them reads no store — shown by
 wiping mxgate's store and restarting it: the access token still works, as it would on any other
 replica with the same `persistence.auth_encryption_key`. What stateless mode cannot do, also
-shown: a revoked session's access token keeps working until it expires (it just cannot be
-refreshed)."""
+shown: a revoked session's access token is refused at once only by the replica that revoked it
+(shown by a restart, which forgets); elsewhere it works until it expires (it just cannot be
+refreshed). A browser session's cookie token lives only `access_token_ttl` and is renewed on use
+while the session lasts, so browser logout takes effect within that bound."""
 
 from __future__ import annotations
 
@@ -76,11 +78,61 @@ def test_refresh_works_and_revocation_stops_refresh_but_not_live_tokens(
 
     out = httpx.post(stateless.url + "/logout", headers={"authorization": f"Bearer {newest['access_token']}"}, timeout=10)
     assert out.status_code == 200, out.text
-    # The documented limit: an issued stateless access token lives until it expires ...
-    assert _assertion(stateless, echo_upstream, newest["access_token"]), "still valid until expiry"
+    # The replica that revoked the session refuses its live tokens at once ...
+    assert _assertion(stateless, echo_upstream, newest["access_token"]) is None, "revoked here"
+    # ... the documented limit: another replica (here: this one after a restart, which forgets)
+    # accepts an issued stateless access token until it expires ...
+    gw = stateless.gateway
+    assert gw.stop(signal.SIGTERM) == 0
+    gw.start()
+    assert _assertion(stateless, echo_upstream, newest["access_token"]), "still valid elsewhere until expiry"
     # ... but the session is over: no more refreshing.
     again = browser.refresh(stateless.url, lg.client_id, newest["refresh_token"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+@pytest.fixture(scope="module")
+def stateless_short_tokens(tmp_path_factory: pytest.TempPathFactory, echo_upstream: RecordingUpstream) -> Iterator[Stack]:
+    with Stack(tmp_path_factory.mktemp("stateless-short-tokens"), echo_upstream.url, transport={"stateless": True},
+               tokens={"access_token_ttl": "2s"}) as stack:  # fmt: skip
+        yield stack
+
+
+def _page(client: httpx.Client, stack: Stack, marker: str, cookie: str | None = None) -> httpx.Response:
+    headers = {"accept": "application/json"}
+    if cookie:
+        headers["cookie"] = f"mxgate-session={cookie}"
+    return client.get(f"{stack.url}/mcp/page?id={marker}", headers=headers)
+
+
+def test_a_stateless_browser_cookie_is_short_lived_renewed_and_ended_by_logout(
+    stateless_short_tokens: Stack, echo_upstream: RecordingUpstream
+) -> None:
+    stack = stateless_short_tokens
+    with browser.Browser() as b:
+        b.authorize(f"{stack.url}/login?return_to=/mcp/page", f"{stack.url}/mcp/page")
+        first = b.client.cookies.get("mxgate-session")
+        assert first and first.startswith("mxg_st_"), b.client.cookies
+        assert _page(b.client, stack, uuid.uuid4().hex).status_code == 200
+
+        time.sleep(2.5)  # the token inside the cookie has expired; the session has not
+        renewed = _page(b.client, stack, uuid.uuid4().hex)
+        assert renewed.status_code == 200, renewed.text
+        assert "mxgate-session=mxg_st_" in renewed.headers.get("set-cookie", ""), renewed.headers
+        second = b.client.cookies.get("mxgate-session")
+        assert second and second != first
+
+        confirm = b.client.get(f"{stack.url}/logout")
+        [form] = browser.parse_forms(confirm.text)
+        out = b.client.post(f"{stack.url}/logout", data=form.fields)
+        assert out.status_code == 200, out.text
+
+    with httpx.Client(timeout=10) as stranger:  # someone who kept a copy of the cookies
+        assert _page(stranger, stack, uuid.uuid4().hex, second).status_code == 401, "refused at once here"
+        time.sleep(2.5)
+        for kept in (first, second):
+            r = _page(stranger, stack, uuid.uuid4().hex, kept)
+            assert r.status_code == 401 and "set-cookie" not in r.headers, "an ended session is not renewed"
 
 
 @pytest.fixture(scope="module")
