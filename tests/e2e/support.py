@@ -268,8 +268,10 @@ class Gateway(Process):
         if self.tokens:
             mxgate_yml["tokens"] = self.tokens
         # Every test logs in from 127.0.0.1; rate limits are off unless a test sets them
-        # (test_limits.py tests them).
-        mxgate_yml["rate_limits"] = UNLIMITED_RATES
+        # (test_limits.py tests them). MXGATE_E2E_BEFORE_LIMITS=1 leaves the key out, to run a
+        # test against a binary from before the limits existed (proving it fails there).
+        if not os.environ.get("MXGATE_E2E_BEFORE_LIMITS"):
+            mxgate_yml["rate_limits"] = UNLIMITED_RATES
         mxgate_yml.update(self.extra)
         mxcp = {
             "mxcp": 1,
