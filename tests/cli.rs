@@ -78,6 +78,33 @@ fn check_refuses_a_misspelled_key_and_an_unset_variable() {
 }
 
 #[test]
+fn check_refuses_a_short_encryption_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let persistence = |key: &str| {
+        format!(
+            "{OIDC_AUTH}          persistence:\n            type: sqlite\n            auth_encryption_key: \"{key}\"\n"
+        )
+    };
+    let check = |auth: &str| {
+        let config = write_config(dir.path(), "", auth, 18084, 18085);
+        mxgate()
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("MXGATE_CLI_TEST_SECRET", "x")
+            .output()
+            .unwrap()
+    };
+    let out = check(&persistence("short-key"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("auth.persistence.auth_encryption_key"), "{stderr}");
+    assert!(stderr.contains("openssl rand -base64 32"), "{stderr}");
+
+    let out = check(&persistence("ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn config_file_can_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "", "          provider: none\n", 18084, 18085);
