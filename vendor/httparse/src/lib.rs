@@ -1262,80 +1262,76 @@ fn parse_headers_iter_uninit<'a>(
 /// ```
 pub fn parse_chunk_size(buf: &[u8])
     -> result::Result<Status<(usize, u64)>, InvalidChunkSize> {
+    // mxgate patch (see MXGATE-PATCH.md): the whole chunk-size line follows RFC 9112 §7.1:
+    //   chunk-size [ chunk-ext ] CRLF
+    //   chunk-size = 1*HEXDIG (leading zeros allowed, the value must fit in u64)
+    //   chunk-ext  = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+    //   chunk-ext-name = token; chunk-ext-val = token / quoted-string
+    // Whitespace (SP / HTAB) before the CRLF stays tolerated, as before the patch. Any other
+    // octet, a CTL, or a CR or LF that is not the line's CRLF, is an error: a proxy in front
+    // that reads the line differently must not be able to make us see another body.
+    #[derive(Clone, Copy)]
+    enum Ext {
+        // After the size, a value or a name: BWS, then ";" or CRLF (or "=" after a name).
+        After { name: bool },
+        // After ";": BWS, then the name.
+        BeforeName,
+        Name,
+        // After "=": BWS, then a token or a quoted-string.
+        BeforeValue,
+        Token,
+        Quoted,
+        QuotedPair,
+    }
     const RADIX: u64 = 16;
     let mut bytes = Bytes::new(buf);
-    let mut size = 0;
-    let mut in_chunk_size = true;
-    let mut in_ext = false;
-    let mut count = 0;
-    loop {
+    let mut size: u64 = 0;
+    let mut any_digit = false;
+    let mut state = loop {
         let b = next!(bytes);
-        match b {
-            b'0' ..= b'9' if in_chunk_size => {
-                if count > 15 {
-                    return Err(InvalidChunkSize);
-                }
-                count += 1;
-                if cfg!(debug_assertions) && size > (u64::MAX / RADIX) {
-                    // actually unreachable!(), because count stops the loop at 15 digits before
-                    // we can reach u64::MAX / RADIX == 0xfffffffffffffff, which requires 15 hex
-                    // digits. This stops mirai reporting a false alarm regarding the `size *=
-                    // RADIX` multiplication below.
-                    return Err(InvalidChunkSize);
-                }
-                size *= RADIX;
-                size += (b - b'0') as u64;
-            },
-            b'a' ..= b'f' if in_chunk_size => {
-                if count > 15 {
-                    return Err(InvalidChunkSize);
-                }
-                count += 1;
-                if cfg!(debug_assertions) && size > (u64::MAX / RADIX) {
-                    return Err(InvalidChunkSize);
-                }
-                size *= RADIX;
-                size += (b + 10 - b'a') as u64;
-            }
-            b'A' ..= b'F' if in_chunk_size => {
-                if count > 15 {
-                    return Err(InvalidChunkSize);
-                }
-                count += 1;
-                if cfg!(debug_assertions) && size > (u64::MAX / RADIX) {
-                    return Err(InvalidChunkSize);
-                }
-                size *= RADIX;
-                size += (b + 10 - b'A') as u64;
-            }
-            b'\r' => {
-                match next!(bytes) {
-                    b'\n' => break,
-                    _ => return Err(InvalidChunkSize),
-                }
-            }
-            // If we weren't in the extension yet, the ";" signals its start
-            b';' if !in_ext => {
-                in_ext = true;
-                in_chunk_size = false;
-            }
-            // "Linear white space" is ignored between the chunk size and the
-            // extension separator token (";") due to the "implied *LWS rule".
-            b'\t' | b' ' if !in_ext && !in_chunk_size => {}
-            // LWS can follow the chunk size, but no more digits can come
-            b'\t' | b' ' if in_chunk_size => in_chunk_size = false,
-            // We allow any arbitrary octet once we are in the extension, since
-            // they all get ignored anyway. According to the HTTP spec, valid
-            // extensions would have a more strict syntax:
-            //     (token ["=" (token | quoted-string)])
-            // but we gain nothing by rejecting an otherwise valid chunk size.
-            _ if in_ext => {}
-            // Finally, if we aren't in the extension and we're reading any
-            // other octet, the chunk size line is invalid!
+        let digit = match b {
+            b'0' ..= b'9' => b - b'0',
+            b'a' ..= b'f' => b + 10 - b'a',
+            b'A' ..= b'F' => b + 10 - b'A',
+            _ if !any_digit => return Err(InvalidChunkSize),
+            b'\r' => break None,
+            b';' => break Some(Ext::BeforeName),
+            b'\t' | b' ' => break Some(Ext::After { name: false }),
             _ => return Err(InvalidChunkSize),
-        }
+        };
+        any_digit = true;
+        // Leading zeros leave the size at 0, so only the value is limited, not the digits.
+        size = match size.checked_mul(RADIX).and_then(|s| s.checked_add(u64::from(digit))) {
+            Some(size) => size,
+            None => return Err(InvalidChunkSize),
+        };
+    };
+    while let Some(ext) = state {
+        let b = next!(bytes);
+        state = match (ext, b) {
+            (Ext::Quoted, b'"') => Some(Ext::After { name: false }),
+            (Ext::Quoted, b'\\') => Some(Ext::QuotedPair),
+            (Ext::Quoted, b) if is_header_value_token(b) => Some(Ext::Quoted),
+            (Ext::QuotedPair, b) if is_header_value_token(b) => Some(Ext::Quoted),
+            (Ext::Quoted, _) | (Ext::QuotedPair, _) => return Err(InvalidChunkSize),
+            (Ext::BeforeName, b) | (Ext::Name, b) if is_header_name_token(b) => Some(Ext::Name),
+            (Ext::BeforeValue, b) | (Ext::Token, b) if is_header_name_token(b) => Some(Ext::Token),
+            (Ext::BeforeValue, b'"') => Some(Ext::Quoted),
+            (Ext::BeforeName, b'\t') | (Ext::BeforeName, b' ') => Some(Ext::BeforeName),
+            (Ext::BeforeValue, b'\t') | (Ext::BeforeValue, b' ') => Some(Ext::BeforeValue),
+            (Ext::Name, b'\t') | (Ext::Name, b' ') => Some(Ext::After { name: true }),
+            (Ext::After { name }, b'\t') | (Ext::After { name }, b' ') => Some(Ext::After { name }),
+            (Ext::Token, b'\t') | (Ext::Token, b' ') => Some(Ext::After { name: false }),
+            (Ext::Name, b'=') | (Ext::After { name: true }, b'=') => Some(Ext::BeforeValue),
+            (Ext::Name, b';') | (Ext::Token, b';') | (Ext::After { .. }, b';') => Some(Ext::BeforeName),
+            (Ext::Name, b'\r') | (Ext::Token, b'\r') | (Ext::After { .. }, b'\r') => None,
+            _ => return Err(InvalidChunkSize),
+        };
     }
-    Ok(Status::Complete((bytes.pos(), size)))
+    match next!(bytes) {
+        b'\n' => Ok(Status::Complete((bytes.pos(), size))),
+        _ => Err(InvalidChunkSize),
+    }
 }
 
 #[cfg(test)]
@@ -2003,7 +1999,9 @@ mod tests {
         assert_eq!(parse_chunk_size(b"0\r\n"), Ok(Status::Complete((3, 0))));
         assert_eq!(parse_chunk_size(b"12\r\nchunk"), Ok(Status::Complete((4, 18))));
         assert_eq!(parse_chunk_size(b"3086d\r\n"), Ok(Status::Complete((7, 198765))));
-        assert_eq!(parse_chunk_size(b"3735AB1;foo bar*\r\n"), Ok(Status::Complete((18, 57891505))));
+        // mxgate patch: `foo bar*` is not `token [ "=" value ]` (RFC 9112 §7.1.1).
+        assert_eq!(parse_chunk_size(b"3735AB1;foo bar*\r\n"), Err(crate::InvalidChunkSize));
+        assert_eq!(parse_chunk_size(b"3735AB1;foo=bar*\r\n"), Ok(Status::Complete((18, 57891505))));
         assert_eq!(parse_chunk_size(b"3735ab1 ; baz \r\n"), Ok(Status::Complete((16, 57891505))));
         assert_eq!(parse_chunk_size(b"77a65\r"), Ok(Status::Partial));
         assert_eq!(parse_chunk_size(b"ab"), Ok(Status::Partial));
@@ -2014,6 +2012,75 @@ mod tests {
         assert_eq!(parse_chunk_size(b"1ffffffffffffffff\r\n"), Err(crate::InvalidChunkSize));
         assert_eq!(parse_chunk_size(b"Affffffffffffffff\r\n"), Err(crate::InvalidChunkSize));
         assert_eq!(parse_chunk_size(b"fffffffffffffffff\r\n"), Err(crate::InvalidChunkSize));
+    }
+
+    // mxgate patch: RFC 9112 §7.1, chunk-size = 1*HEXDIG; leading zeros add nothing to the size.
+    #[test]
+    fn test_chunk_size_leading_zeros() {
+        assert_eq!(parse_chunk_size(b"00000000000000000005\r\n"), Ok(Status::Complete((22, 5))));
+        assert_eq!(parse_chunk_size(b"0000000000000000000000000000000\r\n"), Ok(Status::Complete((33, 0))));
+        assert_eq!(parse_chunk_size(b"0000ffffffffffffffff\r\n"), Ok(Status::Complete((22, u64::MAX))));
+        assert_eq!(parse_chunk_size(b"000000000000000000005;a=b\r\n"), Ok(Status::Complete((27, 5))));
+        assert_eq!(parse_chunk_size(b"00010000000000000000\r\n"), Err(crate::InvalidChunkSize));
+        assert_eq!(parse_chunk_size(b"00000000000000000000000"), Ok(Status::Partial));
+        // At least one digit.
+        assert_eq!(parse_chunk_size(b"\r\n"), Err(crate::InvalidChunkSize));
+        assert_eq!(parse_chunk_size(b";a\r\n"), Err(crate::InvalidChunkSize));
+        assert_eq!(parse_chunk_size(b" 5\r\n"), Err(crate::InvalidChunkSize));
+    }
+
+    // mxgate patch: RFC 9112 §7.1.1,
+    //   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+    //   chunk-ext-name = token, chunk-ext-val = token / quoted-string;
+    // whitespace before the CRLF is tolerated, as it was.
+    #[test]
+    fn test_chunk_size_extensions() {
+        let valid: &[&[u8]] = &[
+            b"5;a\r\n",
+            b"5;a=b\r\n",
+            b"5 ; a = b ; c\r\n",
+            b"5;n=tok;n2=\"v;a l\"\r\n",
+            b"5;a=\"q\\\"x\\\\\"\r\n",
+            b"5;a=\"\t\"\r\n",
+            b"5;a=\"\x80\xff\"\r\n",
+            b"5;a=\"\\\t\"\r\n",
+            b"5 \r\n",
+            b"5;a \r\n",
+            b"5;a=b\t\r\n",
+        ];
+        for line in valid {
+            assert_eq!(parse_chunk_size(line), Ok(Status::Complete((line.len(), 5))), "{:?}", line);
+        }
+        let invalid: &[&[u8]] = &[
+            b"5;a\"b\r\n",
+            b"5;ext\nx\r\n",
+            b"5;ext\n",
+            b"5;a\rb\r\n",
+            b"5;a=b\nc\r\n",
+            b"5;a=\"b\nc\"\r\n",
+            b"5;a=\"b\rc\"\r\n",
+            b"5;a=\"b\x00\"\r\n",
+            b"5;a=\"b\x7f\"\r\n",
+            b"5;a=\"b\\\n\"\r\n",
+            b"5;a\x01\r\n",
+            b"5;a=b\x0b\r\n",
+            b"5;\r\n",
+            b"5;;a\r\n",
+            b"5;=b\r\n",
+            b"5;a=\r\n",
+            b"5;a=b c\r\n",
+            b"5;a b\r\n",
+            b"5;a=\"b\"c\r\n",
+            b"5;a=\"b\r\n",
+            b"5;a(b)\r\n",
+            b"5;a=b@c\r\n",
+        ];
+        for line in invalid {
+            assert_eq!(parse_chunk_size(line), Err(crate::InvalidChunkSize), "{:?}", line);
+        }
+        for line in [&b"5;a"[..], b"5;a=", b"5;a=\"b", b"5;a=\"b\\", b"5 ;", b"5;a=b\r"] {
+            assert_eq!(parse_chunk_size(line), Ok(Status::Partial), "{:?}", line);
+        }
     }
 
     static RESPONSE_WITH_MULTIPLE_SPACE_DELIMITERS: &[u8] =
