@@ -1,9 +1,10 @@
 //! Redirect URIs: what a client may register, and whether a presented URI matches a registered
 //! one — exactly, except that a loopback `http` URI may use any port (RFC 8252 §7.3).
 //!
-//! A registered URI must be an RFC 3986 absolute URI as written: the `url` crate forgives
-//! (it drops tabs and newlines, reads `\\` as `/`, adds a missing `//`), and a URI that one
-//! parser forgives and another reads differently is where redirects get hijacked.
+//! A registered URI, and a presented one that differs from it, must be an RFC 3986 absolute URI
+//! as written: the `url` crate forgives (it drops tabs and newlines, reads `\\` as `/`, adds a
+//! missing `//`), and a URI that one parser forgives and another reads differently is where
+//! redirects get hijacked.
 
 use url::{Host, Url};
 
@@ -42,8 +43,9 @@ fn check_uri_characters(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a redirect URI a client wants to register.
-pub fn validate_for_registration(uri: &str) -> Result<(), String> {
+/// Parses a URI that must be an RFC 3986 absolute URI as written, not only after the `url`
+/// crate's repairs.
+fn parse_as_written(uri: &str) -> Result<Url, String> {
     check_uri_characters(uri)?;
     let url = Url::parse(uri).map_err(|e| format!("`{uri}` is not an absolute URI: {e}"))?;
     // `https:host/cb` and `https:/host/cb` parse (the `url` crate adds the `//`), but only
@@ -54,6 +56,12 @@ pub fn validate_for_registration(uri: &str) -> Result<(), String> {
     if (url.is_special() || url.has_host()) && !authority_follows {
         return Err(format!("`{uri}` must have the form {}://host/path", url.scheme()));
     }
+    Ok(url)
+}
+
+/// Checks a redirect URI a client wants to register.
+pub fn validate_for_registration(uri: &str) -> Result<(), String> {
+    let url = parse_as_written(uri)?;
     if url.fragment().is_some() {
         return Err(format!("`{uri}` must not contain a fragment"));
     }
@@ -72,7 +80,7 @@ pub fn matches(registered: &str, presented: &str) -> bool {
     if registered == presented {
         return true;
     }
-    let (Ok(r), Ok(p)) = (Url::parse(registered), Url::parse(presented)) else {
+    let (Ok(r), Ok(p)) = (Url::parse(registered), parse_as_written(presented)) else {
         return false;
     };
     r.scheme() == "http"
@@ -106,6 +114,22 @@ mod tests {
             "host must be the same literal"
         );
         assert!(!matches("http://evil.example/cb", "http://evil.example:81/cb"));
+    }
+
+    #[test]
+    fn a_presented_loopback_uri_matches_only_as_written() {
+        let registered = "http://127.0.0.1/callback";
+        assert!(matches(registered, "http://127.0.0.1:5/callback"));
+        // Each of these is `http://127.0.0.1:5/callback` once the `url` crate has repaired it.
+        for presented in [
+            "http://127.0.0.1:5/call\nback",
+            "http://127.0.0.1:5/call\tback",
+            "http://127.0.0.1:5\\callback",
+            "http:127.0.0.1:5/callback",
+            "http:/127.0.0.1:5/callback",
+        ] {
+            assert!(!matches(registered, presented), "{presented:?}");
+        }
     }
 
     #[test]
