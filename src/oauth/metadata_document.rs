@@ -350,17 +350,13 @@ mod tests {
 
     #[test]
     fn the_cache_never_holds_more_than_its_capacity() {
-        let record = |id: &str| ClientRecord {
-            client_id: id.to_string(),
-            client_secret_hash: None,
-            client_name: None,
-            redirect_uris: vec![],
-            grant_types: vec![],
-            response_types: vec![],
-            token_endpoint_auth_method: "none".into(),
-            scopes: vec![],
-            client_id_issued_at: 0,
-            extra: Default::default(),
+        // Through serde, so that fields with defaults may be added to the record.
+        let record = |id: &str| -> ClientRecord {
+            serde_json::from_value(serde_json::json!({
+                "client_id": id, "redirect_uris": [], "grant_types": [], "response_types": [],
+                "token_endpoint_auth_method": "none", "scopes": [], "client_id_issued_at": 0,
+            }))
+            .unwrap()
         };
         let now = Instant::now();
         let hours = |h: u64| now + Duration::from_secs(h * 3600);
