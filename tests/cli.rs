@@ -78,6 +78,33 @@ fn check_refuses_a_misspelled_key_and_an_unset_variable() {
 }
 
 #[test]
+fn check_refuses_a_short_encryption_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let persistence = |key: &str| {
+        format!(
+            "{OIDC_AUTH}          persistence:\n            type: sqlite\n            auth_encryption_key: \"{key}\"\n"
+        )
+    };
+    let check = |auth: &str| {
+        let config = write_config(dir.path(), "", auth, 18084, 18085);
+        mxgate()
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("MXGATE_CLI_TEST_SECRET", "x")
+            .output()
+            .unwrap()
+    };
+    let out = check(&persistence("short-key"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("auth.persistence.auth_encryption_key"), "{stderr}");
+    assert!(stderr.contains("openssl rand -base64 32"), "{stderr}");
+
+    let out = check(&persistence("ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn config_file_can_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "", "          provider: none\n", 18084, 18085);
@@ -128,11 +155,15 @@ fn record_one_request(listener: TcpListener) -> std::thread::JoinHandle<String> 
 }
 
 fn http_get(port: u16, path: &str, headers: &str) -> String {
+    http_get_as(port, &format!("gateway.example:{port}"), path, headers)
+}
+
+fn http_get_as(port: u16, host: &str, path: &str, headers: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: gateway.example:{port}\r\n{headers}connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\n{headers}connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -146,7 +177,8 @@ fn provider_none_passes_through_but_strips_forged_identity_headers() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_port = upstream.local_addr().unwrap().port();
     let port = free_port();
-    let config = write_config(dir.path(), "", "          provider: none\n", port, upstream_port);
+    let allowed = "allowed_hosts: [gateway.example]\nallowed_origins: [https://app.example]\n";
+    let config = write_config(dir.path(), allowed, "          provider: none\n", port, upstream_port);
     let _server = Server(
         mxgate()
             .args(["serve", "--config"])
@@ -160,11 +192,17 @@ fn provider_none_passes_through_but_strips_forged_identity_headers() {
     let health = http_get(port, "/healthz", "");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
+    // Even without authentication, DNS rebinding is refused before the core.
+    let foreign = http_get_as(port, "evil.example", "/mcp", "");
+    assert!(foreign.starts_with("HTTP/1.1 421"), "{foreign}");
+    let cross_site = http_get(port, "/mcp", "origin: https://evil.example\r\n");
+    assert!(cross_site.starts_with("HTTP/1.1 403"), "{cross_site}");
+
     let recorded = record_one_request(upstream);
     let resp = http_get(
         port,
         "/mcp?x=1",
-        "x-mxcp-user-assertion: forged\r\nX_MXCP_USER_EMAIL: evil@example.test\r\norigin: https://evil.example\r\nauthorization: Bearer passthrough\r\n",
+        "x-mxcp-user-assertion: forged\r\nX_MXCP_USER_EMAIL: evil@example.test\r\norigin: https://app.example\r\nauthorization: Bearer passthrough\r\n",
     );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let head = recorded.join().unwrap().to_ascii_lowercase();

@@ -359,6 +359,10 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         .persistence
         .and_then(|p| p.auth_encryption_key)
         .filter(|k| !k.is_empty());
+    if let Some(key) = &encryption_key {
+        let key_name = format!("{auth_key}.persistence.auth_encryption_key");
+        super::encryption_key::check(key).map_err(|m| ConfigError::invalid(mxcp_path, key_name, m))?;
+    }
 
     Ok(Settings {
         config_file: gateway_path.to_path_buf(),

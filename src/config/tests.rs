@@ -182,6 +182,31 @@ fn hs256_needs_a_long_secret() {
 }
 
 #[test]
+fn a_short_encryption_key_is_refused_naming_the_key_and_a_fernet_key_is_accepted() {
+    std::env::set_var("MXGATE_TEST_OIDC_SECRET", "x");
+    let persistence = |key: &str| {
+        format!("          persistence:\n            type: sqlite\n            auth_encryption_key: \"{key}\"\n")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), GATEWAY, &oidc_user_config(&persistence("my-password-1234")));
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("mxcp.yml"), "{err}");
+    assert!(
+        err.contains("projects.demo.profiles.default.auth.persistence.auth_encryption_key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("openssl rand -base64 32") && !err.contains("my-password-1234"),
+        "{err}"
+    );
+
+    let fernet = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=";
+    let path = write(dir.path(), GATEWAY, &oidc_user_config(&persistence(fernet)));
+    let settings = load(&path).unwrap();
+    assert_eq!(settings.auth.encryption_key.as_ref().map(|k| k.expose()), Some(fernet));
+}
+
+#[test]
 fn provider_overrides_replace_real_endpoints_and_unknown_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let user = "mxcp: 1\nprojects:\n  p:\n    profiles:\n      default:\n        auth:\n          provider: github\n          github: {client_id: c, client_secret: s, callback_path: /callback, auth_url: 'http://127.0.0.1:9/login/oauth/authorize', token_url: 'http://127.0.0.1:9/login/oauth/access_token'}\n";

@@ -1,18 +1,25 @@
 //! Encryption at rest for records that hold provider tokens (XChaCha20-Poly1305, a random
 //! nonce per record, the table and key as associated data so a record cannot be moved).
 //!
-//! The key is MXCP's `persistence.auth_encryption_key` when set (hashed to 32 bytes), else a
-//! random key that mxgate creates once in its data directory with mode 0600.
+//! The secret is MXCP's `persistence.auth_encryption_key` when set (the configuration refuses
+//! one too short to be random), else a random 32-byte key that mxgate creates once in its data
+//! directory with mode 0600. Either way the record-sealing key and the cookie-MAC key are derived
+//! from it with HKDF-SHA256 (RFC 5869), each with its own `info`, so neither key reveals the other.
 
 use super::StoreError;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use sha2::{Digest, Sha256};
+use hkdf::Hkdf;
+use sha2::Sha256;
 use std::io::Write;
 use std::path::Path;
 
 const NONCE_LEN: usize = 24;
 const KEY_FILE: &str = "store.key";
+/// HKDF `info` of the XChaCha20-Poly1305 key that seals records and stateless tokens.
+const SEALING_KEY_INFO: &[u8] = b"mxgate v1 record sealing key";
+/// HKDF `info` of the key that signs browser cookies (consent memory).
+const MAC_KEY_INFO: &[u8] = b"mxgate v1 cookie mac key";
 
 pub struct RecordCipher {
     aead: XChaCha20Poly1305,
@@ -23,18 +30,18 @@ pub struct RecordCipher {
 // === impl RecordCipher ===
 
 impl RecordCipher {
+    /// Derives both keys from `secret` (a random key: the configured one or `store.key`).
     pub fn from_secret(secret: &[u8]) -> Self {
-        let key: [u8; 32] = Sha256::digest(secret).into();
-        Self::from_key(key)
-    }
-
-    fn from_key(key: [u8; 32]) -> Self {
-        let mut mac = Sha256::new();
-        mac.update(b"mxgate mac key");
-        mac.update(key);
+        let hkdf = Hkdf::<Sha256>::new(None, secret);
+        let derive = |info: &[u8]| {
+            let mut key = [0u8; 32];
+            hkdf.expand(info, &mut key)
+                .expect("32 bytes is far below HKDF-SHA256's 8160-byte output limit");
+            key
+        };
         Self {
-            aead: XChaCha20Poly1305::new(&key.into()),
-            mac_key: mac.finalize().into(),
+            aead: XChaCha20Poly1305::new(&derive(SEALING_KEY_INFO).into()),
+            mac_key: derive(MAC_KEY_INFO),
         }
     }
 
@@ -43,11 +50,7 @@ impl RecordCipher {
         let path = data_dir.join(KEY_FILE);
         let io = |context: String| move |source| StoreError::Io { context, source };
         match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                Ok(Self::from_key(key))
-            }
+            Ok(bytes) if bytes.len() == 32 => Ok(Self::from_secret(&bytes)),
             Ok(_) => Err(StoreError::Backend(format!(
                 "{} is not a 32-byte key; remove it only if the store may be discarded",
                 path.display()
@@ -59,7 +62,7 @@ impl RecordCipher {
                 file.write_all(&key)
                     .map_err(io(format!("writing {}", path.display())))?;
                 file.sync_all().map_err(io(format!("syncing {}", path.display())))?;
-                Ok(Self::from_key(key))
+                Ok(Self::from_secret(&key))
             }
             Err(e) => Err(StoreError::Io {
                 context: format!("reading {}", path.display()),
@@ -134,6 +137,55 @@ mod tests {
         assert!(cipher.open(b"sessions/b", &sealed).is_none());
         assert!(RecordCipher::from_secret(b"k2").open(b"sessions/a", &sealed).is_none());
         assert!(cipher.open(b"sessions/a", &sealed[..10]).is_none());
+    }
+
+    /// HKDF-SHA256 (RFC 5869, empty salt, one block) written out with HMAC, so the keys are
+    /// checked independently of how `from_secret` calls the `hkdf` crate.
+    fn hkdf_sha256(ikm: &[u8], info: &[u8]) -> [u8; 32] {
+        use hkdf::hmac::{Hmac, KeyInit, Mac};
+        let mut extract = Hmac::<Sha256>::new_from_slice(&[0u8; 32]).unwrap();
+        extract.update(ikm);
+        let prk = extract.finalize().into_bytes();
+        let mut expand = Hmac::<Sha256>::new_from_slice(&prk).unwrap();
+        expand.update(info);
+        expand.update(&[1]);
+        expand.finalize().into_bytes().into()
+    }
+
+    /// Seals with a key given directly, the way `seal` lays out a record (nonce, ciphertext).
+    fn seal_with_key(key: [u8; 32], associated: &[u8], plain: &[u8]) -> Vec<u8> {
+        let nonce = [7u8; NONCE_LEN];
+        let aead = XChaCha20Poly1305::new(&key.into());
+        let payload = Payload {
+            msg: plain,
+            aad: associated,
+        };
+        let mut out = nonce.to_vec();
+        out.extend(aead.encrypt(XNonce::from_slice(&nonce), payload).unwrap());
+        out
+    }
+
+    #[test]
+    fn sealing_and_mac_keys_are_distinct_hkdf_outputs_of_the_secret() {
+        let secret = b"Gq2Ck3Kx0m1qYt8G7a1o9vQy3bqj9Yb0kF3s8qk8c2E=";
+        let cipher = RecordCipher::from_secret(secret);
+        let sealing_key = hkdf_sha256(secret, SEALING_KEY_INFO);
+        let sealed = seal_with_key(sealing_key, b"t/k", b"plain");
+        assert_eq!(cipher.open(b"t/k", &sealed).unwrap(), b"plain");
+        assert_eq!(cipher.mac_key(), &hkdf_sha256(secret, MAC_KEY_INFO));
+        assert_ne!(cipher.mac_key(), &sealing_key);
+    }
+
+    #[test]
+    fn the_key_file_goes_through_hkdf_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let cipher = RecordCipher::load_or_create(dir.path()).unwrap();
+        let raw: [u8; 32] = std::fs::read(dir.path().join(KEY_FILE)).unwrap().try_into().unwrap();
+        // The file's bytes are key material, never the sealing key itself.
+        assert!(cipher.open(b"x", &seal_with_key(raw, b"x", b"y")).is_none());
+        let derived = seal_with_key(hkdf_sha256(&raw, SEALING_KEY_INFO), b"x", b"y");
+        assert_eq!(cipher.open(b"x", &derived).unwrap(), b"y");
+        assert_eq!(cipher.mac_key(), &hkdf_sha256(&raw, MAC_KEY_INFO));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 a registration, working next to dynamic and static clients. The document's client_id must be its
 own URL, it carries no secret, its redirect URIs bind the client; documents are cached as their
 Cache-Control says; addresses that are not public are refused unless the config allows them
-(here it does, so that a local document server can stand in for an https one)."""
+(here it does, so that a local document server can stand in for an https one); proxy variables
+(HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) do not send the fetch elsewhere."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ REDIRECT = "http://127.0.0.1:9/cimd-callback"
 class DocumentServer:
     """Serves JSON documents by path and counts how often each was fetched."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.documents: dict[str, tuple[dict, str]] = {}
         self.fetches: dict[str, int] = {}
         server = self
@@ -49,8 +51,8 @@ class DocumentServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.base = f"http://{host}:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def publish(self, body_for_url, cache_control: str = "max-age=600") -> str:
@@ -61,6 +63,29 @@ class DocumentServer:
 
     def fetched(self, url: str) -> int:
         return self.fetches.get(url.removeprefix(self.base), 0)
+
+
+class ConnectionRecorder:
+    """A listener standing in for a proxy: records the first bytes of every connection, answers nothing."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.connections.append(conn.recv(1024))
+                except OSError:
+                    self.connections.append(b"")
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +162,48 @@ def test_private_addresses_are_refused_by_default(echo_stack: Stack) -> None:
     page = _authorize_page(echo_stack, "https://127.0.0.1:1/client.json")
     assert page.status_code == 400
     assert "not a public address" in page.text, page.text
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[ConnectionRecorder]:
+    recorder = ConnectionRecorder()
+    yield recorder
+    recorder.listener.close()
+
+
+@pytest.fixture(scope="module")
+def proxied_stack(tmp_path_factory: pytest.TempPathFactory, echo_upstream: RecordingUpstream,
+                  proxy: ConnectionRecorder) -> Iterator[Stack]:  # fmt: skip
+    """mxgate started with every proxy variable pointing at ``proxy``; NO_PROXY keeps the IdP (on
+    127.0.0.1) direct, so only fetches to the documents on 127.0.0.2 could be proxied."""
+    extra = {"client_metadata_documents": {"allow_private_addresses": True}}
+    stack = Stack(tmp_path_factory.mktemp("cimd-proxy"), echo_upstream.url, gateway_extra=extra)
+    with pytest.MonkeyPatch.context() as env:
+        for name in PROXY_VARIABLES:
+            env.setenv(name, proxy.url)
+        env.setenv("NO_PROXY", "127.0.0.1")
+        env.setenv("no_proxy", "127.0.0.1")
+        stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_proxy_variables_do_not_divert_the_fetch(proxied_stack: Stack, proxy: ConnectionRecorder) -> None:
+    docs = DocumentServer(host="127.0.0.2")
+    try:
+        client_id = docs.publish(_document)
+        page = _authorize_page(proxied_stack, client_id)
+        assert page.status_code == 200 and "Doc Client" in page.text, page.text[:500]
+        assert docs.fetched(client_id) == 1
+        # https (HTTPS_PROXY): the TLS handshake with the plain-http server fails, but directly.
+        https_id = docs.publish(_document).replace("http://", "https://")
+        page = _authorize_page(proxied_stack, https_id)
+        assert page.status_code == 400 and "cannot be fetched" in page.text, page.text[:500]
+        assert proxy.connections == [], f"the fetch went through the proxy: {proxy.connections}"
+    finally:
+        docs.httpd.shutdown()

@@ -22,7 +22,8 @@ import pytest
 import browser
 from support import RecordingUpstream, Stack, header_values, oidc_auth_block
 
-KEY = "stateless-e2e-shared-encryption-key"
+# A Fernet key (32 random bytes, url-safe base64), the kind MXCP users set.
+KEY = "GeAgz67KcWnsIaGivgJOQGDok-95HRmNbIa7oq_Dotw="
 
 
 @pytest.fixture(scope="module")
