@@ -2,6 +2,8 @@
 //! (`rate_limits` in mxgate.yml). Counting uses Pingora's `pingora-limits` estimator — a
 //! fixed-size count-min sketch, so the table cannot be grown by a flood of distinct keys — over
 //! a sliding minute (the previous minute's count weighted by how much of it still overlaps).
+//! Only admitted requests count, so a client that keeps going over its limit still gets its
+//! share each minute.
 //! A refused request gets `429` with `Retry-After` and an OAuth JSON error (built where every
 //! OAuth error is: `oauth::error`). No Pingora here.
 
@@ -83,16 +85,19 @@ impl RateLimiter {
     }
 }
 
+/// Admits a request when the sliding-minute count of admitted ones is under `limit`, and counts
+/// it then: refused requests are not counted, so a client over its limit is slowed to it, not
+/// shut out while it keeps trying.
 fn check<K: std::hash::Hash>(rate: &Rate, key: &K, limit: u32) -> Result<(), Limited> {
     if limit == 0 {
         return Ok(());
     }
-    rate.observe(key, 1);
     let (count, left_in_window) = rate.rate_with(key, |c| {
         let weighted = c.prev_samples as f64 * (1.0 - c.current_interval_fraction) + c.curr_samples as f64;
         (weighted, (1.0 - c.current_interval_fraction) * c.interval.as_secs_f64())
     });
-    if count <= f64::from(limit) {
+    if count + 1.0 <= f64::from(limit) {
+        rate.observe(key, 1);
         return Ok(());
     }
     Err(Limited {
@@ -135,6 +140,19 @@ mod tests {
         assert!(resp.headers().contains_key(http::header::RETRY_AFTER));
         let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
         assert_eq!(body["error"], "temporarily_unavailable");
+    }
+
+    #[test]
+    fn refused_requests_do_not_count() {
+        let l = limiter(2, 0);
+        let a: IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(l.check_address(Endpoint::Register, a).is_ok());
+        assert!(l.check_address(Endpoint::Register, a).is_ok());
+        for _ in 0..100 {
+            assert!(l.check_address(Endpoint::Register, a).is_err());
+        }
+        let counted = l.by_address.rate_with(&(Endpoint::Register, a), |c| c.curr_samples);
+        assert_eq!(counted, 2, "only the admitted requests are in the window");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::local_response::json_error;
 use super::mcp_session_binding::{McpSessionBindings, SessionCheck, MCP_SESSION_HEADER};
+use super::mcp_session_closer::McpSessionCloser;
 use crate::identity::assertion::AssertionMinter;
 use crate::oauth::challenge::Challenge;
 use crate::oauth::{AuthorizationServer, PublicOrigin};
@@ -22,6 +23,8 @@ pub struct AuthParts {
     pub bearer: Arc<BearerAuthenticator>,
     pub minter: AssertionMinter,
     pub mcp_sessions: McpSessionBindings,
+    /// Closes at the core the MCP sessions dropped from `mcp_sessions`.
+    pub mcp_closer: McpSessionCloser,
     pub required_scopes: RequiredScopes,
     pub refresher: ProviderRefresher,
 }

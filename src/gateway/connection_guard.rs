@@ -18,7 +18,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora_limits::inflight::{Guard as InflightGuard, Inflight};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The bounds the guard enforces (from `limits`).
@@ -51,6 +51,37 @@ pub struct ConnectionGuard<A> {
     limits: ConnectionLimits,
     open: Arc<AtomicUsize>,
     per_address: Inflight,
+    over_total: RefusalLog,
+    over_per_address: RefusalLog,
+}
+
+/// Counts refused connections and logs them at most once per [`REFUSAL_LOG_EVERY_SECS`]: a
+/// flood of connections must not become a flood of log lines.
+#[derive(Default)]
+struct RefusalLog {
+    refused: AtomicU64,
+    last_logged: AtomicU64,
+}
+
+const REFUSAL_LOG_EVERY_SECS: u64 = 10;
+
+// === impl RefusalLog ===
+
+impl RefusalLog {
+    fn record(&self, reason: &'static str, limit: usize, client: Option<IpAddr>) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let now = crate::store::now();
+        let last = self.last_logged.load(Ordering::Relaxed);
+        if now >= last + REFUSAL_LOG_EVERY_SECS
+            && self
+                .last_logged
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self.refused.swap(0, Ordering::Relaxed);
+            tracing::warn!(refused, limit, last_client = ?client, "{reason}");
+        }
+    }
 }
 
 /// Holds one admitted connection's places; they are given back when it closes.
@@ -74,6 +105,8 @@ impl<A> ConnectionGuard<A> {
             limits,
             open: Arc::new(AtomicUsize::new(0)),
             per_address: Inflight::new(),
+            over_total: RefusalLog::default(),
+            over_per_address: RefusalLog::default(),
         }
     }
 
@@ -84,10 +117,10 @@ impl<A> ConnectionGuard<A> {
             per_address: None,
         };
         if open > self.limits.max_connections {
-            tracing::warn!(
-                open,
-                limit = self.limits.max_connections,
-                "connection refused: too many open connections"
+            self.over_total.record(
+                "connections refused: too many open connections (limits.max_connections)",
+                self.limits.max_connections,
+                peer,
             );
             return None;
         }
@@ -96,7 +129,11 @@ impl<A> ConnectionGuard<A> {
         };
         let (guard, from_address) = self.per_address.incr(ip, 1);
         if from_address > self.limits.max_per_address as isize {
-            tracing::warn!(client = %ip, limit = self.limits.max_per_address, "connection refused: too many open connections from one address");
+            self.over_per_address.record(
+                "connections refused: too many from one address (limits.max_connections_per_address)",
+                self.limits.max_per_address,
+                Some(ip),
+            );
             return None;
         }
         admission.per_address = Some(guard);

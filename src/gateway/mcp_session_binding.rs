@@ -8,7 +8,9 @@
 //! clients answer by starting a new session. So the table grows only with what the core
 //! creates, and it is bounded: `limits.mcp_sessions_per_user` per user and
 //! `limits.max_mcp_sessions` in all, the oldest binding dropped first (its client gets `404`
-//! and starts again).
+//! and starts again). A dropped session is also closed at the core (see
+//! [`super::mcp_session_closer`]): MXCP keeps a session until it is deleted, so otherwise one
+//! user opening sessions in a loop would grow the core without bound.
 //!
 //! In memory, per replica.
 
@@ -73,14 +75,15 @@ impl Bindings {
         true
     }
 
-    /// Drops the oldest live binding.
-    fn evict_oldest(&mut self) {
+    /// Drops the oldest live binding; returns its id.
+    fn evict_oldest(&mut self) -> Option<Arc<str>> {
         while let Some((seq, id)) = self.order.pop_front() {
             if self.by_id.get(&id).is_some_and(|b| b.seq == seq) {
                 self.remove(&id);
-                return;
+                return Some(id);
             }
         }
+        None
     }
 
     /// Keeps the eviction queue from growing with forgotten ids.
@@ -120,21 +123,22 @@ impl McpSessionBindings {
     }
 
     /// Binds a session id the core just issued to `user`. Invalid ids and ids already bound are
-    /// ignored.
-    pub fn bind(&self, session_id: &str, user: &str) {
+    /// ignored. Returns the ids of the sessions dropped to make room (to close at the core).
+    pub fn bind(&self, session_id: &str, user: &str) -> Vec<Arc<str>> {
         if !is_valid_session_id(session_id) {
             tracing::warn!(
                 len = session_id.len(),
                 "the core issued an MCP session id that is not a valid one; not bound"
             );
-            return;
+            return Vec::new();
         }
         let Ok(mut map) = self.bindings.write() else {
-            return;
+            return Vec::new();
         };
         if map.by_id.contains_key(session_id) {
-            return;
+            return Vec::new();
         }
+        let mut dropped = Vec::new();
         let user: Arc<str> = match map.by_user.get_key_value(user) {
             Some((existing, _)) => existing.clone(),
             None => Arc::from(user),
@@ -155,11 +159,16 @@ impl McpSessionBindings {
         let over_user_cap = (ids.len() > self.per_user).then(|| ids.front().cloned()).flatten();
         if let Some(oldest) = over_user_cap {
             map.remove(&oldest);
+            dropped.push(oldest);
         }
         while map.by_id.len() > self.total {
-            map.evict_oldest();
+            match map.evict_oldest() {
+                Some(id) => dropped.push(id),
+                None => break,
+            }
         }
         map.compact();
+        dropped
     }
 
     pub fn forget(&self, session_id: &str) {
@@ -225,10 +234,15 @@ mod tests {
     #[test]
     fn a_user_holds_at_most_per_user_sessions_oldest_dropped() {
         let b = McpSessionBindings::new(3, 100);
-        for i in 0..5 {
-            b.bind(&format!("s{i}"), "oidc:alice");
-        }
-        b.bind("other", "oidc:bob");
+        let dropped: Vec<Vec<Arc<str>>> = (0..5).map(|i| b.bind(&format!("s{i}"), "oidc:alice")).collect();
+        assert!(dropped[..3].iter().all(Vec::is_empty));
+        assert_eq!(
+            dropped[3],
+            vec![Arc::<str>::from("s0")],
+            "dropped to make room, to be closed at the core"
+        );
+        assert_eq!(dropped[4], vec![Arc::<str>::from("s1")]);
+        assert!(b.bind("other", "oidc:bob").is_empty());
         assert_eq!(b.len(), 4);
         assert_eq!(b.check("s0", "oidc:alice"), SessionCheck::Unknown);
         assert_eq!(b.check("s1", "oidc:alice"), SessionCheck::Unknown);

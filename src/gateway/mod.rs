@@ -11,6 +11,7 @@ mod header_deadline;
 mod header_hygiene;
 mod local_response;
 mod mcp_session_binding;
+mod mcp_session_closer;
 mod proxy;
 mod proxy_trust;
 mod request_guard;
@@ -35,6 +36,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use connection_guard::{ConnectionGuard, ConnectionLimits};
 use mcp_session_binding::McpSessionBindings;
+use mcp_session_closer::{mcp_session_closer, McpSessionCloserService};
 use pingora::prelude::HttpPeer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
@@ -60,8 +62,15 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::new(Arc::new(kv), cipher))
 }
 
+/// The proxy and what runs beside it when authentication is on.
+struct Built {
+    gateway: McpGateway,
+    admin: Option<SessionAdmin>,
+    session_closer: Option<McpSessionCloserService>,
+}
+
 /// Builds the proxy from the settings.
-fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<SessionAdmin>)> {
+fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let mut peer = HttpPeer::new(settings.upstream.address, false, String::new());
     peer.options.connection_timeout = Some(Duration::from_secs(5));
     peer.options.total_connection_timeout = Some(Duration::from_secs(10));
@@ -72,6 +81,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
     };
 
     let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
+    let mut session_closer = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
@@ -95,6 +105,9 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                 signer.jwks().clone(),
             ));
             let minter = AssertionMinter::new(signer, &settings);
+            let (mcp_closer, closer_service) =
+                mcp_session_closer(format!("{}{}", settings.upstream.url, settings.mcp_path));
+            session_closer = Some(closer_service);
             let admin = SessionAdmin::new(store.clone(), server.clone());
             (
                 Some(AuthParts {
@@ -105,6 +118,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
                         settings.limits.mcp_sessions_per_user,
                         settings.limits.max_mcp_sessions,
                     ),
+                    mcp_closer,
                     required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
                     refresher,
                 }),
@@ -128,13 +142,21 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<(McpGateway, Option<
         body_timeout: settings.limits.body_timeout,
         store_ready: stateful.as_ref().map(|(store, _)| store.clone()),
     };
-    Ok((gateway, stateful.map(|(_, admin)| admin)))
+    Ok(Built {
+        gateway,
+        admin: stateful.map(|(_, admin)| admin),
+        session_closer,
+    })
 }
 
 /// Runs mxgate until SIGTERM (graceful) or SIGINT (fast).
 pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let (gateway, admin) = build_gateway(settings.clone())?;
+    let Built {
+        gateway,
+        admin,
+        session_closer,
+    } = build_gateway(settings.clone())?;
 
     let conf = ServerConf {
         threads: settings.threads,
@@ -157,6 +179,9 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut service = pingora::services::listening::Service::new("mxgate".into(), guarded);
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
+    if let Some(closer) = session_closer {
+        server.add_service(background_service("MCP session closer", closer));
+    }
     if let Some(admin) = admin {
         let store = admin.store().clone();
         let every = settings.purge_interval;

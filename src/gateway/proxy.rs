@@ -326,7 +326,8 @@ impl ProxyHttp for McpGateway {
                 .get(MCP_SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
             {
-                auth.mcp_sessions.bind(id, &active.record.user.key());
+                let dropped = auth.mcp_sessions.bind(id, &active.record.user.key());
+                auth.mcp_closer.close(dropped);
             }
         }
         Ok(())
