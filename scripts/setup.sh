@@ -3,7 +3,7 @@
 #   - Debian packages: cmake (Pingora's libz-ng-sys), nginx and wrk (benchmark baseline/load)
 #   - target/py/core:   the MXCP core (mxcp==0.12.3) with the mxgate core adapter
 #   - Debian's chromium, for the browser-login test
-#   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, playwright
+#   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, h2, playwright
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
 #   - the MCP conformance suite with the Node 22 it needs (npm, from tests/conformance/package-lock.json)
 # Everything downloaded is cached under target/ so repeated runs are fast.
@@ -43,7 +43,8 @@ venv() {
 
 core_stamp="mxcp==0.12.3 $(cat deploy/mxcp-core/pyproject.toml | sha256sum | cut -c1-16)"
 venv core "$core_stamp" "mxcp==0.12.3" "dbt-core<1.11" pytest -e "$ROOT/deploy/mxcp-core"
-venv client "mcp==2.3.0 pytest httpx playwright==1.65.2 v2" "mcp==2.3.0" pytest httpx "playwright==1.65.2"
+# h2: HTTP/2 for httpx (tests/e2e/test_tls.py checks that mxgate negotiates it by ALPN).
+venv client "mcp==2.3.0 pytest httpx h2<5 playwright==1.65.2 v3" "mcp==2.3.0" pytest httpx "h2>=4,<5" "playwright==1.65.2"
 
 fixture=tests/fixtures/oidc-provider
 lock_hash=$(sha256sum "$fixture/package-lock.json" | cut -c1-16)

@@ -80,6 +80,10 @@ pub struct GatewayFile {
     /// without an `email_verified` flag counts as verified. Default: it does not.
     #[serde(default, deserialize_with = "bool_map")]
     pub assume_email_verified: BTreeMap<String, bool>,
+    /// mxgate terminates TLS itself: certificate and key files (PEM), oldest TLS version, an
+    /// optional plain-HTTP redirect listener.
+    #[serde(default)]
+    pub tls: Option<super::tls::TlsFile>,
 }
 
 /// A map of booleans, each also accepted as a string (`${VAR}` references resolve to strings).

@@ -13,6 +13,7 @@ pub mod mxcp_user;
 pub mod references;
 mod secret;
 mod settings;
+pub mod tls;
 mod vault;
 
 pub use error::ConfigError;

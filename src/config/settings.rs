@@ -5,6 +5,7 @@ use super::gateway_file::{AssertionAlgorithm, GatewayFile};
 use super::host_pattern::HostPattern;
 use super::limits::{DynamicClients, Limits, RateLimits};
 use super::mxcp_user::{self, AuthMode, ProviderKind, StaticClientConfig, UserConfig};
+use super::tls::TlsSettings;
 use super::{relative_to, ConfigError, Secret};
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
@@ -48,6 +49,8 @@ pub struct Settings {
     pub allowed_hosts: Vec<HostPattern>,
     /// Browser origins (`scheme://host[:port]`, or `*`) allowed besides the public URL's own.
     pub allowed_origins: Vec<String>,
+    /// mxgate terminates TLS on `listen` itself (`tls:`); `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Client ID Metadata Documents.
@@ -254,14 +257,29 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
 
     let listen = parse_listen(&gateway.listen).map_err(|m| gw_err("listen", m))?;
     let upstream = parse_upstream(&gateway.upstream).map_err(|m| gw_err("upstream", m))?;
+    let tls = match gateway.tls.clone() {
+        Some(file) => Some(TlsSettings::build(file, base_dir, listen, gateway_path)?),
+        None => None,
+    };
     let transport = &user.transport.http;
     let public_url = match (&gateway.public_url, &transport.base_url) {
         (Some(url), _) => normalize_public_url(url).map_err(|m| gw_err("public_url", m))?,
         (None, Some(url)) => {
             normalize_public_url(url).map_err(|m| ConfigError::invalid(mxcp_path, "transport.http.base_url", m))?
         }
-        (None, None) => derive_public_url(listen).map_err(|m| gw_err("public_url", m))?,
+        (None, None) => derive_public_url(listen, tls.is_some()).map_err(|m| gw_err("public_url", m))?,
     };
+    if tls.is_some() && !public_url.starts_with("https://") {
+        let (file, key) = match gateway.public_url {
+            Some(_) => (gateway_path, "public_url"),
+            None => (mxcp_path, "transport.http.base_url"),
+        };
+        return Err(ConfigError::invalid(
+            file,
+            key,
+            format!("`{public_url}` is plain http, but `tls` is set and mxgate serves https: use an https:// URL"),
+        ));
+    }
     let public_url_configured = gateway.public_url.is_some() || transport.base_url.is_some();
     let trusted_proxies = gateway
         .trusted_proxies
@@ -417,6 +435,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         dynamic_clients,
         allowed_hosts,
         allowed_origins,
+        tls,
     })
 }
 
@@ -628,7 +647,7 @@ fn parse_net(value: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{value}` is not an IP address or CIDR"))
 }
 
-fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+pub(super) fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     value
         .to_socket_addrs()
         .map_err(|e| format!("`{value}` is not a host:port address: {e}"))?
@@ -691,13 +710,14 @@ fn parse_allowed_origin(value: &str) -> Result<String, String> {
     Ok(url.origin().ascii_serialization())
 }
 
-fn derive_public_url(listen: SocketAddr) -> Result<String, String> {
+fn derive_public_url(listen: SocketAddr, tls: bool) -> Result<String, String> {
     if listen.ip().is_unspecified() {
         return Err(format!(
             "mxgate listens on {listen}; set `public_url` (or MXCP's transport.http.base_url) to the URL clients use"
         ));
     }
-    Ok(format!("http://{listen}"))
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{listen}"))
 }
 
 pub(super) fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -1,20 +1,25 @@
 //! Admits client connections and runs them: at most `limits.max_connections` open at once and
 //! `limits.max_connections_per_address` from one address (trusted proxies, which carry many
-//! clients, are not counted per address); each request header due within
+//! clients, are not counted per address), counted over every listener that shares one
+//! [`Admissions`]; with `tls`, the TLS handshake of an admitted connection
+//! ([`TlsHandshake`], due within `limits.header_timeout`); each request header due within
 //! `limits.header_timeout` ([`HeaderDeadline`]); idle keep-alive connections closed after
-//! `limits.idle_timeout`. A connection over a cap is closed at once, before anything is read.
+//! `limits.idle_timeout`. A connection over a cap is closed at once, before anything is read
+//! (and before any TLS work).
 //!
-//! This is the HTTP/1 connection loop Pingora's own `ServerApp` runs for an `HttpServerApp`,
-//! with those bounds added; mxgate serves no cleartext HTTP/2 (h2c), so the loop does not
-//! either.
+//! HTTP/1 runs in the connection loop Pingora's own `ServerApp` runs for an `HttpServerApp`,
+//! with those bounds added. HTTP/2 (only by ALPN over TLS; mxgate serves no cleartext h2c) is
+//! handed to Pingora's own HTTP/2 server once admitted; the deadline bounds its connection
+//! preface, which ends like an HTTP/1 header, and the HTTP/2 limits of [`super::h2`] the rest.
 
 use super::header_deadline::HeaderDeadline;
+use super::tls_handshake::TlsHandshake;
 use crate::config::limits::Limits;
 use async_trait::async_trait;
 use ipnet::IpNet;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Ssl, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use pingora_limits::inflight::{Guard as InflightGuard, Inflight};
 use std::net::IpAddr;
@@ -45,41 +50,48 @@ impl ConnectionLimits {
     }
 }
 
-/// Wraps the proxy application with the connection bounds.
-pub struct ConnectionGuard<A> {
-    app: Arc<A>,
+/// The connection counts and caps, shared by every listener of the process.
+pub struct Admissions {
     limits: ConnectionLimits,
     open: Arc<AtomicUsize>,
     per_address: Inflight,
-    over_total: RefusalLog,
-    over_per_address: RefusalLog,
+    over_total: ThrottledLog,
+    over_per_address: ThrottledLog,
 }
 
-/// Counts refused connections and logs them at most once per [`REFUSAL_LOG_EVERY_SECS`]: a
-/// flood of connections must not become a flood of log lines.
+/// Wraps an HTTP application with the connection bounds (and, for the TLS listener, the TLS
+/// handshake).
+pub struct ConnectionGuard<A> {
+    app: Arc<A>,
+    admissions: Arc<Admissions>,
+    tls: Option<TlsHandshake>,
+}
+
+/// Counts events (refused connections, failed handshakes) and logs them at most once per
+/// [`LOG_EVERY_SECS`]: a flood of connections must not become a flood of log lines.
 #[derive(Default)]
-struct RefusalLog {
-    refused: AtomicU64,
+pub struct ThrottledLog {
+    count: AtomicU64,
     last_logged: AtomicU64,
 }
 
-const REFUSAL_LOG_EVERY_SECS: u64 = 10;
+const LOG_EVERY_SECS: u64 = 10;
 
-// === impl RefusalLog ===
+// === impl ThrottledLog ===
 
-impl RefusalLog {
-    fn record(&self, reason: &'static str, limit: usize, client: Option<IpAddr>) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+impl ThrottledLog {
+    /// Counts one event; when a log line is due, `log` writes it with the count since the last.
+    pub fn record(&self, log: impl FnOnce(u64)) {
+        self.count.fetch_add(1, Ordering::Relaxed);
         let now = crate::store::now();
         let last = self.last_logged.load(Ordering::Relaxed);
-        if now >= last + REFUSAL_LOG_EVERY_SECS
+        if now >= last + LOG_EVERY_SECS
             && self
                 .last_logged
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            let refused = self.refused.swap(0, Ordering::Relaxed);
-            tracing::warn!(refused, limit, last_client = ?client, "{reason}");
+            log(self.count.swap(0, Ordering::Relaxed));
         }
     }
 }
@@ -96,17 +108,16 @@ impl Drop for Admission {
     }
 }
 
-// === impl ConnectionGuard ===
+// === impl Admissions ===
 
-impl<A> ConnectionGuard<A> {
-    pub fn new(app: A, limits: ConnectionLimits) -> Self {
+impl Admissions {
+    pub fn new(limits: ConnectionLimits) -> Self {
         Self {
-            app: Arc::new(app),
             limits,
             open: Arc::new(AtomicUsize::new(0)),
             per_address: Inflight::new(),
-            over_total: RefusalLog::default(),
-            over_per_address: RefusalLog::default(),
+            over_total: ThrottledLog::default(),
+            over_per_address: ThrottledLog::default(),
         }
     }
 
@@ -117,11 +128,11 @@ impl<A> ConnectionGuard<A> {
             per_address: None,
         };
         if open > self.limits.max_connections {
-            self.over_total.record(
-                "connections refused: too many open connections (limits.max_connections)",
-                self.limits.max_connections,
-                peer,
-            );
+            let limit = self.limits.max_connections;
+            self.over_total.record(|refused| {
+                tracing::warn!(refused, limit, last_client = ?peer,
+                    "connections refused: too many open connections (limits.max_connections)")
+            });
             return None;
         }
         let Some(ip) = peer.filter(|ip| !self.limits.trusted.iter().any(|net| net.contains(ip))) else {
@@ -129,15 +140,28 @@ impl<A> ConnectionGuard<A> {
         };
         let (guard, from_address) = self.per_address.incr(ip, 1);
         if from_address > self.limits.max_per_address as isize {
-            self.over_per_address.record(
-                "connections refused: too many from one address (limits.max_connections_per_address)",
-                self.limits.max_per_address,
-                Some(ip),
-            );
+            let limit = self.limits.max_per_address;
+            self.over_per_address.record(|refused| {
+                tracing::warn!(refused, limit, last_client = %ip,
+                    "connections refused: too many from one address (limits.max_connections_per_address)")
+            });
             return None;
         }
         admission.per_address = Some(guard);
         Some(admission)
+    }
+}
+
+// === impl ConnectionGuard ===
+
+impl<A> ConnectionGuard<A> {
+    /// `app` behind `admissions`; `tls`: the connections speak TLS.
+    pub fn new(app: A, admissions: Arc<Admissions>, tls: Option<TlsHandshake>) -> Self {
+        Self {
+            app: Arc::new(app),
+            admissions,
+            tls,
+        }
     }
 }
 
@@ -152,15 +176,27 @@ where
     A: HttpServerApp + Send + Sync + 'static,
 {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let _admission = self.admit(peer_ip(&stream))?;
-        let deadline = HeaderDeadline::new(stream, self.limits.header_timeout);
+        let limits = &self.admissions.limits;
+        let peer = peer_ip(&stream);
+        let _admission = self.admissions.admit(peer)?;
+        let stream = match &self.tls {
+            Some(tls) => tls.handshake(stream, peer).await?,
+            None => stream,
+        };
+        let deadline = HeaderDeadline::new(stream, limits.header_timeout);
+        if deadline.selected_alpn_proto() == Some(ALPN::H2) {
+            // Pingora's HTTP/2 server (the `ServerApp` every `HttpServerApp` has), holding the
+            // admission until the connection ends.
+            ServerApp::process_new(&self.app, Box::new(deadline), shutdown).await;
+            return None;
+        }
         let next_request = deadline.next_request_handle();
         let mut session = ServerSession::new_http1(Box::new(deadline));
         loop {
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             } else {
-                session.set_keepalive(Some(self.limits.idle_timeout_secs));
+                session.set_keepalive(Some(limits.idle_timeout_secs));
             }
             let reused = self.app.process_new_http(session, shutdown).await?;
             let (stream, persistent) = reused.consume();

@@ -228,4 +228,14 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nX: \r\r\n"
         ));
     }
+
+    #[test]
+    fn the_http2_connection_preface_ends_like_a_header() {
+        // The connection guard bounds an HTTP/2 connection's preface with this deadline.
+        let mut n = 0;
+        assert!(HeaderDeadline::header_ended(
+            &mut n,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        ));
+    }
 }

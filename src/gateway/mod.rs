@@ -7,16 +7,21 @@ mod admit;
 mod connection_guard;
 mod cors;
 mod forwarded;
+mod h2;
 mod header_deadline;
 mod header_hygiene;
+mod https_redirect;
 mod local_response;
 mod mcp_session_binding;
 mod mcp_session_closer;
 mod proxy;
 mod proxy_trust;
+mod readiness;
 mod request_guard;
 mod strip_gateway_cookies;
 mod strip_identity_headers;
+mod tls_certificate;
+mod tls_handshake;
 
 pub use proxy::{HEALTH_PATH, READY_PATH};
 
@@ -34,7 +39,8 @@ use admin_socket::AdminSocket;
 use admit::AuthParts;
 use anyhow::Context;
 use async_trait::async_trait;
-use connection_guard::{ConnectionGuard, ConnectionLimits};
+use connection_guard::{Admissions, ConnectionGuard, ConnectionLimits};
+use https_redirect::HttpsRedirect;
 use mcp_session_binding::McpSessionBindings;
 use mcp_session_closer::{mcp_session_closer, McpSessionCloserService};
 use pingora::prelude::HttpPeer;
@@ -47,6 +53,8 @@ use request_guard::RequestGuard;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
+use tls_certificate::CertificateReloader;
+use tls_handshake::TlsHandshake;
 
 /// Unix socket paths longer than this cannot be bound (sun_path is 108 bytes on Linux).
 const MAX_SOCKET_PATH: usize = 100;
@@ -168,17 +176,38 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let store_ready = gateway.store_ready.clone();
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    proxy.h2_options = Some(h2::options());
+    proxy.server_options = Some(h2::server_options(settings.limits.idle_timeout));
     // Connections from trusted proxies carry many clients: they are not capped per address.
     let trusted = if settings.transport.trust_proxy {
         settings.transport.trusted_proxies.clone()
     } else {
         Vec::new()
     };
-    let guarded = ConnectionGuard::new(proxy, ConnectionLimits::new(&settings.limits, trusted));
+    // One set of connection caps for every listener.
+    let admissions = Arc::new(Admissions::new(ConnectionLimits::new(&settings.limits, trusted)));
+    let tls = match &settings.tls {
+        Some(tls) => {
+            let (certificate, reloader) = CertificateReloader::load(tls).context("loading the TLS certificate")?;
+            server.add_service(background_service("TLS certificate reloader", reloader));
+            Some(TlsHandshake::new(tls, certificate, settings.limits.header_timeout)?)
+        }
+        None => None,
+    };
+    let guarded = ConnectionGuard::new(proxy, admissions.clone(), tls);
     let mut service = pingora::services::listening::Service::new("mxgate".into(), guarded);
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
+    if let Some(redirect_listen) = settings.tls.as_ref().and_then(|tls| tls.redirect_listen) {
+        let redirect = HttpsRedirect::new(settings.public_url.clone(), store_ready);
+        let guarded = ConnectionGuard::new(redirect, admissions, None);
+        let mut service = pingora::services::listening::Service::new("https redirect".into(), guarded);
+        service.add_tcp(&redirect_listen.to_string());
+        server.add_service(service);
+        tracing::info!(listen = %redirect_listen, "redirecting plain HTTP to the https public URL");
+    }
     if let Some(closer) = session_closer {
         server.add_service(background_service("MCP session closer", closer));
     }
@@ -202,6 +231,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(
         listen = %settings.listen,
+        tls = settings.tls.is_some(),
         upstream = %settings.upstream.url,
         public_url = %settings.public_url,
         provider = settings.auth.provider.kind().as_str(),

@@ -88,22 +88,7 @@ impl McpGateway {
     }
 
     async fn ready(&self) -> http::Response<bytes::Bytes> {
-        let healthy = match &self.store_ready {
-            Some(store) => store
-                .get::<serde_json::Value>(crate::store::Table::Clients, "")
-                .await
-                .is_ok(),
-            None => true,
-        };
-        if healthy {
-            json_error(StatusCode::OK, "ok", "ready")
-        } else {
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "the store is not readable",
-            )
-        }
+        super::readiness::ready(self.store_ready.as_ref()).await
     }
 
     /// Answers a request to one of mxgate's own OAuth endpoints.
@@ -206,6 +191,7 @@ impl ProxyHttp for McpGateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
+        super::h2::host_from_authority(session.req_header_mut());
         let header = session.req_header();
         if let Err(refusal) = check_framing(header.version, &header.headers) {
             return self.refuse(session, ctx, refusal).await;
@@ -213,9 +199,7 @@ impl ProxyHttp for McpGateway {
         let path = header.uri.path();
         if path == HEALTH_PATH {
             ctx.local = true;
-            return self
-                .answer(session, ctx, json_error(StatusCode::OK, "ok", "alive"))
-                .await;
+            return self.answer(session, ctx, super::readiness::alive()).await;
         }
         if path == READY_PATH {
             ctx.local = true;

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -174,12 +175,14 @@ class Core(Process):
     name = "core"
     stop_signal = signal.SIGINT
 
-    def __init__(self, workdir: Path, issuer: str, jwks_url: str) -> None:
+    def __init__(self, workdir: Path, issuer: str, jwks_url: str, ca_file: Path | None = None) -> None:
         super().__init__(workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.issuer = issuer
         self.jwks_url = jwks_url
+        # The CA of an https mxgate, for the core's JWKS fetches (httpx reads SSL_CERT_FILE).
+        self.ca_file = ca_file
 
     def command(self) -> list[str]:
         return [str(CORE_PYTHON), "-m", "mxgate_core", "serve", "--transport", "streamable-http",
@@ -198,6 +201,8 @@ class Core(Process):
             MXGATE_JWKS_URL=self.jwks_url,
             PYTHONUNBUFFERED="1",
         )
+        if self.ca_file:
+            env["SSL_CERT_FILE"] = str(self.ca_file)
         return env
 
     def wait_ready(self, deadline: float) -> None:
@@ -235,7 +240,7 @@ class Gateway(Process):
                  tokens: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
                  auth: Callable[[str], dict[str, Any]] | None = None,
                  transport: dict[str, Any] | None = None,
-                 log_level: str | None = None) -> None:  # fmt: skip
+                 log_level: str | None = None, ca_file: Path | None = None) -> None:  # fmt: skip
         super().__init__(workdir)
         # Extra keys of the MXCP config's `transport.http` (trust_proxy, base_url, stateless).
         self.transport = transport or {}
@@ -243,7 +248,10 @@ class Gateway(Process):
         self.auth = auth or oidc_auth_block
         self.log_level = log_level or os.environ.get("MXGATE_E2E_LOG", "info")
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # With `ca_file` mxgate serves https (the test puts the `tls` block in `extra`) with a
+        # certificate from that CA; `verify` is what clients of this gateway trust.
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
         self.mcp_url = self.url + "/mcp"
         self.callback_url = self.url + "/callback"
         self.upstream = upstream
@@ -296,7 +304,7 @@ class Gateway(Process):
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + "/readyz", timeout=1.0, verify=self.verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -310,17 +318,18 @@ class Stack:
     def __init__(self, workdir: Path, upstream: str | None = None, *, with_core: bool = False,
                  tokens: dict[str, str] | None = None, idp_args: tuple[str, ...] = (),
                  auth: Callable[[str], dict[str, Any]] | None = None, gateway_extra: dict[str, Any] | None = None,
-                 transport: dict[str, Any] | None = None, log_level: str | None = None) -> None:  # fmt: skip
+                 transport: dict[str, Any] | None = None, log_level: str | None = None,
+                 ca_file: Path | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.core: Core | None = None
         gw_port = free_port()
         if with_core:
-            gw_url = f"http://127.0.0.1:{gw_port}"
-            self.core = Core(workdir / "core", gw_url, gw_url + "/.well-known/jwks.json")
+            gw_url = f"{'https' if ca_file else 'http'}://127.0.0.1:{gw_port}"
+            self.core = Core(workdir / "core", gw_url, gw_url + "/.well-known/jwks.json", ca_file)
             upstream = self.core.url
         assert upstream, "an upstream or with_core=True"
         self.gateway = Gateway(workdir / "mxgate", upstream, port=gw_port, tokens=tokens, log_level=log_level,
-                               auth=auth, extra=gateway_extra, transport=transport)  # fmt: skip
+                               auth=auth, extra=gateway_extra, transport=transport, ca_file=ca_file)  # fmt: skip
         self.idp = IdP(workdir / "idp", [self.gateway.callback_url], *idp_args)
 
     @property
