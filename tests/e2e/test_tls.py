@@ -135,6 +135,13 @@ def wait_for_serial(port: int, context: ssl.SSLContext, serial: int, limit: floa
     raise AssertionError(f"still served serial {seen:X}, not {serial:X}, after {limit}s")
 
 
+def gateway_context(stack: Stack) -> ssl.SSLContext:
+    """The TLS context that trusts ``stack``'s mxgate."""
+    verify = stack.gateway.verify
+    assert isinstance(verify, ssl.SSLContext)
+    return verify
+
+
 def wait_closed(s: socket.socket | ssl.SSLSocket, limit: float) -> float:
     """Seconds until the server closes ``s``, reading (and dropping) what it sends; ``limit`` if never."""
     started = time.monotonic()
@@ -247,22 +254,16 @@ def test_the_sdk_client_logs_in_over_https_and_is_alice(tls_core: Stack, sdk_log
     assert whoami.structured_content["username"] == "alice", whoami
     assert whoami.structured_content["provider"] == "oidc", whoami
 
-    metadata = httpx.get(tls_core.url + "/.well-known/oauth-authorization-server", verify=core_pki_context(tls_core))
+    metadata = httpx.get(tls_core.url + "/.well-known/oauth-authorization-server", verify=gateway_context(tls_core))
     assert metadata.json()["issuer"] == tls_core.url
     assert metadata.json()["token_endpoint"] == tls_core.url + "/token"
-
-
-def core_pki_context(stack: Stack) -> ssl.SSLContext:
-    verify = stack.gateway.verify
-    assert isinstance(verify, ssl.SSLContext)
-    return verify
 
 
 # --- HTTP/2 by ALPN ----------------------------------------------------------------------------------
 
 
 def test_http2_is_negotiated_by_alpn_and_mcp_calls_work_over_it(tls_core: Stack, sdk_login: dict[str, Any]) -> None:
-    context = core_pki_context(tls_core)
+    context = gateway_context(tls_core)
     with httpx.Client(http2=True, verify=context, timeout=20) as h2:
         r = h2.get(tls_core.url + "/.well-known/oauth-protected-resource/mcp")
         assert r.status_code == 200, r.text
@@ -286,7 +287,7 @@ def test_http2_streams_share_one_connection(tls_core: Stack) -> None:
     """Several requests at once on one HTTP/2 connection all get answers."""
 
     async def fetch_all() -> list[httpx2.Response]:
-        async with httpx2.AsyncClient(http2=True, verify=core_pki_context(tls_core), timeout=20) as client:
+        async with httpx2.AsyncClient(http2=True, verify=gateway_context(tls_core), timeout=20) as client:
             paths = ["/healthz", "/readyz", "/.well-known/oauth-authorization-server"] * 4
             results: list[httpx2.Response] = []
 
@@ -324,7 +325,7 @@ def test_the_redirect_listener_answers_308_to_https(tls_core: Stack) -> None:
     assert r.headers.get("connection") == "close", r.headers  # the body is never read
 
     followed = httpx.get(plain + "/.well-known/oauth-authorization-server", follow_redirects=True, timeout=5,
-                         verify=core_pki_context(tls_core))  # fmt: skip
+                         verify=gateway_context(tls_core))  # fmt: skip
     assert followed.status_code == 200 and str(followed.url).startswith("https://"), followed.url
     assert followed.json()["issuer"] == tls_core.url
 
