@@ -6,6 +6,7 @@ mod admin_socket;
 mod admit;
 mod connection_guard;
 mod cors;
+mod forward_auth;
 mod forwarded;
 mod header_deadline;
 mod header_hygiene;
@@ -126,7 +127,12 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
             )
         }
     };
+    let forward_auth = match &auth {
+        Some(auth) => forward_auth::ForwardAuth::from_settings(&settings, &auth.server)?,
+        None => None,
+    };
     let gateway = McpGateway {
+        forward_auth,
         auth,
         peer,
         upstream_host: settings.upstream.host_header.clone(),
