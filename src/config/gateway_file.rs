@@ -84,6 +84,10 @@ pub struct GatewayFile {
     /// optional plain-HTTP redirect listener.
     #[serde(default)]
     pub tls: Option<super::tls::TlsFile>,
+    /// The endpoint a proxy asks before it forwards a request to the core itself (nginx
+    /// `auth_request`, Traefik `ForwardAuth`).
+    #[serde(default)]
+    pub forward_auth: ForwardAuthFile,
 }
 
 /// A map of booleans, each also accepted as a string (`${VAR}` references resolve to strings).
@@ -279,6 +283,31 @@ impl Default for ConsentFile {
 
 fn default_consent_memory() -> Duration {
     Duration::from_secs(30 * 86400)
+}
+
+/// Forward authentication: a proxy in front of the core asks mxgate whether to let a request
+/// through, and copies the assertion from the answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthFile {
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub enabled: bool,
+    /// Where mxgate answers the proxy's checks (never forwarded to the core).
+    #[serde(default = "default_forward_auth_path")]
+    pub path: String,
+}
+
+impl Default for ForwardAuthFile {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: default_forward_auth_path(),
+        }
+    }
+}
+
+fn default_forward_auth_path() -> String {
+    "/_mxgate/forward-auth".into()
 }
 
 /// A duration written as `90s`, `5m`, `1h`, `30d` (humantime), or a number of seconds.

@@ -1,7 +1,7 @@
 //! The effective settings: everything `serve` runs with, validated. `mxgate check` prints this
 //! (secrets redacted).
 
-use super::gateway_file::{AssertionAlgorithm, GatewayFile};
+use super::gateway_file::{AssertionAlgorithm, ForwardAuthFile, GatewayFile};
 use super::host_pattern::HostPattern;
 use super::limits::{DynamicClients, Limits, RateLimits};
 use super::mxcp_user::{self, AuthMode, ProviderKind, StaticClientConfig, UserConfig};
@@ -51,6 +51,8 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// mxgate terminates TLS on `listen` itself (`tls:`); `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// The path of the forward-auth endpoint, when it is on (`forward_auth`).
+    pub forward_auth_path: Option<String>,
 }
 
 /// Client ID Metadata Documents.
@@ -373,6 +375,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         .map(|o| parse_allowed_origin(o))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|m| gw_err("allowed_origins", m))?;
+    let forward_auth_path = forward_auth_path(&gateway.forward_auth, gateway_path, &provider, &gateway.mcp_path)?;
     let encryption_key = auth
         .persistence
         .and_then(|p| p.auth_encryption_key)
@@ -436,7 +439,38 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         allowed_hosts,
         allowed_origins,
         tls,
+        forward_auth_path,
     })
+}
+
+/// `forward_auth.path` when forward auth is on: an absolute path (no query), not the MCP
+/// endpoint, and only with a provider (there is nothing to check with `provider: none`).
+/// Clashes with mxgate's own endpoints are refused when the gateway is built.
+fn forward_auth_path(
+    forward_auth: &ForwardAuthFile,
+    file: &Path,
+    provider: &ProviderSettings,
+    mcp_path: &str,
+) -> Result<Option<String>, ConfigError> {
+    if !forward_auth.enabled {
+        return Ok(None);
+    }
+    let path = forward_auth.path.as_str();
+    let err = |m: &str| Err(ConfigError::invalid(file, "forward_auth.path", m));
+    if !path.starts_with('/') || path.len() > 256 || path.contains(['?', '#']) || path.contains(char::is_whitespace) {
+        return err("must be a path starting with `/`, without query or spaces, like /_mxgate/forward-auth");
+    }
+    if path == mcp_path {
+        return err("must not be the MCP endpoint (mcp_path)");
+    }
+    if matches!(provider, ProviderSettings::None) {
+        return Err(ConfigError::invalid(
+            file,
+            "forward_auth.enabled",
+            "the MXCP config has `provider: none`; forward auth needs authentication on",
+        ));
+    }
+    Ok(Some(path.to_string()))
 }
 
 fn provider_settings(

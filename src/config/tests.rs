@@ -300,3 +300,42 @@ fn assume_email_verified_is_per_configured_provider_and_refuses_other_names() {
         }
     }
 }
+
+#[test]
+fn forward_auth_is_off_by_default_and_its_path_is_checked() {
+    std::env::set_var("MXGATE_TEST_OIDC_SECRET", "x");
+    let dir = tempfile::tempdir().unwrap();
+    let load_with = |extra: &str, user: &str| load(&write(dir.path(), &format!("{GATEWAY}{extra}"), user));
+    let oidc = oidc_user_config("");
+    assert_eq!(load_with("", &oidc).unwrap().forward_auth_path, None);
+    assert_eq!(
+        load_with("forward_auth: {enabled: \"true\"}\n", &oidc)
+            .unwrap()
+            .forward_auth_path
+            .as_deref(),
+        Some("/_mxgate/forward-auth")
+    );
+    let custom = load_with("forward_auth: {enabled: true, path: /auth/check}\n", &oidc).unwrap();
+    assert_eq!(custom.forward_auth_path.as_deref(), Some("/auth/check"));
+    for bad in ["auth", "/auth?x=1", "/mcp", "/a b"] {
+        let err = load_with(&format!("forward_auth: {{enabled: true, path: \"{bad}\"}}\n"), &oidc)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("forward_auth.path") && err.contains("mxgate.yml"),
+            "{bad}: {err}"
+        );
+    }
+    let none = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n";
+    let err = load_with("forward_auth: {enabled: true}\n", none)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("forward_auth.enabled") && err.contains("provider: none"),
+        "{err}"
+    );
+    let err = load_with("forward_auth: {enabled: true, pth: /x}\n", &oidc)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pth"), "{err}");
+}

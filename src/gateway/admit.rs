@@ -35,6 +35,19 @@ pub struct RequestHead<'a> {
     pub path_and_query: &'a str,
     pub headers: &'a HeaderMap,
     pub origin: Option<&'a PublicOrigin>,
+    pub mode: Admission,
+}
+
+/// Who forwards the admitted request to the core, which decides what admission can know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// mxgate forwards it and sees the core's answer: a browser is sent to sign in, and only
+    /// MCP session ids the core issued through mxgate are accepted.
+    Proxied,
+    /// A proxy asked (forward auth) and forwards it itself: no redirects (a proxy's auth check
+    /// understands only 2xx, 401 and 403), and as mxgate never sees the core issue an MCP
+    /// session id, an id is bound to the first user who presents it (see `forward_auth`).
+    ForwardAuth,
 }
 
 // === impl RequestHead ===
@@ -66,7 +79,9 @@ impl AuthParts {
         let (headers, origin) = (request.headers, request.origin);
         // A person's browser (a page, not an API call) is sent to sign in instead of a 401.
         let refuse = |challenge| match challenge {
-            Challenge::NoToken | Challenge::InvalidToken(_) if request.is_page_navigation() => {
+            Challenge::NoToken | Challenge::InvalidToken(_)
+                if request.mode == Admission::Proxied && request.is_page_navigation() =>
+            {
                 self.server.login_redirect(origin, request.path_and_query)
             }
             challenge => self.server.unauthorized(origin, challenge),
@@ -117,9 +132,14 @@ impl AuthParts {
         }
         if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER) {
             let user = session.record.user.key();
-            let check = match mcp_session.to_str() {
-                Ok(id) => self.mcp_sessions.check(id, &user),
-                Err(_) => SessionCheck::Unknown,
+            let check = match (mcp_session.to_str(), request.mode) {
+                (Ok(id), Admission::Proxied) => self.mcp_sessions.check(id, &user),
+                (Ok(id), Admission::ForwardAuth) => {
+                    let (check, dropped) = self.mcp_sessions.claim(id, &user);
+                    self.mcp_closer.close(dropped);
+                    check
+                }
+                (Err(_), _) => SessionCheck::Unknown,
             };
             match check {
                 SessionCheck::Allowed => {}

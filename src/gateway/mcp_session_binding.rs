@@ -12,6 +12,10 @@
 //! [`super::mcp_session_closer`]): MXCP keeps a session until it is deleted, so otherwise one
 //! user opening sessions in a loop would grow the core without bound.
 //!
+//! Behind a proxy that forwards to the core itself (forward auth), mxgate never sees the core
+//! issue an id; there an id is bound to the first signed-in user who presents it
+//! ([`McpSessionBindings::claim`]), within the same bounds.
+//!
 //! In memory, per replica.
 
 use std::collections::{HashMap, VecDeque};
@@ -138,6 +142,27 @@ impl McpSessionBindings {
         if map.by_id.contains_key(session_id) {
             return Vec::new();
         }
+        self.bind_locked(&mut map, session_id, user)
+    }
+
+    /// Checks a presented id and binds it to `user` when no one holds it yet (forward auth,
+    /// where mxgate cannot see the core issue ids). Invalid ids are `Unknown` and never bound.
+    /// Also returns the ids dropped to make room (to close at the core).
+    pub fn claim(&self, session_id: &str, user: &str) -> (SessionCheck, Vec<Arc<str>>) {
+        if !is_valid_session_id(session_id) {
+            return (SessionCheck::Unknown, Vec::new());
+        }
+        let Ok(mut map) = self.bindings.write() else {
+            return (SessionCheck::Unknown, Vec::new());
+        };
+        match map.by_id.get(session_id) {
+            Some(b) if &*b.user == user => (SessionCheck::Allowed, Vec::new()),
+            Some(_) => (SessionCheck::OtherUser, Vec::new()),
+            None => (SessionCheck::Allowed, self.bind_locked(&mut map, session_id, user)),
+        }
+    }
+
+    fn bind_locked(&self, map: &mut Bindings, session_id: &str, user: &str) -> Vec<Arc<str>> {
         let mut dropped = Vec::new();
         let user: Arc<str> = match map.by_user.get_key_value(user) {
             Some((existing, _)) => existing.clone(),
@@ -214,6 +239,29 @@ mod tests {
             "checking binds nothing"
         );
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_claimed_session_belongs_to_its_first_presenter_within_the_same_bounds() {
+        let b = McpSessionBindings::new(2, 100);
+        assert_eq!(b.claim("s1", "oidc:alice"), (SessionCheck::Allowed, vec![]));
+        assert_eq!(b.claim("s1", "oidc:alice").0, SessionCheck::Allowed);
+        assert_eq!(b.claim("s1", "oidc:bob").0, SessionCheck::OtherUser);
+        assert_eq!(b.check("s1", "oidc:bob"), SessionCheck::OtherUser);
+        assert_eq!(b.claim("has space", "oidc:bob").0, SessionCheck::Unknown);
+        assert_eq!(
+            b.claim(&"a".repeat(MAX_SESSION_ID_LEN + 1), "oidc:bob").0,
+            SessionCheck::Unknown
+        );
+        b.claim("s2", "oidc:alice");
+        let (check, dropped) = b.claim("s3", "oidc:alice");
+        assert_eq!(check, SessionCheck::Allowed);
+        assert_eq!(
+            dropped,
+            vec![Arc::<str>::from("s1")],
+            "the oldest, to be closed at the core"
+        );
+        assert_eq!(b.len(), 2);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod admin_socket;
 mod admit;
 mod connection_guard;
 mod cors;
+mod forward_auth;
 mod forwarded;
 mod h2;
 mod header_deadline;
@@ -56,6 +57,9 @@ use std::time::Duration;
 use tls_certificate::CertificateReloader;
 use tls_handshake::TlsHandshake;
 
+/// How long an idle connection to the core stays pooled (below uvicorn's 5 s keep-alive).
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Unix socket paths longer than this cannot be bound (sun_path is 108 bytes on Linux).
 const MAX_SOCKET_PATH: usize = 100;
 
@@ -82,6 +86,10 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let mut peer = HttpPeer::new(settings.upstream.address, false, String::new());
     peer.options.connection_timeout = Some(Duration::from_secs(5));
     peer.options.total_connection_timeout = Some(Duration::from_secs(10));
+    // Drop idle pooled connections to the core before the core drops them: uvicorn (MXCP's
+    // server) closes idle keep-alive connections after 5 s, and a request sent on a connection
+    // the core is closing at that moment fails.
+    peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
     let public_scheme = if settings.public_url_is_https() {
         "https"
     } else {
@@ -134,7 +142,12 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
             )
         }
     };
+    let forward_auth = match &auth {
+        Some(auth) => forward_auth::ForwardAuth::from_settings(&settings, &auth.server)?,
+        None => None,
+    };
     let gateway = McpGateway {
+        forward_auth,
         auth,
         peer,
         upstream_host: settings.upstream.host_header.clone(),

@@ -5,8 +5,9 @@
 //! core's own address out of `Location`, and adds CORS headers. Bodies stream both ways (SSE
 //! included); nothing is buffered.
 
-use super::admit::{AuthParts, RequestHead};
+use super::admit::{Admission, AuthParts, RequestHead};
 use super::cors;
+use super::forward_auth::{Check, ForwardAuth};
 use super::forwarded::ForwardedFacts;
 use super::header_hygiene::clean_for_upstream;
 use super::local_response::{json_error, read_request, write_response, LocalBody};
@@ -40,6 +41,8 @@ pub struct McpGateway {
     pub guard: RequestGuard,
     pub body_timeout: Duration,
     pub store_ready: Option<crate::store::Store>,
+    /// The forward-auth endpoint, when it is on (answered here, never forwarded).
+    pub forward_auth: Option<ForwardAuth>,
 }
 
 /// What earlier phases of one request learned, for later ones.
@@ -57,6 +60,8 @@ pub struct RequestContext {
     /// The request carried no `mcp-session-id`: a session id in the answer is a new session.
     opens_mcp_session: bool,
     local: bool,
+    /// A forward-auth check (logged like a proxied request, not like an OAuth endpoint).
+    forward_auth: bool,
 }
 
 // === impl McpGateway ===
@@ -140,6 +145,31 @@ impl McpGateway {
         self.answer(session, ctx, response).await
     }
 
+    /// Answers a proxy's forward-auth check.
+    async fn answer_forward_auth(
+        &self,
+        endpoint: &ForwardAuth,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<bool> {
+        ctx.forward_auth = true;
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let header = session.req_header();
+        let response = match &self.auth {
+            Some(auth) => {
+                let check = Check {
+                    peer,
+                    method: &header.method,
+                    headers: &header.headers,
+                };
+                endpoint.check(auth, &self.guard, check, crate::store::now()).await
+            }
+            None => json_error(StatusCode::NOT_FOUND, "not_found", "forward auth is off"),
+        };
+        write_response(session, response).await?;
+        Ok(true)
+    }
+
     /// Admits a request for the core. `Ok(true)` when a refusal was written instead.
     async fn admit(&self, auth: &AuthParts, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
         let now = crate::store::now();
@@ -149,6 +179,7 @@ impl McpGateway {
             path_and_query: header.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
             headers: &header.headers,
             origin: ctx.origin.as_ref(),
+            mode: Admission::Proxied,
         };
         match auth.admit(&request, now).await {
             Ok(admitted) => {
@@ -187,6 +218,7 @@ impl ProxyHttp for McpGateway {
             set_cookie: None,
             opens_mcp_session: false,
             local: false,
+            forward_auth: false,
         }
     }
 
@@ -205,6 +237,9 @@ impl ProxyHttp for McpGateway {
             ctx.local = true;
             let resp = self.ready().await;
             return self.answer(session, ctx, resp).await;
+        }
+        if let Some(endpoint) = self.forward_auth.as_ref().filter(|f| f.path() == path) {
+            return self.answer_forward_auth(endpoint, session, ctx).await;
         }
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let header = session.req_header();
@@ -372,6 +407,8 @@ impl ProxyHttp for McpGateway {
             tracing::warn!(method = %req.method, path = %req.uri.path(), status, user, error = %e, "request failed");
         } else if let Some(e) = error {
             tracing::debug!(method = %req.method, path = %req.uri.path(), status, user, error = %e, "client went away");
+        } else if ctx.forward_auth {
+            tracing::debug!(method = %req.method, path = %req.uri.path(), status, micros = elapsed.as_micros() as u64, "forward auth");
         } else if ctx.local {
             tracing::info!(method = %req.method, path = %req.uri.path(), status, micros = elapsed.as_micros() as u64, "local");
         } else {
