@@ -5,6 +5,8 @@
 mod admin_socket;
 mod admit;
 mod forwarded;
+#[cfg(fuzzing)]
+pub(crate) mod fuzz_api;
 mod local_response;
 mod mcp_session_binding;
 mod proxy;
