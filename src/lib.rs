@@ -18,3 +18,25 @@ pub mod providers;
 pub mod rate_limit;
 pub mod session;
 pub mod store;
+
+/// What the fuzz targets in `fuzz/` call, and nothing else does; compiled only with
+/// `--cfg fuzzing` (cargo-fuzz sets it).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_api {
+    pub use crate::config::load_from_texts;
+    pub use crate::gateway::fuzz_api::{clean_for_upstream, ClientView, ProxyTrust, RequestHeader};
+    pub use crate::oauth::client_metadata::ClientMetadata;
+    pub use crate::oauth::params::Params;
+    pub use crate::oauth::redirect_uri::{matches, validate_for_registration};
+    pub use crate::session::bearer::bearer_token;
+    pub use crate::session::stateless::open_access_token;
+    pub use crate::store::cipher::RecordCipher;
+
+    /// `Authorization: Basic` client credentials, as the token and revocation endpoints read them.
+    pub fn basic_credentials(
+        headers: &http::HeaderMap,
+    ) -> Result<Option<(String, String)>, crate::oauth::error::OAuthError> {
+        crate::oauth::clients::basic_credentials(headers)
+    }
+}

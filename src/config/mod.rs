@@ -20,7 +20,7 @@ pub use error::ConfigError;
 pub use secret::{Secret, REDACTED};
 pub use settings::*;
 
-use references::{KeyPath, NoSecretBackend};
+use references::{KeyPath, NoSecretBackend, TextOnly};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
@@ -31,28 +31,112 @@ use std::path::{Path, PathBuf};
 /// mxgate.yml may use `${ENV}`), set up its `vault` block, then resolve every reference of both
 /// files with it.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let reach = Reach::Everything;
     let gateway_raw = read_yaml(path)?;
-    let locator: Locator = typed(
-        path,
-        resolved(path, gateway_raw.clone(), &is_locator, &NoSecretBackend)?,
-    )?;
+    let locator = locate(path, &gateway_raw, reach)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mxcp_path = mxcp_config_path(locator.mxcp_config.as_deref(), &base_dir);
     let user_raw = read_yaml(&mxcp_path)?;
-    let (project, profile) = select_profile(&mxcp_path, &user_raw, &locator)?;
-    let backend = secret_backend(&mxcp_path, &user_raw)?;
+    load_trees(
+        Sources {
+            gateway_path: path,
+            base_dir: &base_dir,
+            gateway_raw,
+            locator,
+            mxcp_path: &mxcp_path,
+            user_raw,
+        },
+        reach,
+    )
+}
+
+/// [`load`] from the two files' text, reaching nothing else: `file://`, `vault://` and `op://`
+/// references are refused and addresses must be IP literals (no DNS); `${ENV}` still reads the
+/// environment. For the fuzzer (`fuzz/fuzz_targets/config_loader.rs`).
+#[doc(hidden)]
+pub fn load_from_texts(gateway_yaml: &str, mxcp_yaml: &str) -> Result<Settings, ConfigError> {
+    let reach = Reach::TextOnly;
+    let gateway_path = Path::new("mxgate.yml");
+    let mxcp_path = Path::new("mxcp-config.yml");
+    let gateway_raw = parse_yaml(gateway_path, gateway_yaml)?;
+    let locator = locate(gateway_path, &gateway_raw, reach)?;
+    let user_raw = parse_yaml(mxcp_path, mxcp_yaml)?;
+    load_trees(
+        Sources {
+            gateway_path,
+            base_dir: Path::new(""),
+            gateway_raw,
+            locator,
+            mxcp_path,
+            user_raw,
+        },
+        reach,
+    )
+}
+
+/// What loading may read besides the two files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// `file://` files, Vault over HTTP, DNS for host names: `serve` and `check`.
+    Everything,
+    /// Only the environment (`${ENV}`): see [`load_from_texts`].
+    TextOnly,
+}
+
+// === impl Reach ===
+
+impl Reach {
+    /// The resolver of references when no Vault is configured.
+    fn plain_backend(self) -> Box<dyn references::SecretBackend> {
+        match self {
+            Self::Everything => Box::new(NoSecretBackend),
+            Self::TextOnly => Box::new(TextOnly),
+        }
+    }
+}
+
+/// Both files, parsed, and where they came from.
+struct Sources<'a> {
+    gateway_path: &'a Path,
+    base_dir: &'a Path,
+    gateway_raw: Value,
+    locator: Locator,
+    mxcp_path: &'a Path,
+    user_raw: Value,
+}
+
+fn locate(path: &Path, gateway_raw: &Value, reach: Reach) -> Result<Locator, ConfigError> {
+    let backend = reach.plain_backend();
+    typed(
+        path,
+        resolved(path, gateway_raw.clone(), &is_locator, backend.as_ref())?,
+    )
+}
+
+fn load_trees(sources: Sources<'_>, reach: Reach) -> Result<Settings, ConfigError> {
+    let Sources {
+        gateway_path: path,
+        base_dir,
+        gateway_raw,
+        locator,
+        mxcp_path,
+        user_raw,
+    } = sources;
+    let (project, profile) = select_profile(mxcp_path, &user_raw, &locator)?;
+    let backend = secret_backend(mxcp_path, &user_raw, reach)?;
 
     let gateway: gateway_file::GatewayFile = typed(path, resolved(path, gateway_raw, &|_| true, backend.as_ref())?)?;
     let in_scope = |p: &KeyPath| active_profile_scope(p, &project, &profile);
-    let user: mxcp_user::UserConfig = typed(&mxcp_path, resolved(&mxcp_path, user_raw, &in_scope, backend.as_ref())?)?;
+    let user: mxcp_user::UserConfig = typed(mxcp_path, resolved(mxcp_path, user_raw, &in_scope, backend.as_ref())?)?;
     settings::build(SettingsInput {
         gateway_path: path,
-        base_dir: &base_dir,
+        base_dir,
         gateway,
-        mxcp_path: &mxcp_path,
+        mxcp_path,
         user,
         project,
         profile,
+        resolve_host_names: reach == Reach::Everything,
     })
 }
 
@@ -88,14 +172,20 @@ fn resolved(
 }
 
 /// The MXCP config's `vault` block (its own references resolved from the environment and files)
-/// as the backend for `vault://` references; none when absent or disabled.
-fn secret_backend(mxcp_path: &Path, user_raw: &Value) -> Result<Box<dyn references::SecretBackend>, ConfigError> {
+/// as the backend for `vault://` references; none when absent or disabled, or when loading from
+/// text alone (the block is still checked).
+fn secret_backend(
+    mxcp_path: &Path,
+    user_raw: &Value,
+    reach: Reach,
+) -> Result<Box<dyn references::SecretBackend>, ConfigError> {
     let Some(block) = user_raw.get("vault").cloned() else {
-        return Ok(Box::new(NoSecretBackend));
+        return Ok(reach.plain_backend());
     };
     let vault_key = KeyPath::default().child("vault");
     let mut block = block;
-    references::resolve_tree(&mut block, &vault_key, &|_| true, &NoSecretBackend).map_err(|(key, message)| {
+    let plain = reach.plain_backend();
+    references::resolve_tree(&mut block, &vault_key, &|_| true, plain.as_ref()).map_err(|(key, message)| {
         ConfigError::Reference {
             file: mxcp_path.to_path_buf(),
             key,
@@ -107,8 +197,8 @@ fn secret_backend(mxcp_path: &Path, user_raw: &Value) -> Result<Box<dyn referenc
         key: format!("vault.{}", e.path()),
         message: strip_location(&e.inner().to_string()),
     })?;
-    if !config.enabled {
-        return Ok(Box::new(NoSecretBackend));
+    if !config.enabled || reach == Reach::TextOnly {
+        return Ok(plain);
     }
     vault::VaultBackend::from_config(&config)
         .map(|b| Box::new(b) as Box<dyn references::SecretBackend>)
@@ -120,7 +210,11 @@ fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
         file: path.to_path_buf(),
         source,
     })?;
-    let value: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
+    parse_yaml(path, &text)
+}
+
+fn parse_yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
         file: path.to_path_buf(),
         message: e.to_string(),
     })?;

@@ -36,10 +36,14 @@ impl KeyPath {
 }
 
 /// Resolves one reference string. `vault://` and `op://` go through the hooks so that the
-/// secret back-ends stay out of this module.
+/// secret back-ends stay out of this module; so does `file://`, read from disk unless a back-end
+/// says otherwise.
 pub trait SecretBackend {
     fn vault(&self, path: &str, key: &str) -> Result<String, String>;
     fn onepassword(&self, reference: &str) -> Result<String, String>;
+    fn file(&self, path: &str) -> Result<String, String> {
+        read_file_reference(path)
+    }
 }
 
 /// The back-end used when the config enables no secret store: every such reference is an error
@@ -53,6 +57,24 @@ impl SecretBackend for NoSecretBackend {
 
     fn onepassword(&self, _reference: &str) -> Result<String, String> {
         Err("op:// (1Password) references are not supported by mxgate; use ${ENV}, file:// or vault://".into())
+    }
+}
+
+/// For a config loaded from its text alone (fuzzing): every `file://`, `vault://` and `op://`
+/// reference is refused, so nothing but the environment is read.
+pub struct TextOnly;
+
+impl SecretBackend for TextOnly {
+    fn vault(&self, _path: &str, _key: &str) -> Result<String, String> {
+        Err("vault:// references are not read when loading a config from text".into())
+    }
+
+    fn onepassword(&self, reference: &str) -> Result<String, String> {
+        NoSecretBackend.onepassword(reference)
+    }
+
+    fn file(&self, _path: &str) -> Result<String, String> {
+        Err("file:// references are not read when loading a config from text".into())
     }
 }
 
@@ -129,7 +151,7 @@ pub fn resolve_string(text: &str, backend: &dyn SecretBackend) -> Result<Option<
         return backend.onepassword(text).map(Some);
     }
     if let Some(rest) = text.strip_prefix("file://") {
-        return read_file_reference(rest).map(Some);
+        return backend.file(rest).map(Some);
     }
     substitute_env(text)
 }

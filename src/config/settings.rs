@@ -223,6 +223,8 @@ pub(super) struct SettingsInput<'a> {
     pub user: UserConfig,
     pub project: String,
     pub profile: String,
+    /// Whether `listen` and `upstream` may name hosts (looked up in DNS); else IP literals only.
+    pub resolve_host_names: bool,
 }
 
 pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
@@ -234,6 +236,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         user,
         project,
         profile,
+        resolve_host_names,
     } = input;
     let gw_err = |key: &str, message: String| ConfigError::invalid(gateway_path, key, message);
 
@@ -257,9 +260,13 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     let extra_providers = extra_providers(&gateway, gateway_path, &provider)?;
     let assume_email_verified = assume_email_verified(&gateway, gateway_path, &provider, &extra_providers)?;
 
-    let listen = parse_listen(&gateway.listen).map_err(|m| gw_err("listen", m))?;
-    let upstream = parse_upstream(&gateway.upstream).map_err(|m| gw_err("upstream", m))?;
+    let listen = parse_listen(&gateway.listen, resolve_host_names).map_err(|m| gw_err("listen", m))?;
+    let upstream = parse_upstream(&gateway.upstream, resolve_host_names).map_err(|m| gw_err("upstream", m))?;
     let tls = match gateway.tls.clone() {
+        // Loading from text (fuzzing) reads no file, and TLS is made of files.
+        Some(_) if !resolve_host_names => {
+            return Err(gw_err("tls", "not available when the configuration is loaded from text".into()))
+        }
         Some(file) => Some(TlsSettings::build(file, base_dir, listen, gateway_path)?),
         None => None,
     };
@@ -681,7 +688,12 @@ fn parse_net(value: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{value}` is not an IP address or CIDR"))
 }
 
-pub(super) fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+pub(super) fn parse_listen(value: &str, resolve_host_names: bool) -> Result<SocketAddr, String> {
+    if !resolve_host_names {
+        return value
+            .parse()
+            .map_err(|_| format!("`{value}` is not an IP address and port (host names are not looked up here)"));
+    }
     value
         .to_socket_addrs()
         .map_err(|e| format!("`{value}` is not a host:port address: {e}"))?
@@ -689,7 +701,7 @@ pub(super) fn parse_listen(value: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{value}` resolves to no address"))
 }
 
-fn parse_upstream(value: &str) -> Result<Upstream, String> {
+fn parse_upstream(value: &str, resolve_host_names: bool) -> Result<Upstream, String> {
     let url = Url::parse(value).map_err(|e| format!("`{value}` is not a URL: {e}"))?;
     if url.scheme() != "http" {
         return Err(format!(
@@ -702,7 +714,7 @@ fn parse_upstream(value: &str) -> Result<Upstream, String> {
         return Err(format!("`{value}`: give only scheme, host and port (no path or query)"));
     }
     let host_header = format!("{host}:{port}");
-    let address = parse_listen(&host_header)?;
+    let address = parse_listen(&host_header, resolve_host_names)?;
     Ok(Upstream {
         url: format!("http://{host_header}"),
         address,

@@ -339,3 +339,30 @@ fn forward_auth_is_off_by_default_and_its_path_is_checked() {
         .to_string();
     assert!(err.contains("pth"), "{err}");
 }
+
+#[test]
+fn loading_from_text_reads_no_file_and_looks_up_no_host() {
+    let user = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n";
+    let settings = load_from_texts(GATEWAY, user).unwrap();
+    assert_eq!(settings.upstream.host_header, "127.0.0.1:18001");
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.txt");
+    fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
+    let gateway = format!(
+        "{GATEWAY}assertion: {{algorithm: HS256, secret: 'file://{}'}}\n",
+        secret.display()
+    );
+    let path = write(dir.path(), &gateway, user);
+    load(&path).expect("from files, file:// is read");
+    let err = load_from_texts(&gateway, user).unwrap_err().to_string();
+    assert!(err.contains("assertion.secret") && err.contains("file://"), "{err}");
+
+    let vault = "mxcp: 1\nvault: {enabled: true, address: 'http://127.0.0.1:9'}\nprojects: {p: {profiles: {default: {auth: {provider: github, github: {client_id: 'vault://secret/gh#id', client_secret: s, callback_path: /cb, auth_url: u, token_url: t}}}}}}\n";
+    let err = load_from_texts(GATEWAY, vault).unwrap_err().to_string();
+    assert!(err.contains("client_id") && err.contains("vault://"), "{err}");
+
+    let named = GATEWAY.replace("http://127.0.0.1:18001", "http://localhost:18001");
+    let err = load_from_texts(&named, user).unwrap_err().to_string();
+    assert!(err.contains("upstream") && err.contains("not looked up"), "{err}");
+}

@@ -133,7 +133,7 @@ impl TlsSettings {
         let redirect_listen = match file.redirect_listen.as_deref() {
             None => None,
             Some(value) => {
-                let address = super::settings::parse_listen(value)
+                let address = super::settings::parse_listen(value, true)
                     .map_err(|m| ConfigError::invalid(gateway_path, "tls.redirect_listen", m))?;
                 if address == listen {
                     return Err(ConfigError::invalid(

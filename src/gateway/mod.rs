@@ -12,6 +12,8 @@ mod h2;
 mod header_deadline;
 mod header_hygiene;
 mod https_redirect;
+#[cfg(fuzzing)]
+pub(crate) mod fuzz_api;
 mod local_response;
 mod mcp_session_binding;
 mod mcp_session_closer;

@@ -262,7 +262,7 @@ fn invalid_client(description: &str) -> OAuthError {
 }
 
 /// `Authorization: Basic` with form-urlencoded id and secret.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };
