@@ -23,13 +23,17 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{/* The pods' labels: the chart's own, or those of the wrapped Deployment's pods. */}}
 {{- define "mxgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mxgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The pods the Service, PDB and NetworkPolicy select: the chart's, or the wrapped Deployment's. */}}
+{{- define "mxgate.podSelector" -}}
 {{- if and (not .Values.workload.create) .Values.workload.existingPodLabels -}}
 {{- toYaml .Values.workload.existingPodLabels }}
 {{- else -}}
-app.kubernetes.io/name: {{ include "mxgate.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+{{- include "mxgate.selectorLabels" . }}
 {{- end }}
 {{- end }}
 
@@ -89,6 +93,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Checks that fail the rendering with a clear message. */}}
 {{- define "mxgate.validate" -}}
+{{- if and (not .Values.workload.create) (not .Values.workload.existingPodLabels) }}
+{{- fail "workload.create: false needs workload.existingPodLabels: the labels of the core pods to wrap" }}
+{{- end }}
 {{- if and .Values.persistence.enabled (eq .Values.store.type "redb") (gt (int .Values.workload.replicaCount) 1) }}
 {{- fail "the redb store on a PersistentVolumeClaim serves one replica: set workload.replicaCount to 1 (a shared store comes with later releases)" }}
 {{- end }}
