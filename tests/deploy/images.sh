@@ -11,7 +11,8 @@
 #   local     no registry needed: Debian bookworm bootstrapped with debootstrap from the Debian
 #             mirror apt uses, a shell-less runtime made from it (stand-in for distroless), Python
 #             from Debian, Node 20 from the npm registry; mxgate is built on this machine
-#             (`cargo build --release`, Debian bookworm) and passed as MXGATE_BINARY
+#             (`cargo build --release`, Debian bookworm) and passed as MXGATE_BINARY; the
+#             Debian base trusts the CAs this machine adds (/usr/local/share/ca-certificates)
 #   auto      (default) upstream when those images are present or can be pulled, else local
 # The local base images are cached as tarballs in target/deploy/cache (docker load).
 set -euo pipefail
@@ -78,9 +79,15 @@ build_debian() {
   local rootfs
   rootfs=$(mktemp -d "$ROOT/target/deploy/rootfs.XXXXXX")
   step "debootstrap bookworm (minbase) from $(debian_mirror) (about a minute)"
-  debootstrap --variant=minbase --include=ca-certificates bookworm "$rootfs" "$(debian_mirror)" \
+  debootstrap --variant=minbase --include=ca-certificates,binutils bookworm "$rootfs" "$(debian_mirror)" \
     >"$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  # Trust what this machine trusts: behind a TLS-inspecting proxy, pip and npm in the image
+  # builds need its CA (the python and node images point pip and Node at the system bundle).
+  if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
+  fi
   tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/bash"]' -c "LABEL mxgate.cache-key=$1" \
     - mxgate-test/debian:bookworm >/dev/null
   rm -rf "$rootfs"
@@ -100,7 +107,7 @@ build_node() {
 
 local_bases() {
   local debian_key python_key node_key cc_key
-  debian_key=$(echo "bookworm minbase ca-certificates $(debian_mirror)" | sha256sum | cut -c1-12)
+  debian_key=$( (echo "bookworm minbase ca-certificates,binutils $(debian_mirror)"; cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true) | sha256sum | cut -c1-12)
   cached_image mxgate-test/debian:bookworm "$debian_key" build_debian "$debian_key"
   python_key=$( (echo "$debian_key"; cat tests/deploy/images/python.Dockerfile) | sha256sum | cut -c1-12)
   cached_image mxgate-test/python:3.11 "$python_key" \
@@ -143,4 +150,4 @@ build "mxgate/mxcp-core-demo:$TAG" -f tests/deploy/images/demo-core.Dockerfile \
   --build-arg "CORE_IMAGE=mxgate/mxcp-core:$TAG" demo/core
 step "building mxgate/oidc-provider:$TAG"
 build "mxgate/oidc-provider:$TAG" "${node_args[@]}" tests/fixtures/oidc-provider
-docker images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^  mxgate/.*:$TAG " || true
+docker images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | sed -n "s|^mxgate/.*:$TAG .*|  &|p"

@@ -135,6 +135,7 @@ def test_core_listens_on_loopback_and_only_mxgate_is_in_the_service() -> None:
     assert gateway["upstream"] == "http://127.0.0.1:8001"
     assert gateway["listen"] == "0.0.0.0:8000"
     assert gateway["data_dir"] == "/data"
+    assert gateway["mxcp_config"] == "/etc/mxgate/config/mxcp-config.yml"
     assert gateway["store"] == {"type": "redb", "purge_interval": "5m"}
     service = find(docs, "Service")
     assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
@@ -143,6 +144,9 @@ def test_core_listens_on_loopback_and_only_mxgate_is_in_the_service() -> None:
     assert set(containers) == {"core", "mxgate"}
     assert "ports" not in containers["core"]
     assert containers["mxgate"]["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    mounts = {m["mountPath"]: m["name"] for m in containers["mxgate"]["volumeMounts"]}
+    assert mounts["/etc/mxgate/config"] == "mxgate-config" and mounts["/data"] == "mxgate-data"
+    assert containers["mxgate"]["args"] == ["serve", "--config", "/etc/mxgate/config/mxgate.yml"]
     env = {e["name"]: e["value"] for e in containers["core"]["env"]}
     assert env["MXGATE_JWKS_URL"] == "http://127.0.0.1:8000/.well-known/jwks.json"
     assert env["MXGATE_ASSERTION_ISSUER"] == "https://mcp.example.com"

@@ -68,7 +68,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       "listen" (printf "0.0.0.0:%v" .Values.mxgate.port)
       "upstream" (printf "http://127.0.0.1:%v" .Values.core.port)
       "data_dir" "/data"
-      "mxcp_config" "/etc/mxgate/mxcp-config.yml"
+      "mxcp_config" "/etc/mxgate/config/mxcp-config.yml"
       "store" $store -}}
 {{- if not .Values.mxgate.config.public_url }}
 {{- fail "mxgate.config.public_url is required: the URL clients use (e.g. https://mcp.example.com)" }}
