@@ -31,7 +31,7 @@ step() { echo "image: $*"; }
 build() { # build <tag> <docker build args...>: quiet unless it fails
   local tag=$1 log; shift
   log=$(mktemp)
-  if ! docker build -t "$tag" "$@" >"$log" 2>&1; then
+  if ! docker build --force-rm -t "$tag" "$@" >"$log" 2>&1; then
     cat "$log" >&2; rm -f "$log"
     echo "image: building $tag failed" >&2
     exit 1

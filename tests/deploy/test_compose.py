@@ -47,6 +47,9 @@ def test_compose_demo_logs_alice_in_and_down_leaves_nothing(compose_up) -> None:
     wait_http("http://127.0.0.1:8000/healthz", logs=logs)
     wait_http("http://127.0.0.1:9400/.well-known/openid-configuration", logs=logs)
 
+    # mxgate starts once the core accepts connections (its health check), so the first MCP
+    # request after login cannot meet a core that is still starting.
+    assert inspect(service_container("core"))["State"]["Health"]["Status"] == "healthy"
     whoami = login_whoami("http://127.0.0.1:8000/mcp")
     assert whoami["username"] == "alice", whoami
     assert whoami["email"] == "alice@example.test", whoami
