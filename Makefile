@@ -1,5 +1,5 @@
 # mxgate — the two quick-start commands are `make demo` and `make test`.
-.PHONY: demo test bench setup build lint unit adapter-tests e2e fixture-tests clean-demo fuzz fuzz-build fuzz-smoke
+.PHONY: demo test bench setup build lint unit adapter-tests e2e fixture-tests clean-demo fuzz fuzz-build fuzz-smoke image deploy-test
 
 # Installs what the demo and the tests need (Debian packages, Python envs, npm fixture).
 setup:
@@ -15,8 +15,10 @@ demo:
 
 # Every test: formatting and lints, Rust unit and integration tests, the core adapter's tests
 # against a real MXCP server, the end-to-end tests with the MCP SDK client, the IdP fixture, and
-# a short run of each fuzz target on its committed corpus.
-test: setup lint unit adapter-tests e2e fixture-tests fuzz-smoke
+# a short run of each fuzz target on its committed corpus, and the container images,
+# docker-compose demo and Helm chart (deploy-test; needs Docker, which it installs and starts;
+# MXGATE_SKIP_DEPLOY_TESTS=1 skips them, loudly).
+test: setup lint unit adapter-tests e2e fixture-tests fuzz-smoke deploy-test
 	@echo "make test: all tests passed"
 
 lint:
@@ -79,6 +81,17 @@ fuzz: fuzz-build
 	    -artifact_prefix=target/fuzz/artifacts/$$t/ -print_final_stats=1 || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (inputs in target/fuzz/artifacts)"; exit 1; fi
+
+# The images of deploy/: mxgate/mxgate, mxgate/mxcp-core (+ -demo) and mxgate/oidc-provider, tag
+# `local`. Without registry access (MXGATE_IMAGE_BASES=auto|upstream|local) it builds local base
+# images and passes a host-built release binary (tests/deploy/images.sh).
+image:
+	tests/deploy/images.sh
+
+# The deploy tests: images read-only and non-root, docker-compose, the Helm chart (lint, schemas,
+# checkov) and its pod run in Docker, each with a real MCP client login (tests/deploy/run.sh).
+deploy-test:
+	tests/deploy/run.sh
 
 # Requests per second and latency: direct to the core, through nginx, through mxgate.
 bench:

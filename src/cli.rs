@@ -1,9 +1,15 @@
-//! The command line: `mxgate serve` and `mxgate check`. Every setting comes from the config
-//! file, which `--config` or `MXGATE_CONFIG` names.
+//! The command line: `mxgate serve`, `mxgate check`, `mxgate sessions` and `mxgate healthcheck`.
+//! Every setting comes from the config file, which `--config` or `MXGATE_CONFIG` names.
 
 use crate::config;
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// What `mxgate healthcheck` probes unless told otherwise: the liveness endpoint on the port
+/// the container image exposes.
+const DEFAULT_HEALTHCHECK_URL: &str = "http://127.0.0.1:8000/healthz";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +49,16 @@ pub enum Command {
     Check {
         #[arg(long, short, env = "MXGATE_CONFIG")]
         config: PathBuf,
+    },
+    /// Exit 0 when a running mxgate answers `GET <url>` with a success status, 1 otherwise: the
+    /// container image's health check (the image has no shell and no curl).
+    Healthcheck {
+        /// `/healthz` (alive) or `/readyz` (store readable) of the running mxgate.
+        #[arg(long, env = "MXGATE_HEALTHCHECK_URL", default_value = DEFAULT_HEALTHCHECK_URL)]
+        url: url::Url,
+        /// Give up after this long (`3s`, `500ms`).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
 }
 
@@ -98,6 +114,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::gateway::serve(settings)
         }
         Command::Sessions { action } => sessions(action),
+        Command::Healthcheck { url, timeout } => {
+            // Docker reads exit 1 as "unhealthy" (2 is reserved), so this one error has its own code.
+            if let Err(e) = healthcheck(&url, timeout) {
+                eprintln!("mxgate: unhealthy: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Check { config } => {
             let settings = config::load(&config)?;
             print!("{}", serde_yaml::to_string(&settings)?);
@@ -105,6 +129,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One `GET` with no proxy and no redirects; success means a 2xx status.
+fn healthcheck(url: &url::Url, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    let status = client
+        .get(url.clone())
+        .send()
+        .with_context(|| format!("GET {url}"))?
+        .status();
+    anyhow::ensure!(status.is_success(), "GET {url} answered {status}");
+    println!("healthy: GET {url} answered {status}");
+    Ok(())
 }
 
 fn sessions(action: SessionsAction) -> anyhow::Result<()> {
