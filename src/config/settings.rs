@@ -265,7 +265,10 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     let tls = match gateway.tls.clone() {
         // Loading from text (fuzzing) reads no file, and TLS is made of files.
         Some(_) if !resolve_host_names => {
-            return Err(gw_err("tls", "not available when the configuration is loaded from text".into()))
+            return Err(gw_err(
+                "tls",
+                "not available when the configuration is loaded from text".into(),
+            ))
         }
         Some(file) => Some(TlsSettings::build(file, base_dir, listen, gateway_path)?),
         None => None,

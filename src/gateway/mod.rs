@@ -8,12 +8,12 @@ mod connection_guard;
 mod cors;
 mod forward_auth;
 mod forwarded;
+#[cfg(fuzzing)]
+pub(crate) mod fuzz_api;
 mod h2;
 mod header_deadline;
 mod header_hygiene;
 mod https_redirect;
-#[cfg(fuzzing)]
-pub(crate) mod fuzz_api;
 mod local_response;
 mod mcp_session_binding;
 mod mcp_session_closer;

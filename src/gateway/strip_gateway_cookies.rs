@@ -57,7 +57,11 @@ mod tests {
         let value = HeaderValue::from_bytes(b"a=\xe9; mxgate-login=y; __Host-mxgate-csrf=x").unwrap();
         opaque.append_header("cookie", value).unwrap();
         strip_gateway_cookies(&mut opaque).unwrap();
-        assert_eq!(opaque.headers["cookie"].as_bytes(), b"a=\xe9", "a non-UTF-8 byte hides nothing");
+        assert_eq!(
+            opaque.headers["cookie"].as_bytes(),
+            b"a=\xe9",
+            "a non-UTF-8 byte hides nothing"
+        );
 
         let mut only_ours = RequestHeader::build("GET", b"/", None).unwrap();
         only_ours.append_header("cookie", "mxgate-consent-ab=z").unwrap();
