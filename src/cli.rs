@@ -177,7 +177,7 @@ fn sessions(action: SessionsAction) -> anyhow::Result<()> {
                 "{:<34} {:<24} {:<28} {:<38} {:>10}",
                 "SESSION", "USER", "EMAIL", "CLIENT", "EXPIRES IN"
             );
-            let now = crate::store::now();
+            let now = crate::support::now();
             for s in &sessions {
                 let left = humantime::format_duration(std::time::Duration::from_secs(
                     s.expires_at.saturating_sub(now) / 60 * 60,

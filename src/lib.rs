@@ -4,8 +4,10 @@
 //! - [`oauth`]: the authorization server MCP clients talk to (pure handlers on `http` types).
 //! - [`providers`]: upstream identity providers behind one trait.
 //! - [`store`]: where sessions, clients, codes and tokens are kept.
+//! - [`session`]: sessions and their tokens, from login to revocation (the one owner of their life).
 //! - [`identity`]: the user context, the signed assertion for the core, signing keys.
 //! - [`gateway`]: the Pingora adapter — the only module that knows Pingora.
+//! - [`support`]: the clock, random ids and tokens, token hashing, private files.
 
 pub mod admin;
 pub mod cli;
@@ -18,6 +20,7 @@ pub mod providers;
 pub mod rate_limit;
 pub mod session;
 pub mod store;
+pub mod support;
 
 /// What the fuzz targets in `fuzz/` call, and nothing else does; compiled only with
 /// `--cfg fuzzing` (cargo-fuzz sets it).

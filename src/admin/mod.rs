@@ -5,14 +5,13 @@
 
 pub mod client;
 
-use crate::oauth::AuthorizationServer;
-use crate::session::{indexed_sessions, SessionRecord};
-use crate::store::{now, Store, StoreError, Table};
+use crate::session::Sessions;
+use crate::store::{Store, StoreError, Table};
+use crate::support::now;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub const SOCKET_FILE: &str = "admin.sock";
 pub const SESSIONS_PATH: &str = "/sessions";
@@ -46,14 +45,14 @@ pub struct Selector {
 
 pub struct SessionAdmin {
     store: Store,
-    server: Arc<AuthorizationServer>,
+    sessions: Sessions,
 }
 
 // === impl SessionAdmin ===
 
 impl SessionAdmin {
-    pub fn new(store: Store, server: Arc<AuthorizationServer>) -> Self {
-        Self { store, server }
+    pub fn new(store: Store, sessions: Sessions) -> Self {
+        Self { store, sessions }
     }
 
     pub fn store(&self) -> &Store {
@@ -88,16 +87,13 @@ impl SessionAdmin {
     pub async fn list(&self, selector: &Selector) -> Result<Vec<SessionSummary>, StoreError> {
         let mut out = Vec::new();
         let exact_user = selector.user.as_deref().filter(|u| u.contains(':'));
-        for (user, session_id) in indexed_sessions(&self.store, exact_user).await? {
+        for (user, session_id) in self.sessions.indexed(exact_user).await? {
             if selector.session.as_ref().is_some_and(|s| *s != session_id) {
                 continue;
             }
-            let Some(record) = SessionRecord::load(&self.store, &session_id).await? else {
-                continue; // revoked meanwhile
+            let Some(record) = self.sessions.live(&session_id, now()).await? else {
+                continue; // revoked meanwhile, or ended
             };
-            if record.expires_at <= now() {
-                continue;
-            }
             let matches_user = selector.user.as_ref().is_none_or(|u| {
                 *u == user || *u == record.user.username || record.user.email.as_deref() == Some(u.as_str())
             });
@@ -130,7 +126,7 @@ impl SessionAdmin {
     pub async fn revoke(&self, selector: &Selector) -> Result<usize, StoreError> {
         let mut revoked = 0;
         for session in self.list(selector).await? {
-            if self.server.revoke_session(&session.session_id).await {
+            if self.sessions.revoke_session(&session.session_id).await {
                 tracing::info!(user = %session.username, session = %session.session_id, "session revoked by an administrator");
                 revoked += 1;
             }

@@ -11,8 +11,8 @@ use crate::oauth::challenge::Challenge;
 use crate::oauth::{AuthorizationServer, PublicOrigin};
 use crate::policy::required_scopes::RequiredScopes;
 use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
-use crate::session::provider_refresh::{Freshness, ProviderRefresher};
-use crate::session::ActiveSession;
+use crate::session::provider_refresh::Freshness;
+use crate::session::{ActiveSession, Sessions};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::sync::Arc;
@@ -26,7 +26,8 @@ pub struct AuthParts {
     /// Closes at the core the MCP sessions dropped from `mcp_sessions`.
     pub mcp_closer: McpSessionCloser,
     pub required_scopes: RequiredScopes,
-    pub refresher: ProviderRefresher,
+    /// Keeps the provider tokens of admitted sessions fresh.
+    pub sessions: Sessions,
 }
 
 /// What admission looks at in a request.
@@ -121,9 +122,8 @@ impl AuthParts {
             }
         };
         // A stateless snapshot cannot be written back; its provider token is renewed at the
-        // refresh grant instead.
-        if !session.stateless && self.refresher.ensure_fresh(&session, now).await == Freshness::SessionEnded {
-            self.server.revoke_session(session.id()).await;
+        // refresh grant instead. A session whose provider login is over has been revoked.
+        if !session.stateless && self.sessions.ensure_fresh(&session, now).await == Freshness::SessionEnded {
             let ended = Challenge::InvalidToken("the sign-in at the identity provider has ended; sign in again");
             return Err(refuse(ended));
         }

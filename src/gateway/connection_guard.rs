@@ -83,7 +83,7 @@ impl ThrottledLog {
     /// Counts one event; when a log line is due, `log` writes it with the count since the last.
     pub fn record(&self, log: impl FnOnce(u64)) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        let now = crate::store::now();
+        let now = crate::support::now();
         let last = self.last_logged.load(Ordering::Relaxed);
         if now >= last + LOG_EVERY_SECS
             && self

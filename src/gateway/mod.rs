@@ -36,7 +36,7 @@ use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
 use crate::providers::ProviderSet;
 use crate::session::bearer::BearerAuthenticator;
-use crate::session::provider_refresh::ProviderRefresher;
+use crate::session::Sessions;
 use crate::store::{cipher::RecordCipher, RedbStore, Store};
 use admin_socket::AdminSocket;
 use admit::AuthParts;
@@ -114,19 +114,19 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                 settings.limits.max_cached_tokens,
                 settings.tokens.access_token.as_secs(),
             ));
-            let refresher = ProviderRefresher::new(providers.clone(), store.clone());
+            let sessions = Sessions::new(store.clone(), bearer.clone(), providers.clone());
             let server = Arc::new(AuthorizationServer::new(
                 settings.clone(),
                 store.clone(),
                 providers,
-                bearer.clone(),
+                sessions.clone(),
                 signer.jwks().clone(),
             ));
             let minter = AssertionMinter::new(signer, &settings);
             let (mcp_closer, closer_service) =
                 mcp_session_closer(format!("{}{}", settings.upstream.url, settings.mcp_path));
             session_closer = Some(closer_service);
-            let admin = SessionAdmin::new(store.clone(), server.clone());
+            let admin = SessionAdmin::new(store.clone(), sessions.clone());
             (
                 Some(AuthParts {
                     server,
@@ -138,7 +138,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                     ),
                     mcp_closer,
                     required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
-                    refresher,
+                    sessions,
                 }),
                 Some((store, admin)),
             )
@@ -269,7 +269,7 @@ impl BackgroundService for StorePurge {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = interval.tick() => {
-                    match self.store.kv().purge_expired(crate::store::now()).await {
+                    match self.store.kv().purge_expired(crate::support::now()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(removed = n, "purged expired store entries"),
                         Err(e) => tracing::warn!(error = %e, "purging expired store entries failed"),

@@ -162,7 +162,7 @@ impl McpGateway {
                     method: &header.method,
                     headers: &header.headers,
                 };
-                endpoint.check(auth, &self.guard, check, crate::store::now()).await
+                endpoint.check(auth, &self.guard, check, crate::support::now()).await
             }
             None => json_error(StatusCode::NOT_FOUND, "not_found", "forward auth is off"),
         };
@@ -172,7 +172,7 @@ impl McpGateway {
 
     /// Admits a request for the core. `Ok(true)` when a refusal was written instead.
     async fn admit(&self, auth: &AuthParts, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
-        let now = crate::store::now();
+        let now = crate::support::now();
         let header = session.req_header();
         let request = RequestHead {
             method: &header.method,

@@ -123,7 +123,7 @@ impl AssertionMinter {
             aud: &self.audience,
             iat: now,
             exp: now + self.ttl_secs,
-            jti: crate::session::tokens::random_id(),
+            jti: crate::support::random_id(),
             sub: &user.user_id,
             provider: &user.provider,
             username: &user.username,
@@ -205,7 +205,7 @@ mod tests {
             scope: &scope,
             external_token: Some("gho_provider"),
         };
-        let now = crate::store::now();
+        let now = crate::support::now();
         let claims = claims_of(
             &minter(300, true)
                 .assertion(&AssertionSlot::default(), &subject, now)
@@ -241,7 +241,7 @@ mod tests {
         };
         let m = minter(300, true);
         let slot = AssertionSlot::default();
-        let now = crate::store::now();
+        let now = crate::support::now();
         let first = m.assertion(&slot, &subject, now).unwrap();
         assert_eq!(
             m.assertion(&slot, &subject, now + 200).unwrap(),

@@ -7,7 +7,7 @@
 
 use crate::config::gateway_file::AssertionAlgorithm;
 use crate::config::AssertionSettings;
-use crate::store::cipher::create_private_file;
+use crate::support::create_private_file;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use bytes::Bytes;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};

@@ -12,9 +12,10 @@ use super::params::Params;
 use super::transactions::{AuthorizationRequest, LoginConsent};
 use super::{pages, response, AuthorizationServer, PublicOrigin};
 use crate::session::stateless;
-use crate::session::tokens::{issue_tokens, IssuePolicy};
+use crate::session::tokens::IssuePolicy;
 use crate::session::SessionRecord;
-use crate::store::{now, StoreError};
+use crate::store::StoreError;
+use crate::support::now;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use url::{Host, Url};
@@ -134,7 +135,7 @@ impl AuthorizationServer {
             with_refresh_token: false,
             stateless,
         };
-        let issued = issue_tokens(&self.store, session, policy, now).await?;
+        let issued = self.sessions.issue_tokens(session, policy, now).await?;
         let cookie_life = session.expires_at.saturating_sub(now);
         let cookie = Self::cookies_for(origin).set(cookies::SESSION, &issued.access_token, cookie_life);
         Ok((issued.access_token, cookie))
@@ -156,9 +157,9 @@ impl AuthorizationServer {
         if snapshot.client_id != BROWSER_CLIENT_ID {
             return None;
         }
-        let session = match SessionRecord::load(&self.store, &snapshot.id).await {
-            Ok(Some(session)) if session.expires_at > now => session,
-            Ok(_) => return None,
+        let session = match self.sessions.live(&snapshot.id, now).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew a browser session");
                 return None;

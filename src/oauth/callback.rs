@@ -11,9 +11,10 @@ use super::params::Params;
 use super::transactions::{AuthorizationRequest, CodeRecord, LoginState};
 use super::{response, AuthorizationServer};
 use crate::providers::{LoginCallback, ProviderError};
-use crate::session::tokens::{new_opaque_token, random_id, token_hash, AUTHORIZATION_CODE_PREFIX};
+use crate::session::tokens::AUTHORIZATION_CODE_PREFIX;
 use crate::session::SessionRecord;
-use crate::store::{now, Table};
+use crate::store::Table;
+use crate::support::{new_opaque_token, now, random_id, token_hash};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
@@ -146,7 +147,7 @@ impl AuthorizationServer {
             created_at,
             expires_at: created_at + self.settings.tokens.session.as_secs(),
         };
-        if let Err(e) = session.save(&self.store).await {
+        if let Err(e) = self.sessions.create(&session).await {
             return self.fail(&login, OAuthError::from(e));
         }
         tracing::info!(

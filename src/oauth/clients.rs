@@ -7,8 +7,8 @@ use super::error::{ErrorCode, OAuthError};
 use super::metadata_document::MetadataDocuments;
 use crate::config::limits::DynamicClients;
 use crate::config::mxcp_user::StaticClientConfig;
-use crate::session::tokens::token_hash;
 use crate::store::{Store, StoreError, Table};
+use crate::support::token_hash;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -171,7 +171,7 @@ impl ClientRegistry {
         let Some(stored) = self.store.get::<StoredClient>(Table::Clients, client_id).await? else {
             return Ok(None);
         };
-        let now = crate::store::now();
+        let now = crate::support::now();
         if now.saturating_sub(stored.renewed_at) >= RENEW_EVERY_SECS.min(self.idle_ttl / 2) {
             if let Err(e) = self.store_client(&stored.record, now).await {
                 tracing::warn!(error = %e, client_id, "could not renew a registered client");
@@ -197,7 +197,7 @@ impl ClientRegistry {
                 "this server holds as many registered clients as it may; try again later",
             ));
         }
-        Ok(self.store_client(record, crate::store::now()).await?)
+        Ok(self.store_client(record, crate::support::now()).await?)
     }
 
     async fn store_client(&self, record: &ClientRecord, now: u64) -> Result<(), StoreError> {

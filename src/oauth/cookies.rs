@@ -3,7 +3,7 @@
 //! drop the prefix and `Secure`, which browsers would otherwise refuse. Always `HttpOnly`,
 //! `SameSite=Lax`, `Path=/`.
 
-use crate::session::tokens::hex;
+use crate::support::hex;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 

@@ -7,8 +7,8 @@ use super::error::{ErrorCode, OAuthError};
 use super::transactions::{AuthorizationRequest, LoginConsent, LoginState};
 use super::{response, AuthorizationServer};
 use crate::providers::LoginRequest;
-use crate::session::tokens::{new_opaque_token, random_id, token_hash};
-use crate::store::{now, Table};
+use crate::store::Table;
+use crate::support::{new_opaque_token, now, random_id, token_hash};
 use bytes::Bytes;
 use http::Response;
 

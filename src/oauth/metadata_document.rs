@@ -240,7 +240,7 @@ impl MetadataDocuments {
             serde_json::from_value(document).map_err(|e| failed(format!("has wrongly typed metadata ({e})")))?;
         let mut record = metadata.into_record(&self.supported_scopes, "none", &["none"])?;
         record.client_id = client_id.to_string();
-        record.client_id_issued_at = crate::store::now();
+        record.client_id_issued_at = crate::support::now();
         tracing::info!(client_id, "client metadata document fetched");
         Ok((record, ttl))
     }

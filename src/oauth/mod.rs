@@ -30,7 +30,7 @@ pub mod transactions;
 use crate::config::Settings;
 use crate::providers::{ProviderEntry, ProviderSet};
 use crate::rate_limit::{Endpoint, Limited, RateLimiter};
-use crate::session::bearer::BearerAuthenticator;
+use crate::session::Sessions;
 use crate::store::Store;
 use bytes::Bytes;
 use clients::{ClientRegistry, DEFAULT_SCOPE};
@@ -97,7 +97,9 @@ pub struct AuthorizationServer {
     store: Store,
     providers: Arc<ProviderSet>,
     clients: ClientRegistry,
-    bearer: Arc<BearerAuthenticator>,
+    /// Sessions and their tokens: created at the callback, issued at `/token`, ended at
+    /// `/revoke` and `/logout`.
+    sessions: Sessions,
     /// Every scope this server can grant (advertised in the metadata).
     scopes: Vec<String>,
     /// The scopes a client that registered itself or names a metadata document may hold, and a
@@ -116,7 +118,7 @@ impl AuthorizationServer {
         settings: Arc<Settings>,
         store: Store,
         providers: Arc<ProviderSet>,
-        bearer: Arc<BearerAuthenticator>,
+        sessions: Sessions,
         jwks: Bytes,
     ) -> Self {
         let scopes = supported_scopes(&settings);
@@ -137,7 +139,7 @@ impl AuthorizationServer {
             settings,
             store,
             providers,
-            bearer,
+            sessions,
             jwks,
             limiter: RateLimiter::new(settings_rate_limits),
         }

@@ -5,7 +5,7 @@
 use super::client_metadata::{metadata_error, ClientMetadata};
 use super::error::OAuthError;
 use super::{response, AuthorizationServer};
-use crate::session::tokens::{new_opaque_token, random_id, token_hash};
+use crate::support::{new_opaque_token, random_id, token_hash};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::Value;
@@ -21,7 +21,7 @@ impl AuthorizationServer {
         let secret = (record.token_endpoint_auth_method != "none").then(|| new_opaque_token("mxs_"));
         record.client_id = format!("mxc_{}", random_id());
         record.client_secret_hash = secret.as_deref().map(token_hash);
-        record.client_id_issued_at = crate::store::now();
+        record.client_id_issued_at = crate::support::now();
         self.clients.register(&record).await?;
         tracing::info!(client_id = %record.client_id, name = record.client_name.as_deref().unwrap_or(""), "client registered");
 

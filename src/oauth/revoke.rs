@@ -1,5 +1,6 @@
-//! Ending sessions: `/revoke` (RFC 7009) for clients, `/logout` for people and API callers, and
-//! the server-side revocation both use (store and request cache at once).
+//! Ending sessions: `/revoke` (RFC 7009) for clients, `/logout` for people and API callers. Both
+//! only speak HTTP and OAuth; the revocation itself (store and request cache at once) is done by
+//! [`crate::session::Sessions`].
 //!
 //! `/revoke`: the client authenticates as at `/token`; revoking a refresh token ends its whole
 //! session (RFC 7009 §2.1), an access token only itself. Unknown tokens, or tokens of another
@@ -16,41 +17,14 @@ use super::metadata::LOGOUT_PATH;
 use super::params::Params;
 use super::{pages, response, AuthorizationServer};
 use crate::session::bearer::{bearer_token, BearerError};
-use crate::session::tokens::new_opaque_token;
-use crate::session::tokens::{token_hash, TokenKind, TokenRecord};
-use crate::session::{indexed_sessions, user_session_key};
-use crate::store::{now, StoreError, Table};
+use crate::session::lifecycle::TokenRevocation;
+use crate::support::{new_opaque_token, now};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
 impl AuthorizationServer {
-    /// Ends a session: its tokens stop working at once, here and in the request cache. Returns
-    /// whether there was such a session.
-    pub async fn revoke_session(&self, session_id: &str) -> bool {
-        self.bearer.forget_session(session_id);
-        match self.store.delete(Table::Sessions, session_id).await {
-            Ok(existed) => existed,
-            Err(e) => {
-                tracing::error!(error = %e, session = %session_id, "could not revoke a session");
-                false
-            }
-        }
-    }
-
-    /// Ends every session of a user (`provider:user id`); returns how many there were.
-    pub async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
-        let mut revoked = 0;
-        for (_, session_id) in indexed_sessions(&self.store, Some(user)).await? {
-            revoked += usize::from(self.revoke_session(&session_id).await);
-            self.store
-                .delete(Table::UserSessions, &user_session_key(user, &session_id))
-                .await?;
-        }
-        Ok(revoked)
-    }
-
     /// `POST /revoke` (RFC 7009).
     pub(super) async fn revoke(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OAuthError> {
         let params = Params::parse(req.body())
@@ -73,22 +47,15 @@ impl AuthorizationServer {
                 ));
             }
         }
-        let hash = token_hash(token);
-        let record: Option<TokenRecord> = self.store.get(Table::Tokens, &hash).await?;
-        match record {
-            Some(record) if record.client_id == client.client_id => match record.kind {
-                TokenKind::Refresh => {
-                    self.revoke_session(&record.session_id).await;
-                    tracing::info!(client_id = %client.client_id, session = %record.session_id, "refresh token revoked; session ended");
-                }
-                TokenKind::Access => {
-                    self.store.delete(Table::Tokens, &hash).await?;
-                    self.bearer.forget_token(&hash);
-                    tracing::info!(client_id = %client.client_id, "access token revoked");
-                }
-            },
-            Some(_) => tracing::warn!(client_id = %client.client_id, "a client tried to revoke another client's token"),
-            None => {}
+        match self.sessions.revoke_token(token, &client.client_id).await? {
+            TokenRevocation::SessionEnded { session_id } => {
+                tracing::info!(client_id = %client.client_id, session = %session_id, "refresh token revoked; session ended");
+            }
+            TokenRevocation::AccessToken => tracing::info!(client_id = %client.client_id, "access token revoked"),
+            TokenRevocation::OtherClients => {
+                tracing::warn!(client_id = %client.client_id, "a client tried to revoke another client's token")
+            }
+            TokenRevocation::Unknown => {}
         }
         Ok(response::json(StatusCode::OK, &json!({})))
     }
@@ -99,7 +66,7 @@ impl AuthorizationServer {
         let Some(token) = bearer_token(req.headers()) else {
             return self.browser_logout(&origin, &req).await;
         };
-        let session = match self.bearer.authenticate(token, now()).await {
+        let session = match self.sessions.bearer().authenticate(token, now()).await {
             Ok(session) => session,
             Err(BearerError::Invalid(reason)) => {
                 return OAuthError::new(ErrorCode::InvalidToken, reason).into_response();
@@ -114,12 +81,12 @@ impl AuthorizationServer {
             .flatten()
             .any(|p| matches!(p.get("all"), Some("true") | Some("1")));
         let revoked = if all {
-            match self.revoke_user_sessions(&session.record.user.key()).await {
+            match self.sessions.revoke_user_sessions(&session.record.user.key()).await {
                 Ok(n) => n,
                 Err(e) => return OAuthError::from(e).into_response(),
             }
         } else {
-            self.revoke_session(session.id()).await;
+            self.sessions.revoke_session(session.id()).await;
             1
         };
         tracing::info!(user = %session.record.user.username, all, revoked, "logout");
@@ -154,14 +121,14 @@ impl AuthorizationServer {
                     "This sign-out did not come from mxgate's own page. Open /logout to sign out.",
                 );
             }
-            if let Ok(session) = self.bearer.authenticate(token, now()).await {
-                self.revoke_session(session.id()).await;
+            if let Ok(session) = self.sessions.bearer().authenticate(token, now()).await {
+                self.sessions.revoke_session(session.id()).await;
                 tracing::info!(user = %session.record.user.username, "browser logout");
             } else if let Ok((snapshot, _)) = crate::session::stateless::open_sealed(self.store.cipher(), token) {
                 // A stateless browser token past its short life still names a session that could
                 // be renewed: end it too.
                 if snapshot.client_id == super::browser_login::BROWSER_CLIENT_ID {
-                    self.revoke_session(&snapshot.id).await;
+                    self.sessions.revoke_session(&snapshot.id).await;
                     tracing::info!(user = %snapshot.user.username, "browser logout");
                 }
             }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::identity::user::{ProviderTokens, UserIdentity};
 use crate::providers::{LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderEntry, ProviderError};
-use crate::session::bearer::BearerError;
+use crate::session::bearer::{BearerAuthenticator, BearerError};
 use crate::store::{cipher::RecordCipher, RedbStore};
 use async_trait::async_trait;
 use http::header::{LOCATION, SET_COOKIE};
@@ -116,25 +116,27 @@ fn build_harness(gateway_extra: &str, extra: &[&'static str], more_clients: &str
         RecordCipher::from_secret(b"test"),
     );
     let bearer = Arc::new(BearerAuthenticator::new(store.clone(), 10_000, 3600));
+    let providers = Arc::new(ProviderSet::new(
+        ProviderEntry {
+            provider: Arc::new(StandInProvider("oidc")),
+            callback_path: "/callback".into(),
+            display_name: "Stand-in IdP".into(),
+        },
+        extra
+            .iter()
+            .map(|name| ProviderEntry {
+                provider: Arc::new(StandInProvider(name)),
+                callback_path: format!("/callback/{name}"),
+                display_name: format!("The {name} IdP"),
+            })
+            .collect(),
+    ));
+    let sessions = Sessions::new(store.clone(), bearer.clone(), providers.clone());
     let server = AuthorizationServer::new(
         settings,
         store,
-        Arc::new(ProviderSet::new(
-            ProviderEntry {
-                provider: Arc::new(StandInProvider("oidc")),
-                callback_path: "/callback".into(),
-                display_name: "Stand-in IdP".into(),
-            },
-            extra
-                .iter()
-                .map(|name| ProviderEntry {
-                    provider: Arc::new(StandInProvider(name)),
-                    callback_path: format!("/callback/{name}"),
-                    display_name: format!("The {name} IdP"),
-                })
-                .collect(),
-        )),
-        bearer.clone(),
+        providers,
+        sessions,
         Bytes::from_static(b"{\"keys\":[]}"),
     );
     Harness {
@@ -584,7 +586,7 @@ async fn approvals_from_before_the_person_was_bound_are_not_used() {
     let h = harness();
     let client = h.register_public().await;
     let old_claims = serde_json::json!({
-        "cid": client, "ruri": REDIRECT, "prv": "oidc", "exp": crate::store::now() + 3600,
+        "cid": client, "ruri": REDIRECT, "prv": "oidc", "exp": crate::support::now() + 3600,
     });
     let key = jsonwebtoken::EncodingKey::from_secret(h.server.store.cipher().mac_key()).unwrap();
     let old = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &old_claims, &key).unwrap();
@@ -656,19 +658,19 @@ async fn code_exchange_checks_pkce_and_a_replay_revokes_the_session() {
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["scope"], "mxcp:access");
     let access = tokens["access_token"].as_str().unwrap();
-    let session = h.bearer.authenticate(access, crate::store::now()).await.unwrap();
+    let session = h.bearer.authenticate(access, crate::support::now()).await.unwrap();
     assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
     assert_eq!(session.provider_tokens().access_token, "idp-access");
 
     // A stranger replaying the spent code does not get the real login revoked…
     let guess = h.exchange(&stranger, &code, &"y".repeat(43)).await;
     assert_eq!(json(&guess)["error"], "invalid_grant");
-    assert!(h.bearer.authenticate(access, crate::store::now()).await.is_ok());
+    assert!(h.bearer.authenticate(access, crate::support::now()).await.is_ok());
     // …the code's holder replaying it does (RFC 6749 §4.1.2).
     let replay = h.exchange(&client, &code, VERIFIER).await;
     assert_eq!(json(&replay)["error"], "invalid_grant");
     assert!(matches!(
-        h.bearer.authenticate(access, crate::store::now()).await,
+        h.bearer.authenticate(access, crate::support::now()).await,
         Err(BearerError::Invalid(_))
     ));
 }
@@ -687,7 +689,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes() {
     assert_eq!(second.status(), 200);
     let second = json(&second);
     assert_ne!(second["refresh_token"], first["refresh_token"]);
-    let now = crate::store::now();
+    let now = crate::support::now();
     assert!(
         h.bearer
             .authenticate(first["access_token"].as_str().unwrap(), now)
@@ -736,7 +738,7 @@ async fn without_a_grace_window_the_first_reuse_revokes() {
     assert_eq!(json(&reuse)["error"], "invalid_grant");
     assert!(h
         .bearer
-        .authenticate(second["access_token"].as_str().unwrap(), crate::store::now())
+        .authenticate(second["access_token"].as_str().unwrap(), crate::support::now())
         .await
         .is_err());
 }
@@ -872,7 +874,7 @@ impl Harness {
 
     async fn works(&self, access_token: &Value) -> bool {
         self.bearer
-            .authenticate(access_token.as_str().unwrap(), crate::store::now())
+            .authenticate(access_token.as_str().unwrap(), crate::support::now())
             .await
             .is_ok()
     }
@@ -1033,7 +1035,7 @@ async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
         .split(';')
         .next()
         .unwrap();
-    let session = h.bearer.authenticate(token, crate::store::now()).await.unwrap();
+    let session = h.bearer.authenticate(token, crate::support::now()).await.unwrap();
     assert_eq!(session.record.client_id, browser_login::BROWSER_CLIENT_ID);
     assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
 
@@ -1048,7 +1050,7 @@ async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
     assert_eq!(ask.status(), 200);
     let html = String::from_utf8(ask.body().to_vec()).unwrap();
     assert!(
-        h.bearer.authenticate(token, crate::store::now()).await.is_ok(),
+        h.bearer.authenticate(token, crate::support::now()).await.is_ok(),
         "a GET ends nothing"
     );
     let csrf = hidden(&html, "csrf_token");
@@ -1056,7 +1058,7 @@ async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
     let jar = format!("mxgate-session={token}; {approval}=v; {}", cookies_of(&ask));
     let forged = h.call(post("/logout", "csrf_token=forged", &[("cookie", &jar)])).await;
     assert_eq!(forged.status(), 403);
-    assert!(h.bearer.authenticate(token, crate::store::now()).await.is_ok());
+    assert!(h.bearer.authenticate(token, crate::support::now()).await.is_ok());
     let out = h
         .call(post("/logout", &format!("csrf_token={csrf}"), &[("cookie", &jar)]))
         .await;
@@ -1068,7 +1070,7 @@ async fn a_browser_signs_in_and_gets_a_session_cookie_for_its_requests() {
         "the sign-out forgets remembered approvals"
     );
     assert!(
-        h.bearer.authenticate(token, crate::store::now()).await.is_err(),
+        h.bearer.authenticate(token, crate::support::now()).await.is_err(),
         "logout ended the session"
     );
 }
@@ -1143,7 +1145,7 @@ async fn several_providers_are_offered_and_each_login_stays_with_its_provider() 
     let tokens = json(&h.exchange(&client, &code, VERIFIER).await);
     let session = h
         .bearer
-        .authenticate(tokens["access_token"].as_str().unwrap(), crate::store::now())
+        .authenticate(tokens["access_token"].as_str().unwrap(), crate::support::now())
         .await
         .unwrap();
     assert_eq!(

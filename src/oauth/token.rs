@@ -1,6 +1,8 @@
 //! `/token`: the `authorization_code` grant (client, redirect URI and PKCE verified; a code works
 //! once, and a replayed code revokes the session it created) and the `refresh_token` grant
-//! (rotation: each refresh token works once; presenting a spent one revokes the session).
+//! (rotation: each refresh token works once; presenting a spent one revokes the session — see
+//! `session::rotation`). This file speaks OAuth: it parses, checks the client and the grant, and
+//! maps what [`crate::session::Sessions`] did to OAuth errors; it writes no session or token.
 
 use super::clients::{ClientRecord, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use super::error::{ErrorCode, OAuthError};
@@ -8,9 +10,12 @@ use super::params::Params;
 use super::pkce::verify_s256;
 use super::transactions::{AuthorizationRequest, CodeRecord};
 use super::{response, AuthorizationServer};
-use crate::session::tokens::{issue_tokens, token_hash, IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
+use crate::session::provider_refresh::Renewal;
+use crate::session::rotation::RotationOutcome;
+use crate::session::tokens::{IssuePolicy, IssuedTokens};
 use crate::session::SessionRecord;
-use crate::store::{now, Table, Update};
+use crate::store::{Table, Update};
+use crate::support::{now, token_hash};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
@@ -107,7 +112,10 @@ impl AuthorizationServer {
             }
         }
         let session = self.live_session(&session_id).await?;
-        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now()).await?;
+        let issued = self
+            .sessions
+            .issue_tokens(&session, self.issue_policy(client), now())
+            .await?;
         Ok((session, issued))
     }
 
@@ -169,7 +177,7 @@ impl AuthorizationServer {
         if !by_holder {
             return OAuthError::invalid_grant("the authorization code is invalid or expired");
         }
-        self.revoke_session(session_id).await;
+        self.sessions.revoke_session(session_id).await;
         tracing::warn!(client_id = %client.client_id, "authorization code replayed; its session is revoked");
         OAuthError::invalid_grant("the authorization code was already used; the tokens it issued are revoked")
     }
@@ -188,63 +196,34 @@ impl AuthorizationServer {
         let token = params
             .get("refresh_token")
             .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-        let hash = token_hash(token);
-        let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
         let now = now();
         let grace = self.settings.tokens.refresh_reuse_grace.as_secs();
-        // Rotation: a refresh token works once; within `refresh_token_reuse_grace` of that one
-        // retry is allowed (a client that lost the response); any other reuse is theft.
-        let update = self
-            .store
-            .update(
-                Table::Tokens,
-                &hash,
-                |t: &TokenRecord| t.expires_at,
-                |t: &TokenRecord| {
-                    if t.kind != TokenKind::Refresh || t.client_id != client.client_id {
-                        None
-                    } else if !t.rotated {
-                        Some(TokenRecord {
-                            rotated: true,
-                            rotated_at: now,
-                            ..t.clone()
-                        })
-                    } else if grace > 0 && !t.grace_used && now <= t.rotated_at + grace {
-                        Some(TokenRecord {
-                            grace_used: true,
-                            ..t.clone()
-                        })
-                    } else {
-                        None
-                    }
-                },
-            )
-            .await?;
-        let previous = match update {
-            Update::Changed { from, .. } => from,
-            Update::Missing => return Err(invalid()),
-            Update::Unchanged(t) if t.kind != TokenKind::Refresh || t.client_id != client.client_id => {
-                return Err(invalid())
-            }
-            Update::Unchanged(t) => {
-                self.revoke_session(&t.session_id).await;
-                tracing::warn!(client_id = %client.client_id, "a spent refresh token was presented again; its session is revoked");
+        let session_id = match self
+            .sessions
+            .rotate_refresh_token(&token_hash(token), &client.client_id, now, grace)
+            .await?
+        {
+            RotationOutcome::Rotated { session_id } | RotationOutcome::GraceRetry { session_id } => session_id,
+            RotationOutcome::Reused { .. } => {
                 return Err(OAuthError::invalid_grant(
                     "the refresh token was already used; the session is revoked",
-                ));
+                ))
+            }
+            RotationOutcome::Invalid => {
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token is invalid, expired or revoked",
+                ))
             }
         };
-        if !previous.rotated {
-            // A first use retires the access token issued with it; a grace retry leaves the
-            // pair of the first use alone.
-            if let Some(access_hash) = &previous.paired_access_hash {
-                self.store.delete(Table::Tokens, access_hash).await?;
-                self.bearer.forget_token(access_hash);
-            }
-        }
-        let mut session = self.live_session(&previous.session_id).await?;
+        let mut session = self.live_session(&session_id).await?;
         if self.settings.transport.stateless {
-            self.renew_provider_tokens(&mut session, now).await?;
+            // The new access token carries the provider token: renew it if it would expire first.
+            let horizon = now + self.settings.tokens.access_token.as_secs();
+            if self.sessions.renew_provider_tokens_before(&mut session, horizon).await == Renewal::Ended {
+                return Err(OAuthError::invalid_grant(
+                    "the sign-in at the identity provider has ended; sign in again",
+                ));
+            }
         }
         // Narrowing is allowed but not recorded: the token keeps the session's scope, which the
         // response reports, so the client sees exactly what it holds.
@@ -256,48 +235,17 @@ impl AuthorizationServer {
                 return Err(OAuthError::new(ErrorCode::InvalidScope, "a refresh cannot add scopes"));
             }
         }
-        let issued = issue_tokens(&self.store, &session, self.issue_policy(client), now).await?;
+        let issued = self
+            .sessions
+            .issue_tokens(&session, self.issue_policy(client), now)
+            .await?;
         Ok((session, issued))
     }
 
-    /// Stateless mode: access tokens carry the provider token and nothing renews it on the
-    /// request path, so a refresh renews it when it would expire within the new token's life.
-    async fn renew_provider_tokens(&self, session: &mut SessionRecord, now: u64) -> Result<(), OAuthError> {
-        let tokens = &session.provider_tokens;
-        let horizon = now + self.settings.tokens.access_token.as_secs();
-        let (Some(expires_at), Some(refresh_token)) = (tokens.expires_at, tokens.refresh_token.clone()) else {
-            return Ok(());
-        };
-        if expires_at > horizon {
-            return Ok(());
-        }
-        let entry = self
-            .providers
-            .by_name(&session.user.provider)
-            .unwrap_or(self.providers.primary());
-        match entry.provider.refresh(&refresh_token).await {
-            Ok(fresh) => {
-                session.provider_tokens = fresh;
-                session.save(&self.store).await?;
-                Ok(())
-            }
-            Err(crate::providers::ProviderError::Rejected { .. }) => {
-                self.revoke_session(&session.id).await;
-                Err(OAuthError::invalid_grant(
-                    "the sign-in at the identity provider has ended; sign in again",
-                ))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "provider token refresh failed; keeping the current token");
-                Ok(())
-            }
-        }
-    }
-
     async fn live_session(&self, session_id: &str) -> Result<SessionRecord, OAuthError> {
-        SessionRecord::load(&self.store, session_id)
+        self.sessions
+            .live(session_id, now())
             .await?
-            .filter(|s| s.expires_at > now())
             .ok_or_else(|| OAuthError::invalid_grant("the session has ended; sign in again"))
     }
 }

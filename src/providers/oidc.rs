@@ -474,7 +474,7 @@ impl Provider for OidcProvider {
                     pkce_verifier: callback.pkce_verifier,
                     extra: &audience,
                 },
-                crate::store::now(),
+                crate::support::now(),
             )
             .await?;
         let profile = self.profile(&d, &tokens, callback.nonce).await?;
@@ -496,7 +496,7 @@ impl Provider for OidcProvider {
                 &d.token_endpoint,
                 refresh_token,
                 &self.audience_param(),
-                crate::store::now(),
+                crate::support::now(),
             )
             .await
     }
@@ -626,7 +626,7 @@ pub(crate) mod test_support {
     }
 
     pub fn now() -> u64 {
-        crate::store::now()
+        crate::support::now()
     }
 
     /// The error of a result whose success type has no `Debug` (a login outcome holds tokens).

@@ -75,7 +75,7 @@ impl WebFlow {
                 self.token_url.as_str(),
                 params,
                 self.encoding,
-                crate::store::now(),
+                crate::support::now(),
             )
             .await
     }

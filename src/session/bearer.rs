@@ -10,9 +10,10 @@
 //! replica until it would have expired anyway.
 
 use super::stateless::{is_stateless_token, open_access_token};
-use super::tokens::{token_hash, TokenKind, TokenRecord};
+use super::tokens::{TokenKind, TokenRecord};
 use super::{ActiveSession, SessionRecord};
 use crate::store::{Store, StoreError, Table};
+use crate::support::token_hash;
 use http::HeaderMap;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -171,7 +172,7 @@ impl BearerAuthenticator {
     /// Drops every cached token of a revoked session, and remembers the revocation so that no
     /// lookup under way caches the session again.
     pub fn forget_session(&self, session_id: &str) {
-        let now = crate::store::now();
+        let now = crate::support::now();
         if let Ok(mut cache) = self.cache.write() {
             cache.by_token.retain(|_, e| e.session.id() != session_id);
             cache.by_session.remove(session_id);
@@ -202,39 +203,14 @@ impl BearerAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::user::UserIdentity;
-    use crate::session::tokens::{issue_tokens, IssuePolicy};
-    use crate::store::{cipher::RecordCipher, now, RedbStore};
-    use std::time::Duration;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = RedbStore::open(&dir.path().join("s.redb")).unwrap();
-        (dir, Store::new(Arc::new(kv), RecordCipher::from_secret(b"k")))
-    }
+    use crate::session::test_support::{record, save, temp_store, POLICY};
+    use crate::session::tokens::issue_tokens;
+    use crate::store::{cipher::RecordCipher, RedbStore};
+    use crate::support::now;
 
     fn session(expires_at: u64) -> SessionRecord {
-        SessionRecord {
-            id: "sid".into(),
-            user: UserIdentity {
-                user_id: "alice".into(),
-                ..Default::default()
-            },
-            provider_tokens: Default::default(),
-            client_id: "c".into(),
-            scope: vec![],
-            resource: "r".into(),
-            created_at: now(),
-            expires_at,
-        }
+        record("sid", expires_at)
     }
-
-    const POLICY: IssuePolicy = IssuePolicy {
-        access_ttl: Duration::from_secs(60),
-        refresh_ttl: Duration::from_secs(600),
-        with_refresh_token: true,
-        stateless: false,
-    };
 
     #[test]
     fn bearer_header_is_parsed_case_insensitively() {
@@ -250,9 +226,9 @@ mod tests {
 
     #[tokio::test]
     async fn access_token_finds_its_session_and_refresh_token_does_not() {
-        let (_d, store) = store();
+        let (_d, store) = temp_store();
         let s = session(now() + 3600);
-        s.save(&store).await.unwrap();
+        save(&store, &s).await;
         let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let auth = BearerAuthenticator::new(store.clone(), 1000, 3600);
         let active = auth.authenticate(&issued.access_token, now()).await.unwrap();
@@ -269,9 +245,9 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_of_one_session_share_one_active_session() {
-        let (_d, store) = store();
+        let (_d, store) = temp_store();
         let s = session(now() + 3600);
-        s.save(&store).await.unwrap();
+        save(&store, &s).await;
         let first = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let second = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let auth = BearerAuthenticator::new(store.clone(), 1000, 3600);
@@ -351,7 +327,7 @@ mod tests {
         });
         let store = Store::new(kv.clone(), RecordCipher::from_secret(b"k"));
         let s = session(now() + 3600);
-        s.save(&store).await.unwrap();
+        save(&store, &s).await;
         let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let auth = Arc::new(BearerAuthenticator::new(store.clone(), 1000, 3600));
 
@@ -377,9 +353,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_is_bounded() {
-        let (_d, store) = store();
+        let (_d, store) = temp_store();
         let s = session(now() + 3600);
-        s.save(&store).await.unwrap();
+        save(&store, &s).await;
         let auth = BearerAuthenticator::new(store.clone(), 10, 3600);
         for _ in 0..25 {
             let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
@@ -390,9 +366,9 @@ mod tests {
 
     #[tokio::test]
     async fn expired_token_and_revoked_session_are_refused() {
-        let (_d, store) = store();
+        let (_d, store) = temp_store();
         let s = session(now() + 3600);
-        s.save(&store).await.unwrap();
+        save(&store, &s).await;
         let issued = issue_tokens(&store, &s, POLICY, now()).await.unwrap();
         let auth = BearerAuthenticator::new(store.clone(), 1000, 3600);
         auth.authenticate(&issued.access_token, now()).await.unwrap();

@@ -1,11 +1,22 @@
 //! Sessions: one per completed login of a user for a client. A session holds the user, the
 //! provider's tokens (sealed at rest), what the client was granted, and when it ends; access
 //! and refresh tokens point at it. Revoking a session ends every token issued for it.
+//!
+//! [`lifecycle::Sessions`] is the one owner of a session's life — create, issue tokens, renew
+//! the provider's tokens, rotate refresh tokens, revoke — and the only writer of the
+//! `sessions`, `tokens` and `user_sessions` tables. [`bearer`] is the hot-path check of a
+//! bearer token (reads only), [`stateless`] the self-contained access tokens of stateless mode.
 
 pub mod bearer;
+pub mod lifecycle;
 pub mod provider_refresh;
+pub mod rotation;
 pub mod stateless;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod tokens;
+
+pub use lifecycle::Sessions;
 
 use crate::identity::assertion::{AssertionMinter, AssertionSlot, AssertionSubject};
 use crate::identity::signing_key::KeyError;
@@ -32,41 +43,18 @@ pub struct SessionRecord {
 // === impl SessionRecord ===
 
 impl SessionRecord {
-    /// Stores the session (sealed) and its entry in the user's session index.
-    pub async fn save(&self, store: &Store) -> Result<(), StoreError> {
-        store
-            .put_sealed(Table::Sessions, &self.id, self, self.expires_at)
-            .await?;
-        let entry = user_session_key(&self.user.key(), &self.id);
-        store
-            .put(Table::UserSessions, &entry, &self.expires_at, self.expires_at)
-            .await
-    }
-
-    pub async fn load(store: &Store, id: &str) -> Result<Option<Self>, StoreError> {
+    /// A stored session (stored only by [`Sessions`]).
+    async fn load(store: &Store, id: &str) -> Result<Option<Self>, StoreError> {
         store.get_sealed(Table::Sessions, id).await
     }
 }
 
+/// Separates the user from the session id in a `user_sessions` key.
 const INDEX_SEPARATOR: char = '\u{1f}';
 
 /// The key of a session in the `user_sessions` index.
-pub fn user_session_key(user: &str, session_id: &str) -> String {
+fn user_session_key(user: &str, session_id: &str) -> String {
     format!("{user}{INDEX_SEPARATOR}{session_id}")
-}
-
-/// The ids of a user's (not yet expired) sessions; `user` is `provider:user id`, or all users'
-/// sessions when `None`. Entries of sessions revoked meanwhile may remain; loading tells.
-pub async fn indexed_sessions(store: &Store, user: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
-    let prefix = user.map(|u| format!("{u}{INDEX_SEPARATOR}")).unwrap_or_default();
-    let entries: Vec<(String, u64)> = store.list_prefix(Table::UserSessions, &prefix).await?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|(key, _)| {
-            key.rsplit_once(INDEX_SEPARATOR)
-                .map(|(u, s)| (u.to_string(), s.to_string()))
-        })
-        .collect())
 }
 
 /// A session in memory, on the request path: the record, the provider's current tokens (which a
@@ -122,16 +110,20 @@ impl ActiveSession {
             .unwrap_or((None, false, 0))
     }
 
-    /// Installs refreshed provider tokens; the next request gets a new assertion. Returns the
-    /// record to persist.
-    pub fn replace_provider_tokens(&self, tokens: ProviderTokens) -> SessionRecord {
-        let mut record = self.record.clone();
-        record.provider_tokens = tokens.clone();
+    /// The session as stored: the record with the provider's current tokens.
+    pub fn current_record(&self) -> SessionRecord {
+        SessionRecord {
+            provider_tokens: self.provider_tokens(),
+            ..self.record.clone()
+        }
+    }
+
+    /// Installs refreshed provider tokens; the next request gets a new assertion.
+    pub fn install_provider_tokens(&self, tokens: ProviderTokens) {
         if let Ok(mut current) = self.provider_tokens.write() {
             *current = tokens;
         }
         self.assertion.clear();
-        record
     }
 
     /// The session's assertion for the core, minted only when the cached one is due.

@@ -1,16 +1,22 @@
-//! Keeping the provider's access token (what `get_user_external_token()` returns) alive.
+//! Keeping the provider's access token (what `get_user_external_token()` returns) alive. One
+//! renewal serves both modes:
 //!
-//! Checked on each request, which costs a read of the token's expiry. Shortly before the token
-//! expires one background task refreshes it (single flight per session) while requests go on
-//! with the still-valid token; only a request that finds it already expired waits for the
-//! refresh. The newest tokens are stored in one write. If the provider refuses the refresh
-//! token, the provider login is over and so is the session. Tokens without an expiry (GitHub
-//! OAuth apps) or without a refresh token are left as they are; mxgate's own session lifetime
-//! governs those.
+//! - **Request path** ([`Sessions::ensure_fresh`]): checked on each request, which costs a read
+//!   of the token's expiry. Shortly before the token expires one background task refreshes it
+//!   (single flight per session) while requests go on with the still-valid token; only a
+//!   request that finds it already expired waits for the refresh.
+//! - **Stateless mode** ([`Sessions::renew_provider_tokens_before`]): access tokens carry the
+//!   provider token and the request path writes nothing back, so the refresh grant renews it
+//!   when it would expire within the new access token's life.
+//!
+//! The newest tokens are stored in one write (never bringing back a session revoked meanwhile).
+//! If the provider refuses the refresh token, the provider login is over and so is the session:
+//! it is revoked here. An unreachable provider leaves the current token in use. Tokens without
+//! an expiry (GitHub OAuth apps) or without a refresh token are left as they are; mxgate's own
+//! session lifetime governs those.
 
-use super::ActiveSession;
-use crate::providers::{ProviderError, ProviderSet};
-use crate::store::Store;
+use super::{ActiveSession, SessionRecord, Sessions};
+use crate::providers::ProviderError;
 use std::sync::Arc;
 
 /// Refresh this long before expiry, or a fifth of the token's lifetime if that is shorter.
@@ -21,23 +27,26 @@ const LEAD_SECS: u64 = 60;
 pub enum Freshness {
     /// Go on (the token is valid, or cannot be refreshed, or the provider is unreachable).
     Usable,
-    /// The provider refused the refresh: the provider login is over, so the caller ends the session.
+    /// The provider login is over and the session has been revoked: refuse the request.
     SessionEnded,
 }
 
-#[derive(Clone)]
-pub struct ProviderRefresher {
-    providers: Arc<ProviderSet>,
-    store: Store,
+/// What renewing a session's provider tokens came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// The record holds new tokens (stored; a store failure is logged, not fatal).
+    Renewed,
+    /// Nothing to renew, or the provider could not be reached: the current tokens stay.
+    Kept,
+    /// The provider refused the refresh (the session is revoked now), or the session was
+    /// revoked meanwhile.
+    Ended,
 }
 
-// === impl ProviderRefresher ===
+// === impl Sessions (provider tokens) ===
 
-impl ProviderRefresher {
-    pub fn new(providers: Arc<ProviderSet>, store: Store) -> Self {
-        Self { providers, store }
-    }
-
+impl Sessions {
+    /// The request path: keeps `session`'s provider token usable.
     pub async fn ensure_fresh(&self, session: &Arc<ActiveSession>, now: u64) -> Freshness {
         let (Some(expires_at), true, obtained_at) = session.provider_expiry() else {
             return Freshness::Usable;
@@ -58,39 +67,68 @@ impl ProviderRefresher {
             return Freshness::Usable;
         }
         let _guard = session.refreshing.lock().await;
-        self.refresh_if_due(&session.clone(), expires_at).await
+        self.refresh_if_due(session, expires_at).await
     }
 
     /// Refreshes unless another task already replaced the tokens that expire at `expires_at`.
-    async fn refresh_if_due(&self, session: &Arc<ActiveSession>, expires_at: u64) -> Freshness {
-        let current = session.provider_tokens();
-        if current.expires_at != Some(expires_at) {
+    async fn refresh_if_due(&self, session: &ActiveSession, expires_at: u64) -> Freshness {
+        let mut record = session.current_record();
+        if record.provider_tokens.expires_at != Some(expires_at) {
             return Freshness::Usable;
         }
-        let Some(refresh_token) = current.refresh_token.as_deref() else {
-            return Freshness::Usable;
-        };
-        // The session's own provider (it remembers which one the person signed in with).
-        let entry = self
-            .providers
-            .by_name(&session.record.user.provider)
-            .unwrap_or(self.providers.primary());
-        match entry.provider.refresh(refresh_token).await {
-            Ok(tokens) => {
-                let record = session.replace_provider_tokens(tokens);
-                if let Err(e) = record.save(&self.store).await {
-                    tracing::error!(error = %e, session = %session.id(), "refreshed provider tokens could not be stored");
-                }
-                tracing::debug!(session = %session.id(), "provider tokens refreshed");
+        match self.renew(&mut record).await {
+            Renewal::Renewed => {
+                session.install_provider_tokens(record.provider_tokens);
                 Freshness::Usable
+            }
+            Renewal::Kept => Freshness::Usable,
+            Renewal::Ended => Freshness::SessionEnded,
+        }
+    }
+
+    /// Stateless mode: renews `session`'s provider tokens if they expire by `horizon` (the end
+    /// of the access token about to be issued).
+    pub async fn renew_provider_tokens_before(&self, session: &mut SessionRecord, horizon: u64) -> Renewal {
+        match session.provider_tokens.expires_at {
+            Some(expires_at) if expires_at <= horizon => self.renew(session).await,
+            _ => Renewal::Kept,
+        }
+    }
+
+    /// The renewal both paths use: refreshes at the provider the session was signed in with,
+    /// and stores the session with the new tokens.
+    async fn renew(&self, session: &mut SessionRecord) -> Renewal {
+        let Some(refresh_token) = session.provider_tokens.refresh_token.clone() else {
+            return Renewal::Kept;
+        };
+        let providers = self.providers();
+        let entry = providers.by_name(&session.user.provider).unwrap_or(providers.primary());
+        match entry.provider.refresh(&refresh_token).await {
+            Ok(tokens) => {
+                session.provider_tokens = tokens;
+                match self.update(session).await {
+                    Ok(true) => {
+                        tracing::debug!(session = %session.id, "provider tokens refreshed");
+                        Renewal::Renewed
+                    }
+                    Ok(false) => {
+                        tracing::info!(session = %session.id, "the session was revoked while its provider tokens were refreshed");
+                        Renewal::Ended
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, session = %session.id, "refreshed provider tokens could not be stored");
+                        Renewal::Renewed
+                    }
+                }
             }
             Err(ProviderError::Rejected { error, .. }) => {
-                tracing::info!(session = %session.id(), provider_error = %error, "the provider refused the refresh");
-                Freshness::SessionEnded
+                tracing::info!(session = %session.id, provider_error = %error, "the provider refused the refresh; the session ends");
+                self.revoke_session(&session.id).await;
+                Renewal::Ended
             }
             Err(e) => {
-                tracing::warn!(error = %e, session = %session.id(), "provider token refresh failed; keeping the current token");
-                Freshness::Usable
+                tracing::warn!(error = %e, session = %session.id, "provider token refresh failed; keeping the current token");
+                Renewal::Kept
             }
         }
     }
@@ -99,120 +137,80 @@ impl ProviderRefresher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::user::{ProviderTokens, UserIdentity};
-    use crate::providers::{LoginCallback, LoginOutcome, LoginRequest, Provider};
-    use crate::session::SessionRecord;
-    use crate::store::{cipher::RecordCipher, now, RedbStore};
-    use async_trait::async_trait;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::identity::user::ProviderTokens;
+    use crate::session::test_support::{fresh_tokens, record, Fixture};
+    use crate::support::now;
 
-    /// Counts refreshes; answers with `outcome`.
-    struct CountingProvider {
-        calls: AtomicUsize,
-        outcome: fn() -> Result<ProviderTokens, ProviderError>,
-    }
-
-    #[async_trait]
-    impl Provider for CountingProvider {
-        fn name(&self) -> &str {
-            "counting"
-        }
-        async fn authorization_url(&self, _: &LoginRequest<'_>) -> Result<url::Url, ProviderError> {
-            Err(ProviderError::Unsupported("counting"))
-        }
-        async fn complete_login(&self, _: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
-            Err(ProviderError::Unsupported("counting"))
-        }
-        async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError> {
-            assert_eq!(refresh_token, "rt-1");
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            (self.outcome)()
-        }
-    }
-
-    fn fresh_tokens() -> Result<ProviderTokens, ProviderError> {
-        Ok(ProviderTokens {
-            access_token: "at-2".into(),
-            refresh_token: Some("rt-2".into()),
-            expires_at: Some(now() + 3600),
-            obtained_at: now(),
+    /// A stored session whose provider tokens `at-1`/`rt-1` expire at `expires_at`.
+    async fn stored_session(f: &Fixture, expires_at: Option<u64>) -> SessionRecord {
+        let mut session = record("sid", now() + 86400);
+        session.provider_tokens = ProviderTokens {
+            access_token: "at-1".into(),
+            refresh_token: Some("rt-1".into()),
+            expires_at,
+            obtained_at: now() - 3600,
             ..Default::default()
+        };
+        f.sessions.create(&session).await.unwrap();
+        session
+    }
+
+    /// A fixture whose provider answers `outcome`, and the session on the request path.
+    async fn setup(
+        expires_at: Option<u64>,
+        outcome: fn() -> Result<ProviderTokens, ProviderError>,
+    ) -> (Fixture, Arc<ActiveSession>) {
+        let f = Fixture::with_refresh(outcome);
+        let session = stored_session(&f, expires_at).await;
+        (f, Arc::new(ActiveSession::new(session)))
+    }
+
+    fn refused() -> Result<ProviderTokens, ProviderError> {
+        Err(ProviderError::Rejected {
+            provider: "p".into(),
+            error: "invalid_grant".into(),
+            description: None,
         })
     }
 
-    fn setup(
-        expires_at: Option<u64>,
-        outcome: fn() -> Result<ProviderTokens, ProviderError>,
-    ) -> (
-        tempfile::TempDir,
-        Store,
-        Arc<CountingProvider>,
-        ProviderRefresher,
-        Arc<ActiveSession>,
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(
-            Arc::new(RedbStore::open(&dir.path().join("s.redb")).unwrap()),
-            RecordCipher::from_secret(b"k"),
-        );
-        let provider = Arc::new(CountingProvider {
-            calls: AtomicUsize::new(0),
-            outcome,
-        });
-        let entry = crate::providers::ProviderEntry {
-            provider: provider.clone(),
-            callback_path: "/callback".into(),
-            display_name: "Counting IdP".into(),
-        };
-        let refresher = ProviderRefresher::new(Arc::new(ProviderSet::new(entry, vec![])), store.clone());
-        let session = Arc::new(ActiveSession::new(SessionRecord {
-            id: "sid".into(),
-            user: UserIdentity::default(),
-            provider_tokens: ProviderTokens {
-                access_token: "at-1".into(),
-                refresh_token: Some("rt-1".into()),
-                expires_at,
-                obtained_at: now() - 3600,
-                ..Default::default()
-            },
-            client_id: "c".into(),
-            scope: vec![],
-            resource: "r".into(),
-            created_at: now(),
-            expires_at: now() + 86400,
-        }));
-        (dir, store, provider, refresher, session)
+    fn unreachable() -> Result<ProviderTokens, ProviderError> {
+        Err(ProviderError::Unreachable {
+            provider: "p".into(),
+            what: "the token endpoint",
+            message: "connection refused".into(),
+        })
+    }
+
+    async fn stored_refresh_token(f: &Fixture) -> Option<String> {
+        let stored = f.sessions.load("sid").await.unwrap()?;
+        stored.provider_tokens.refresh_token
     }
 
     #[tokio::test]
     async fn a_valid_token_or_one_without_expiry_is_left_alone() {
-        let (_d, _s, provider, refresher, session) = setup(Some(now() + 3600), fresh_tokens);
-        assert_eq!(refresher.ensure_fresh(&session, now()).await, Freshness::Usable);
-        let (_d2, _s2, provider2, refresher2, session2) = setup(None, fresh_tokens);
-        assert_eq!(refresher2.ensure_fresh(&session2, now()).await, Freshness::Usable);
-        assert_eq!(
-            provider.calls.load(Ordering::SeqCst) + provider2.calls.load(Ordering::SeqCst),
-            0
-        );
+        let (f, session) = setup(Some(now() + 3600), fresh_tokens).await;
+        assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::Usable);
+        let (f2, session2) = setup(None, fresh_tokens).await;
+        assert_eq!(f2.sessions.ensure_fresh(&session2, now()).await, Freshness::Usable);
+        assert_eq!(f.refreshes() + f2.refreshes(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn expired_token_is_refreshed_once_for_concurrent_requests_and_stored() {
-        let (_d, store, provider, refresher, session) = setup(Some(now() - 1), fresh_tokens);
+        let (f, session) = setup(Some(now() - 1), fresh_tokens).await;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..8 {
-            let (refresher, session) = (refresher.clone(), session.clone());
-            tasks.spawn(async move { refresher.ensure_fresh(&session, now()).await });
+            let (sessions, session) = (f.sessions.clone(), session.clone());
+            tasks.spawn(async move { sessions.ensure_fresh(&session, now()).await });
         }
         while let Some(result) = tasks.join_next().await {
             assert_eq!(result.unwrap(), Freshness::Usable);
         }
-        assert_eq!(provider.calls.load(Ordering::SeqCst), 1, "single flight");
+        assert_eq!(f.refreshes(), 1, "single flight");
+        assert_eq!(f.provider.presented.lock().unwrap().as_deref(), Some("rt-1"));
         assert_eq!(session.provider_tokens().access_token, "at-2");
-        let stored = SessionRecord::load(&store, "sid").await.unwrap().unwrap();
         assert_eq!(
-            stored.provider_tokens.refresh_token.as_deref(),
+            stored_refresh_token(&f).await.as_deref(),
             Some("rt-2"),
             "the newest refresh token is kept"
         );
@@ -220,8 +218,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_near_expiry_is_refreshed_in_the_background() {
-        let (_d, _s, provider, refresher, session) = setup(Some(now() + 30), fresh_tokens);
-        assert_eq!(refresher.ensure_fresh(&session, now()).await, Freshness::Usable);
+        let (f, session) = setup(Some(now() + 30), fresh_tokens).await;
+        assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::Usable);
         assert_eq!(
             session.provider_tokens().access_token,
             "at-1",
@@ -234,28 +232,72 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(session.provider_tokens().access_token, "at-2");
-        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(f.refreshes(), 1);
     }
 
     #[tokio::test]
     async fn a_refused_refresh_ends_the_session_and_an_unreachable_provider_does_not() {
-        let (_d, _s, _p, refresher, session) = setup(Some(now() - 1), || {
-            Err(ProviderError::Rejected {
-                provider: "p".into(),
-                error: "invalid_grant".into(),
-                description: None,
-            })
-        });
-        assert_eq!(refresher.ensure_fresh(&session, now()).await, Freshness::SessionEnded);
+        let (f, session) = setup(Some(now() - 1), refused).await;
+        assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::SessionEnded);
+        assert!(f.sessions.load("sid").await.unwrap().is_none(), "revoked");
 
-        let (_d, _s, _p, refresher, session) = setup(Some(now() - 1), || {
-            Err(ProviderError::Unreachable {
-                provider: "p".into(),
-                what: "the token endpoint",
-                message: "connection refused".into(),
-            })
-        });
-        assert_eq!(refresher.ensure_fresh(&session, now()).await, Freshness::Usable);
+        let (f, session) = setup(Some(now() - 1), unreachable).await;
+        assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::Usable);
         assert_eq!(session.provider_tokens().access_token, "at-1");
+        assert_eq!(stored_refresh_token(&f).await.as_deref(), Some("rt-1"));
+    }
+
+    #[tokio::test]
+    async fn a_session_revoked_during_the_refresh_is_not_brought_back() {
+        let (f, session) = setup(Some(now() - 1), fresh_tokens).await;
+        let check = tokio::spawn({
+            let (sessions, session) = (f.sessions.clone(), session.clone());
+            async move { sessions.ensure_fresh(&session, now()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await; // the provider is answering
+        f.sessions.revoke_session("sid").await;
+        assert_eq!(check.await.unwrap(), Freshness::SessionEnded);
+        assert!(f.sessions.load("sid").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn stateless_renewal_is_the_same_refresh_as_the_request_path() {
+        let f = Fixture::new();
+        let mut session = stored_session(&f, Some(now() + 600)).await;
+        let horizon = now() + 300;
+        assert_eq!(
+            f.sessions.renew_provider_tokens_before(&mut session, horizon).await,
+            Renewal::Kept,
+            "valid beyond the new access token's life"
+        );
+        assert_eq!(f.refreshes(), 0);
+
+        let horizon = now() + 900;
+        assert_eq!(
+            f.sessions.renew_provider_tokens_before(&mut session, horizon).await,
+            Renewal::Renewed
+        );
+        assert_eq!(f.refreshes(), 1);
+        assert_eq!(session.provider_tokens.access_token, "at-2");
+        assert_eq!(stored_refresh_token(&f).await.as_deref(), Some("rt-2"));
+
+        let f = Fixture::with_refresh(refused);
+        let mut session = stored_session(&f, Some(now() - 1)).await;
+        assert_eq!(
+            f.sessions.renew_provider_tokens_before(&mut session, now()).await,
+            Renewal::Ended
+        );
+        assert!(
+            f.sessions.load("sid").await.unwrap().is_none(),
+            "revoked, as on the request path"
+        );
+
+        let f = Fixture::with_refresh(unreachable);
+        let mut session = stored_session(&f, Some(now() - 1)).await;
+        assert_eq!(
+            f.sessions.renew_provider_tokens_before(&mut session, now()).await,
+            Renewal::Kept
+        );
+        assert_eq!(session.provider_tokens.access_token, "at-1");
     }
 }

@@ -1,51 +1,17 @@
-//! Opaque tokens: how they are made, how they are stored (only as SHA-256 hashes), and how an
-//! access/refresh pair is issued for a session.
+//! mxgate's own tokens: what the `tokens` table holds for each (by hash only, never the token),
+//! and how an access/refresh pair is issued for a session. Where a refresh token is in its
+//! rotation is a [`RotationState`] (see [`super::rotation`]).
 
+use super::rotation::RotationState;
 use super::SessionRecord;
 use crate::store::{Store, StoreError, Table};
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use crate::support::{new_opaque_token, token_hash};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 pub const ACCESS_TOKEN_PREFIX: &str = "mxg_at_";
 pub const REFRESH_TOKEN_PREFIX: &str = "mxg_rt_";
 pub const AUTHORIZATION_CODE_PREFIX: &str = "mxg_ac_";
-
-/// 32 random bytes, base64url, after a prefix that says what the token is.
-pub fn new_opaque_token(prefix: &str) -> String {
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
-}
-
-/// A random identifier (128 bits, hex): session ids, transaction ids, `jti`s.
-pub fn random_id() -> String {
-    hex(&random_bytes::<16>())
-}
-
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    // The OS random source failing is unrecoverable for an auth server; getrandom only fails on
-    // platforms without one, which we do not build for.
-    if let Err(e) = getrandom::fill(&mut out) {
-        panic!("operating system randomness unavailable: {e}");
-    }
-    out
-}
-
-/// How a token or code is stored: hex SHA-256.
-pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    out
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,25 +21,76 @@ pub enum TokenKind {
 }
 
 /// What the `tokens` table holds for a token hash.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredTokenRecord")]
 pub struct TokenRecord {
     pub kind: TokenKind,
     pub session_id: String,
     pub client_id: String,
     pub expires_at: u64,
     /// For a refresh token: the hash of the access token issued with it.
-    #[serde(default)]
     pub paired_access_hash: Option<String>,
-    /// A refresh token that was already exchanged; presenting it again means theft (after one
-    /// retry within the grace window).
+    /// For a refresh token: whether it was exchanged already. An access token stays `Active`.
+    pub rotation: RotationState,
+}
+
+// === impl TokenRecord ===
+
+impl TokenRecord {
+    fn new(kind: TokenKind, session: &SessionRecord, expires_at: u64, paired_access_hash: Option<String>) -> Self {
+        Self {
+            kind,
+            session_id: session.id.clone(),
+            client_id: session.client_id.clone(),
+            expires_at,
+            paired_access_hash,
+            rotation: RotationState::Active,
+        }
+    }
+
+    /// A refresh token issued to `client_id`.
+    pub fn is_refresh_token_of(&self, client_id: &str) -> bool {
+        self.kind == TokenKind::Refresh && self.client_id == client_id
+    }
+}
+
+/// A token record as read from the store, in either layout: today's `rotation` state, or the
+/// flags that records written before it carry (`rotated`, `rotated_at`, `grace_used`). Records
+/// are always written in today's layout.
+#[derive(Deserialize)]
+struct StoredTokenRecord {
+    kind: TokenKind,
+    session_id: String,
+    client_id: String,
+    expires_at: u64,
     #[serde(default)]
-    pub rotated: bool,
-    /// When it was exchanged (Unix seconds).
+    paired_access_hash: Option<String>,
     #[serde(default)]
-    pub rotated_at: u64,
-    /// The one retry within the grace window was used.
+    rotation: Option<RotationState>,
     #[serde(default)]
-    pub grace_used: bool,
+    rotated: bool,
+    #[serde(default)]
+    rotated_at: u64,
+    #[serde(default)]
+    grace_used: bool,
+}
+
+impl From<StoredTokenRecord> for TokenRecord {
+    fn from(stored: StoredTokenRecord) -> Self {
+        let rotation = stored.rotation.unwrap_or(match (stored.rotated, stored.grace_used) {
+            (false, _) => RotationState::Active,
+            (true, false) => RotationState::Rotated { at: stored.rotated_at },
+            (true, true) => RotationState::GraceUsed { at: stored.rotated_at },
+        });
+        Self {
+            kind: stored.kind,
+            session_id: stored.session_id,
+            client_id: stored.client_id,
+            expires_at: stored.expires_at,
+            paired_access_hash: stored.paired_access_hash,
+            rotation,
+        }
+    }
 }
 
 /// A freshly issued pair, as the token endpoint returns it.
@@ -94,8 +111,8 @@ pub struct IssuePolicy {
 }
 
 /// Issues a new access token (and refresh token when the client may refresh) for a session.
-/// No token outlives its session.
-pub async fn issue_tokens(
+/// No token outlives its session. (Outside `session/` this is `Sessions::issue_tokens`.)
+pub(super) async fn issue_tokens(
     store: &Store,
     session: &SessionRecord,
     policy: IssuePolicy,
@@ -118,45 +135,15 @@ pub async fn issue_tokens(
     } else {
         let token = new_opaque_token(ACCESS_TOKEN_PREFIX);
         let hash = token_hash(&token);
-        store
-            .put(
-                Table::Tokens,
-                &hash,
-                &TokenRecord {
-                    kind: TokenKind::Access,
-                    session_id: session.id.clone(),
-                    client_id: session.client_id.clone(),
-                    expires_at: access_expires,
-                    paired_access_hash: None,
-                    rotated: false,
-                    rotated_at: 0,
-                    grace_used: false,
-                },
-                access_expires,
-            )
-            .await?;
+        let record = TokenRecord::new(TokenKind::Access, session, access_expires, None);
+        store.put(Table::Tokens, &hash, &record, access_expires).await?;
         (token, Some(hash))
     };
     let refresh_token = if policy.with_refresh_token {
         let token = new_opaque_token(REFRESH_TOKEN_PREFIX);
         let expires = (now + policy.refresh_ttl.as_secs()).min(session.expires_at);
-        store
-            .put(
-                Table::Tokens,
-                &token_hash(&token),
-                &TokenRecord {
-                    kind: TokenKind::Refresh,
-                    session_id: session.id.clone(),
-                    client_id: session.client_id.clone(),
-                    expires_at: expires,
-                    paired_access_hash: access_hash,
-                    rotated: false,
-                    rotated_at: 0,
-                    grace_used: false,
-                },
-                expires,
-            )
-            .await?;
+        let record = TokenRecord::new(TokenKind::Refresh, session, expires, access_hash);
+        store.put(Table::Tokens, &token_hash(&token), &record, expires).await?;
         Some(token)
     } else {
         None
@@ -172,17 +159,51 @@ pub async fn issue_tokens(
 mod tests {
     use super::*;
 
+    const OLD_LAYOUT: &str = r#"{"kind":"refresh","session_id":"sid","client_id":"c","expires_at":900,
+        "paired_access_hash":"ah","rotated":ROTATED,"rotated_at":AT,"grace_used":GRACE}"#;
+
+    fn old_record(rotated: bool, at: u64, grace_used: bool) -> TokenRecord {
+        let json = OLD_LAYOUT
+            .replace("ROTATED", &rotated.to_string())
+            .replace("AT", &at.to_string())
+            .replace("GRACE", &grace_used.to_string());
+        serde_json::from_str(&json).unwrap()
+    }
+
     #[test]
-    fn tokens_are_random_prefixed_and_hashed() {
-        let a = new_opaque_token(ACCESS_TOKEN_PREFIX);
-        let b = new_opaque_token(ACCESS_TOKEN_PREFIX);
-        assert_ne!(a, b);
-        assert!(a.starts_with(ACCESS_TOKEN_PREFIX));
-        assert_eq!(a.len(), ACCESS_TOKEN_PREFIX.len() + 43);
+    fn records_written_with_rotation_flags_read_as_their_state() {
+        assert_eq!(old_record(false, 0, false).rotation, RotationState::Active);
         assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            old_record(true, 500, false).rotation,
+            RotationState::Rotated { at: 500 }
         );
-        assert_eq!(random_id().len(), 32);
+        assert_eq!(
+            old_record(true, 500, true).rotation,
+            RotationState::GraceUsed { at: 500 }
+        );
+        let record = old_record(true, 500, false);
+        assert_eq!(
+            (record.session_id.as_str(), record.paired_access_hash.as_deref()),
+            ("sid", Some("ah"))
+        );
+        // An access token of the old layout had no rotation flags at all.
+        let access: TokenRecord =
+            serde_json::from_str(r#"{"kind":"access","session_id":"s","client_id":"c","expires_at":9}"#).unwrap();
+        assert_eq!(
+            (access.kind, access.rotation),
+            (TokenKind::Access, RotationState::Active)
+        );
+    }
+
+    #[test]
+    fn records_are_written_with_the_state_and_read_back_unchanged() {
+        let record = TokenRecord {
+            rotation: RotationState::GraceUsed { at: 77 },
+            ..old_record(false, 0, false)
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["rotation"], serde_json::json!({"state": "grace_used", "at": 77}));
+        assert!(json.get("rotated").is_none(), "the old flags are not written");
+        assert_eq!(serde_json::from_value::<TokenRecord>(json).unwrap(), record);
     }
 }

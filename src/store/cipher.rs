@@ -7,6 +7,7 @@
 //! from it with HKDF-SHA256 (RFC 5869), each with its own `info`, so neither key reveals the other.
 
 use super::StoreError;
+use crate::support::create_private_file;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
@@ -110,18 +111,6 @@ impl RecordCipher {
     pub fn mac_key(&self) -> &[u8; 32] {
         &self.mac_key
     }
-}
-
-/// Creates a file readable only by its owner (0600), failing if it exists.
-pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! [`Store`] on top of it encodes records as JSON and seals sessions (which hold provider
 //! tokens) with [`cipher::RecordCipher`].
 //!
-//! Tokens and codes are never stored themselves, only their SHA-256 hashes (the caller hashes).
-//! Nothing here is called on the proxied hot path except on a session-cache miss (a read).
+//! The store knows tables and bytes, not what the records mean: `session/` owns the session,
+//! token and user-index records, `oauth/` the clients, transactions and codes. Tokens and codes
+//! are never stored themselves, only their SHA-256 hashes (the caller hashes, with
+//! [`crate::support::token_hash`]). Nothing here is called on the proxied hot path except on a
+//! session-cache miss (a read).
 
 pub mod cipher;
 mod redb_store;
@@ -243,6 +246,19 @@ impl Store {
         self.kv.put(table, key, sealed, expires_at).await
     }
 
+    /// Replaces a live record with `value`, encrypted; writes nothing when there is none.
+    /// Returns whether it replaced one.
+    pub async fn replace_sealed<T: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let sealed = self.cipher.seal(&associated_data(table, key), &encode(value))?;
+        Ok(self.kv.replace(table, key, sealed, expires_at).await?.is_some())
+    }
+
     pub async fn get_sealed<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
         let Some(sealed) = self.kv.get(table, key).await? else {
             return Ok(None);
@@ -277,12 +293,4 @@ pub enum Update<T> {
     Missing,
     Unchanged(T),
     Changed { from: T, to: T },
-}
-
-/// Current time in Unix seconds.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

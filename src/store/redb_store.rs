@@ -8,8 +8,8 @@
 //! durable write (a session, a token, a client) flushes them; a crash loses at most logins in
 //! progress, never a session or a token.
 
-use super::cipher::create_private_file;
-use super::{now, KvStore, StoreError, Table};
+use super::{KvStore, StoreError, Table};
+use crate::support::{create_private_dir, create_private_file, now, restrict_permissions};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
@@ -30,16 +30,16 @@ pub struct RedbStore {
 impl RedbStore {
     /// Opens (or creates) the store file; its folder is created with mode 0700.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let io = |context: String| move |source| StoreError::Io { context, source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_private_dir(dir)?;
+            create_private_dir(dir).map_err(io(format!("creating {}", dir.display())))?;
         }
         if !path.exists() {
-            drop(create_private_file(path).map_err(|source| StoreError::Io {
-                context: format!("creating {}", path.display()),
-                source,
-            })?);
+            drop(create_private_file(path).map_err(io(format!("creating {}", path.display())))?);
         }
-        restrict_permissions(path)?;
+        if restrict_permissions(path).map_err(io(format!("restricting the permissions of {}", path.display())))? {
+            tracing::warn!(path = %path.display(), "store file was readable by others; setting mode 0600");
+        }
         let db = Database::create(path).map_err(|e| backend(format!("opening {}", path.display()), e))?;
         let txn = db.begin_write().map_err(|e| backend("begin", e))?;
         for table in Table::ALL {
@@ -74,41 +74,6 @@ fn write_txn(db: &Database, table: Option<Table>) -> Result<redb::WriteTransacti
 
 fn backend(context: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("redb {context}: {e}"))
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|source| StoreError::Io {
-        context: format!("creating {}", dir.display()),
-        source,
-    })
-}
-
-fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
-            context: format!("reading {}", path.display()),
-            source,
-        })?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "store file was readable by others; setting mode 0600");
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-                StoreError::Io {
-                    context: format!("chmod {}", path.display()),
-                    source,
-                }
-            })?;
-        }
-    }
-    Ok(())
 }
 
 fn frame(value: &[u8], expires_at: u64) -> Vec<u8> {

@@ -1,0 +1,270 @@
+//! The one owner of a session's life: created at login, given tokens, its provider tokens kept
+//! fresh ([`super::provider_refresh`]), its refresh tokens rotated ([`super::rotation`]), and
+//! ended — one session, every session of a user, or one access token. Only `session/` writes
+//! the `sessions`, `tokens` and `user_sessions` tables; the OAuth endpoints, the admission
+//! pipeline and the admin socket ask [`Sessions`].
+//!
+//! Revocation reaches the request cache ([`BearerAuthenticator`]) before the store, so a lookup
+//! under way cannot cache a session that is being revoked. Expired sessions and tokens are
+//! removed by the store's periodic purge, with every other expired record.
+
+use super::bearer::BearerAuthenticator;
+use super::tokens::{IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
+use super::{user_session_key, SessionRecord, INDEX_SEPARATOR};
+use crate::providers::ProviderSet;
+use crate::store::{Store, StoreError, Table};
+use crate::support::token_hash;
+use std::sync::Arc;
+
+/// Creates, renews, rotates and revokes sessions and their tokens (cheap to clone).
+#[derive(Clone)]
+pub struct Sessions {
+    store: Store,
+    bearer: Arc<BearerAuthenticator>,
+    /// The providers sessions were signed in with, whose tokens are refreshed.
+    providers: Arc<ProviderSet>,
+}
+
+/// What `/revoke` did with a token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenRevocation {
+    /// A refresh token: its whole session ended (RFC 7009 §2.1).
+    SessionEnded { session_id: String },
+    /// An access token: only it.
+    AccessToken,
+    /// Another client's token: nothing was revoked.
+    OtherClients,
+    /// Unknown, expired or already revoked.
+    Unknown,
+}
+
+// === impl Sessions ===
+
+impl Sessions {
+    pub fn new(store: Store, bearer: Arc<BearerAuthenticator>, providers: Arc<ProviderSet>) -> Self {
+        Self {
+            store,
+            bearer,
+            providers,
+        }
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn providers(&self) -> &ProviderSet {
+        &self.providers
+    }
+
+    /// The request-path check of bearer tokens, which revocations update.
+    pub fn bearer(&self) -> &Arc<BearerAuthenticator> {
+        &self.bearer
+    }
+
+    /// Stores a new session (sealed) and its entry in its user's index.
+    pub async fn create(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.store
+            .put_sealed(Table::Sessions, &session.id, session, session.expires_at)
+            .await?;
+        let entry = user_session_key(&session.user.key(), &session.id);
+        self.store
+            .put(Table::UserSessions, &entry, &session.expires_at, session.expires_at)
+            .await
+    }
+
+    /// Stores a session's changed record, only while it lives: a session revoked meanwhile is
+    /// not brought back. Returns whether it was stored.
+    pub(super) async fn update(&self, session: &SessionRecord) -> Result<bool, StoreError> {
+        self.store
+            .replace_sealed(Table::Sessions, &session.id, session, session.expires_at)
+            .await
+    }
+
+    /// A stored session, expired or not.
+    pub async fn load(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        SessionRecord::load(&self.store, session_id).await
+    }
+
+    /// A session that has not ended by `now`.
+    pub async fn live(&self, session_id: &str, now: u64) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.load(session_id).await?.filter(|s| s.expires_at > now))
+    }
+
+    /// `(user, session id)` of a user's (not yet expired) sessions; `user` is `provider:user id`,
+    /// or every user's sessions when `None`. Entries of sessions revoked meanwhile may remain;
+    /// loading tells.
+    pub async fn indexed(&self, user: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = user.map(|u| format!("{u}{INDEX_SEPARATOR}")).unwrap_or_default();
+        let entries: Vec<(String, u64)> = self.store.list_prefix(Table::UserSessions, &prefix).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(key, _)| {
+                key.rsplit_once(INDEX_SEPARATOR)
+                    .map(|(u, s)| (u.to_string(), s.to_string()))
+            })
+            .collect())
+    }
+
+    /// Issues a new access token (and refresh token when the policy says so) for a session.
+    pub async fn issue_tokens(
+        &self,
+        session: &SessionRecord,
+        policy: IssuePolicy,
+        now: u64,
+    ) -> Result<IssuedTokens, StoreError> {
+        super::tokens::issue_tokens(&self.store, session, policy, now).await
+    }
+
+    /// Ends a session: its tokens stop working at once, here and in the request cache. Returns
+    /// whether there was such a session.
+    pub async fn revoke_session(&self, session_id: &str) -> bool {
+        self.bearer.forget_session(session_id);
+        match self.store.delete(Table::Sessions, session_id).await {
+            Ok(existed) => existed,
+            Err(e) => {
+                tracing::error!(error = %e, session = %session_id, "could not revoke a session");
+                false
+            }
+        }
+    }
+
+    /// Ends every session of a user (`provider:user id`); returns how many there were.
+    pub async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
+        let mut revoked = 0;
+        for (_, session_id) in self.indexed(Some(user)).await? {
+            revoked += usize::from(self.revoke_session(&session_id).await);
+            self.store
+                .delete(Table::UserSessions, &user_session_key(user, &session_id))
+                .await?;
+        }
+        Ok(revoked)
+    }
+
+    /// Ends one access token (by hash), here and in the request cache; its session goes on.
+    pub async fn revoke_access_token(&self, hash: &str) -> Result<(), StoreError> {
+        self.store.delete(Table::Tokens, hash).await?;
+        self.bearer.forget_token(hash);
+        Ok(())
+    }
+
+    /// Revokes a token `client_id` holds (RFC 7009): a refresh token ends its session, an access
+    /// token only itself. Another client's token is left alone.
+    pub async fn revoke_token(&self, token: &str, client_id: &str) -> Result<TokenRevocation, StoreError> {
+        let hash = token_hash(token);
+        let Some(record) = self.store.get::<TokenRecord>(Table::Tokens, &hash).await? else {
+            return Ok(TokenRevocation::Unknown);
+        };
+        if record.client_id != client_id {
+            return Ok(TokenRevocation::OtherClients);
+        }
+        Ok(match record.kind {
+            TokenKind::Refresh => {
+                self.revoke_session(&record.session_id).await;
+                TokenRevocation::SessionEnded {
+                    session_id: record.session_id,
+                }
+            }
+            TokenKind::Access => {
+                self.revoke_access_token(&hash).await?;
+                TokenRevocation::AccessToken
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::test_support::{record, record_of, Fixture, POLICY};
+    use crate::support::now;
+
+    #[tokio::test]
+    async fn a_created_session_is_indexed_under_its_user_and_its_tokens_work() {
+        let f = Fixture::new();
+        let session = record("sid", now() + 3600);
+        f.sessions.create(&session).await.unwrap();
+        assert_eq!(
+            f.sessions.indexed(Some(&session.user.key())).await.unwrap(),
+            vec![(session.user.key(), "sid".to_string())]
+        );
+        let issued = f.sessions.issue_tokens(&session, POLICY, now()).await.unwrap();
+        assert_eq!(issued.expires_in, 60);
+        let active = f.bearer.authenticate(&issued.access_token, now()).await.unwrap();
+        assert_eq!(active.id(), "sid");
+        assert!(
+            f.sessions.live("sid", now() + 3600).await.unwrap().is_none(),
+            "ended by then"
+        );
+    }
+
+    #[tokio::test]
+    async fn revoking_a_users_sessions_ends_all_of_them_and_no_one_elses() {
+        let f = Fixture::new();
+        let alice = [record_of("a1", "alice"), record_of("a2", "alice")];
+        let bob = record_of("b1", "bob");
+        let mut tokens = Vec::new();
+        for session in alice.iter().chain([&bob]) {
+            f.sessions.create(session).await.unwrap();
+            let issued = f.sessions.issue_tokens(session, POLICY, now()).await.unwrap();
+            f.bearer.authenticate(&issued.access_token, now()).await.unwrap(); // cached
+            tokens.push(issued.access_token);
+        }
+        let user = alice[0].user.key();
+        assert_eq!(f.sessions.revoke_user_sessions(&user).await.unwrap(), 2);
+        assert!(f.sessions.indexed(Some(&user)).await.unwrap().is_empty());
+        for token in &tokens[..2] {
+            assert!(f.bearer.authenticate(token, now()).await.is_err());
+        }
+        assert!(
+            f.bearer.authenticate(&tokens[2], now()).await.is_ok(),
+            "bob's session goes on"
+        );
+        assert_eq!(f.sessions.revoke_user_sessions(&user).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn revoking_a_token_ends_its_session_or_only_itself_and_never_another_clients() {
+        let f = Fixture::new();
+        let session = record("sid", now() + 3600);
+        f.sessions.create(&session).await.unwrap();
+        let first = f.sessions.issue_tokens(&session, POLICY, now()).await.unwrap();
+        let second = f.sessions.issue_tokens(&session, POLICY, now()).await.unwrap();
+        let refresh = first.refresh_token.unwrap();
+
+        assert_eq!(
+            f.sessions.revoke_token(&refresh, "other").await.unwrap(),
+            TokenRevocation::OtherClients
+        );
+        assert_eq!(
+            f.sessions.revoke_token(&first.access_token, "c").await.unwrap(),
+            TokenRevocation::AccessToken
+        );
+        assert!(f.bearer.authenticate(&first.access_token, now()).await.is_err());
+        assert!(f.bearer.authenticate(&second.access_token, now()).await.is_ok());
+        assert_eq!(
+            f.sessions.revoke_token(&refresh, "c").await.unwrap(),
+            TokenRevocation::SessionEnded {
+                session_id: "sid".into()
+            }
+        );
+        assert!(f.bearer.authenticate(&second.access_token, now()).await.is_err());
+        assert_eq!(
+            f.sessions.revoke_token("mxg_rt_unknown", "c").await.unwrap(),
+            TokenRevocation::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_does_not_bring_back_a_revoked_session() {
+        let f = Fixture::new();
+        let mut session = record("sid", now() + 3600);
+        f.sessions.create(&session).await.unwrap();
+        session.scope = vec!["changed".into()];
+        assert!(f.sessions.update(&session).await.unwrap());
+        assert_eq!(f.sessions.load("sid").await.unwrap().unwrap().scope, ["changed"]);
+        assert!(f.sessions.revoke_session("sid").await);
+        assert!(!f.sessions.update(&session).await.unwrap());
+        assert!(f.sessions.load("sid").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,13 @@
+//! Small helpers every part of mxgate uses, with no knowledge of any of them: the clock, random
+//! identifiers and tokens, how a secret is hashed before it is stored, and files only their owner
+//! may read. Nothing here knows the store, OAuth or a session.
+
+mod clock;
+mod hashing;
+mod private_files;
+mod random;
+
+pub use clock::now;
+pub use hashing::{hex, token_hash};
+pub use private_files::{create_private_dir, create_private_file, restrict_permissions};
+pub use random::{new_opaque_token, random_bytes, random_id};

@@ -1,0 +1,73 @@
+//! Files and folders that hold secrets (the store, its key, the signing key): created readable
+//! by their owner only, so there is no moment in which another user could open them.
+
+use std::path::Path;
+
+/// Creates a file readable only by its owner (0600), failing if it exists.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Creates a folder (and its parents) that only its owner may enter (0700); an existing
+/// folder is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Makes an existing file readable only by its owner (0600). Returns whether it was readable
+/// by others (the caller says so in the log).
+pub fn restrict_permissions(path: &Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            return Ok(true);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(false)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn files_and_folders_are_created_private_and_loosened_files_restricted() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        create_private_dir(&nested).unwrap();
+        assert_eq!(mode(&nested), 0o700);
+
+        let file = nested.join("secret");
+        drop(create_private_file(&file).unwrap());
+        assert_eq!(mode(&file), 0o600);
+        assert!(create_private_file(&file).is_err(), "an existing file is never reused");
+
+        assert!(!restrict_permissions(&file).unwrap(), "already private");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(restrict_permissions(&file).unwrap());
+        assert_eq!(mode(&file), 0o600);
+    }
+}
