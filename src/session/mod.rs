@@ -4,6 +4,7 @@
 
 pub mod bearer;
 pub mod provider_refresh;
+pub mod replica_events;
 pub mod stateless;
 pub mod tokens;
 
