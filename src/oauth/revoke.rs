@@ -29,7 +29,7 @@ impl AuthorizationServer {
     /// Ends a session: its tokens stop working at once, here and in the request cache. Returns
     /// whether there was such a session.
     pub async fn revoke_session(&self, session_id: &str) -> bool {
-        self.bearer.forget_session(session_id);
+        self.bearer.revoke_session_everywhere(session_id).await;
         match self.store.delete(Table::Sessions, session_id).await {
             Ok(existed) => existed,
             Err(e) => {
@@ -83,7 +83,7 @@ impl AuthorizationServer {
                 }
                 TokenKind::Access => {
                     self.store.delete(Table::Tokens, &hash).await?;
-                    self.bearer.forget_token(&hash);
+                    self.bearer.revoke_token_everywhere(&hash).await;
                     tracing::info!(client_id = %client.client_id, "access token revoked");
                 }
             },

@@ -239,7 +239,7 @@ impl AuthorizationServer {
             // pair of the first use alone.
             if let Some(access_hash) = &previous.paired_access_hash {
                 self.store.delete(Table::Tokens, access_hash).await?;
-                self.bearer.forget_token(access_hash);
+                self.bearer.revoke_token_everywhere(access_hash).await;
             }
         }
         let mut session = self.live_session(&previous.session_id).await?;
