@@ -68,6 +68,10 @@ impl AssertionSigner {
             return Self::from_settings(settings, data_dir);
         }
         let signer = Self::ed25519(&shared_ed25519(store).await?)?;
+        std::fs::create_dir_all(data_dir).map_err(|e| KeyError::Key {
+            path: data_dir.to_path_buf(),
+            message: format!("cannot create the data dir: {e}"),
+        })?;
         signer.write_jwks_file(data_dir)?;
         Ok(signer)
     }
