@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what mxgate's demo and tests need on a fresh Debian machine, idempotently:
 #   - Debian packages: cmake (Pingora's libz-ng-sys), nginx (the behind-a-proxy and forward-auth
-#     tests, and the benchmark baseline), wrk (benchmark load)
+#     tests, and the benchmark baseline), redis-server + redis-tools and haproxy (the replica
+#     tests: their own Redis servers, a local Redis Cluster, a round-robin proxy), wrk (benchmark
+#     load). No system service of these is started or enabled: the tests run their own.
 #   - target/py/core:   the MXCP core (mxcp==0.12.3) with the mxgate core adapter
 #   - Debian's chromium, for the browser-login test
 #   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, h2, playwright
@@ -23,6 +25,13 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 # nginx in front of mxgate (tests/e2e/test_behind_proxies.py, test_forward_auth.py); it is run
 # from the tests' own prefix, never as the system service.
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx)
+# Redis (standalone and a local 3-node cluster) and HAProxy in front of several mxgate replicas
+# (tests/e2e/test_replicas.py); run from the tests' own directories, never as system services.
+new_services=()
+command -v redis-server >/dev/null || new_services+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || new_services+=(haproxy)
+need_apt+=(${new_services[@]+"${new_services[@]}"})
 if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
   command -v wrk >/dev/null || need_apt+=(wrk)
 fi
@@ -30,7 +39,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
   $SUDO apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # A policy-rc.d that says "no" keeps the packages' services from starting during the install
+  # (containers usually have one already); then they are not enabled for the next boot either.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ${#new_services[@]} -gt 0 ] && [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null
+    $SUDO chmod 755 $policy
+    own_policy=1
+  fi
+  install_status=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null || install_status=$?
+  [ $own_policy = 1 ] && $SUDO rm -f $policy
+  [ $install_status = 0 ] || exit $install_status
+  if [ ${#new_services[@]} -gt 0 ] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now "${new_services[@]}" >/dev/null 2>&1 || true
+  fi
 fi
 
 # venv <name> <stamp-content> <pip args...>: (re)creates target/py/<name> when its inputs change.

@@ -122,6 +122,25 @@ pub struct StoreFile {
     /// redb file; default `<data_dir>/mxgate.redb`.
     #[serde(default)]
     pub path: Option<String>,
+    /// Redis: one server (`redis://` or `rediss://` for TLS).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Redis Cluster: some of its nodes' URLs.
+    #[serde(default)]
+    pub cluster: Option<Vec<String>>,
+    /// Redis behind Sentinel.
+    #[serde(default)]
+    pub sentinel: Option<SentinelFile>,
+    /// Redis: what every key starts with, so several deployments can share a server.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Redis password (when the URLs carry none).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Redis: how long a replica that hears no revocations from the others (lost subscription,
+    /// Redis down) keeps serving sessions it has cached.
+    #[serde(default = "default_outage_grace", deserialize_with = "duration")]
+    pub outage_grace: Duration,
     /// How often expired states, codes, tokens and sessions are removed.
     #[serde(default = "default_purge_interval", deserialize_with = "duration")]
     pub purge_interval: Duration,
@@ -132,6 +151,12 @@ impl Default for StoreFile {
         Self {
             kind: default_store_kind(),
             path: None,
+            url: None,
+            cluster: None,
+            sentinel: None,
+            key_prefix: default_key_prefix(),
+            password: None,
+            outage_grace: default_outage_grace(),
             purge_interval: default_purge_interval(),
         }
     }
@@ -140,6 +165,22 @@ impl Default for StoreFile {
 fn default_purge_interval() -> Duration {
     Duration::from_secs(300)
 }
+fn default_outage_grace() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_key_prefix() -> String {
+    "mxgate:".into()
+}
+
+/// `store.sentinel`: the Sentinels' URLs and the name of the monitored primary.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelFile {
+    pub urls: Vec<String>,
+    pub service: String,
+}
+
 fn default_store_kind() -> String {
     "redb".into()
 }

@@ -88,6 +88,45 @@ pub struct Upstream {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum StoreSettings {
     Redb { path: PathBuf },
+    Redis(RedisSettings),
+}
+
+/// `store.type: redis`: where Redis is and how keys are named.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisSettings {
+    #[serde(flatten)]
+    pub topology: RedisTopology,
+    pub key_prefix: String,
+    pub password: Option<Secret>,
+    #[serde(serialize_with = "as_humantime")]
+    pub outage_grace: Duration,
+}
+
+/// How Redis is deployed. URLs are printed without their passwords.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisTopology {
+    Single {
+        #[serde(serialize_with = "redacted_url")]
+        url: String,
+    },
+    Cluster {
+        #[serde(serialize_with = "redacted_urls")]
+        urls: Vec<String>,
+    },
+    Sentinel {
+        #[serde(serialize_with = "redacted_urls")]
+        urls: Vec<String>,
+        service: String,
+    },
+}
+
+fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::store::redact_url(url))
+}
+
+fn redacted_urls<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| crate::store::redact_url(u)))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -325,10 +364,11 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
                 .map(|p| relative_to(base_dir, p))
                 .unwrap_or_else(|| data_dir.join("mxgate.redb")),
         },
+        "redis" => StoreSettings::Redis(redis_settings(&gateway.store).map_err(|(key, m)| gw_err(key, m))?),
         other => {
             return Err(gw_err(
                 "store.type",
-                format!("unknown store `{other}` (supported: redb)"),
+                format!("unknown store `{other}` (supported: redb, redis)"),
             ))
         }
     };
@@ -393,6 +433,14 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     if let Some(key) = &encryption_key {
         let key_name = format!("{auth_key}.persistence.auth_encryption_key");
         super::encryption_key::check(key).map_err(|m| ConfigError::invalid(mxcp_path, key_name, m))?;
+    }
+    if matches!(store, StoreSettings::Redis(_)) && encryption_key.is_none() {
+        return Err(ConfigError::invalid(
+            mxcp_path,
+            format!("{auth_key}.persistence.auth_encryption_key"),
+            "is required with `store.type: redis`: every replica must open the sessions the others \
+             sealed, and sign the same cookies (generate one with `openssl rand -base64 32`)",
+        ));
     }
 
     Ok(Settings {
@@ -771,4 +819,66 @@ fn derive_public_url(listen: SocketAddr, tls: bool) -> Result<String, String> {
 
 pub(super) fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+/// `store.type: redis`: exactly one of `url`, `cluster` and `sentinel`, with Redis URLs.
+fn redis_settings(store: &super::gateway_file::StoreFile) -> Result<RedisSettings, (&'static str, String)> {
+    let topology = match (&store.url, &store.cluster, &store.sentinel) {
+        (Some(url), None, None) => RedisTopology::Single { url: url.clone() },
+        (None, Some(urls), None) => {
+            if urls.is_empty() {
+                return Err(("store.cluster", "name at least one node of the cluster".into()));
+            }
+            RedisTopology::Cluster { urls: urls.clone() }
+        }
+        (None, None, Some(sentinel)) => {
+            if sentinel.urls.is_empty() || sentinel.service.is_empty() {
+                return Err((
+                    "store.sentinel",
+                    "needs `urls` (the Sentinels) and `service` (the primary's name)".into(),
+                ));
+            }
+            RedisTopology::Sentinel {
+                urls: sentinel.urls.clone(),
+                service: sentinel.service.clone(),
+            }
+        }
+        (None, None, None) => {
+            return Err((
+                "store.url",
+                "a Redis store needs `url` (one server), `cluster` or `sentinel`".into(),
+            ))
+        }
+        _ => return Err(("store.url", "set only one of `url`, `cluster` and `sentinel`".into())),
+    };
+    let urls: Vec<&String> = match &topology {
+        RedisTopology::Single { url } => vec![url],
+        RedisTopology::Cluster { urls } | RedisTopology::Sentinel { urls, .. } => urls.iter().collect(),
+    };
+    for url in urls {
+        let scheme_ok = ["redis://", "rediss://", "valkey://", "valkeys://"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok || url::Url::parse(url).is_err() {
+            return Err((
+                "store.url",
+                format!(
+                    "`{}` is not a Redis URL (redis://host:port/db, rediss:// for TLS)",
+                    crate::store::redact_url(url)
+                ),
+            ));
+        }
+    }
+    if store.key_prefix.len() > 64 || store.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err((
+            "store.key_prefix",
+            "at most 64 characters, no spaces or control characters".into(),
+        ));
+    }
+    Ok(RedisSettings {
+        topology,
+        key_prefix: store.key_prefix.clone(),
+        password: store.password.clone().filter(|p| !p.is_empty()),
+        outage_grace: store.outage_grace,
+    })
 }

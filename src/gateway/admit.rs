@@ -4,8 +4,8 @@
 //! Plain `http` types; no Pingora here.
 
 use super::local_response::json_error;
-use super::mcp_session_binding::{McpSessionBindings, SessionCheck, MCP_SESSION_HEADER};
-use super::mcp_session_closer::McpSessionCloser;
+use super::mcp_session_binding::{SessionCheck, MCP_SESSION_HEADER};
+use super::mcp_session_registry::McpSessionRegistry;
 use crate::identity::assertion::AssertionMinter;
 use crate::oauth::challenge::Challenge;
 use crate::oauth::{AuthorizationServer, PublicOrigin};
@@ -22,9 +22,7 @@ pub struct AuthParts {
     pub server: Arc<AuthorizationServer>,
     pub bearer: Arc<BearerAuthenticator>,
     pub minter: AssertionMinter,
-    pub mcp_sessions: McpSessionBindings,
-    /// Closes at the core the MCP sessions dropped from `mcp_sessions`.
-    pub mcp_closer: McpSessionCloser,
+    pub mcp_sessions: McpSessionRegistry,
     pub required_scopes: RequiredScopes,
     /// Keeps the provider tokens of admitted sessions fresh.
     pub sessions: Sessions,
@@ -132,14 +130,13 @@ impl AuthParts {
         }
         if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER) {
             let user = session.record.user.key();
-            let check = match (mcp_session.to_str(), request.mode) {
-                (Ok(id), Admission::Proxied) => self.mcp_sessions.check(id, &user),
-                (Ok(id), Admission::ForwardAuth) => {
-                    let (check, dropped) = self.mcp_sessions.claim(id, &user);
-                    self.mcp_closer.close(dropped);
-                    check
+            let check = match mcp_session.to_str() {
+                Ok(id) => {
+                    self.mcp_sessions
+                        .check(id, &user, request.mode, session.record.expires_at)
+                        .await
                 }
-                (Err(_), _) => SessionCheck::Unknown,
+                Err(_) => SessionCheck::Unknown,
             };
             match check {
                 SessionCheck::Allowed => {}

@@ -17,6 +17,7 @@ mod https_redirect;
 mod local_response;
 mod mcp_session_binding;
 mod mcp_session_closer;
+mod mcp_session_registry;
 mod proxy;
 mod proxy_trust;
 mod readiness;
@@ -36,8 +37,9 @@ use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
 use crate::providers::ProviderSet;
 use crate::session::bearer::BearerAuthenticator;
+use crate::session::replica_events::ReplicaEvents;
 use crate::session::Sessions;
-use crate::store::{cipher::RecordCipher, RedbStore, Store};
+use crate::store::{cipher::RecordCipher, RedbStore, RedisStore, Store};
 use admin_socket::AdminSocket;
 use admit::AuthParts;
 use anyhow::Context;
@@ -46,6 +48,7 @@ use connection_guard::{Admissions, ConnectionGuard, ConnectionLimits};
 use https_redirect::HttpsRedirect;
 use mcp_session_binding::McpSessionBindings;
 use mcp_session_closer::{mcp_session_closer, McpSessionCloserService};
+use mcp_session_registry::McpSessionRegistry;
 use pingora::prelude::HttpPeer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
@@ -67,13 +70,46 @@ const MAX_SOCKET_PATH: usize = 100;
 
 /// Opens the store (creating its key and file on first start).
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let StoreSettings::Redb { path } = &settings.store;
-    let kv = RedbStore::open(path).with_context(|| format!("opening the store at {}", path.display()))?;
+    let kv: Arc<dyn crate::store::KvStore> = match &settings.store {
+        StoreSettings::Redb { path } => {
+            Arc::new(RedbStore::open(path).with_context(|| format!("opening the store at {}", path.display()))?)
+        }
+        StoreSettings::Redis(redis) => Arc::new(RedisStore::open(redis).context("configuring the Redis store")?),
+    };
     let cipher = match &settings.auth.encryption_key {
         Some(key) => RecordCipher::from_secret(key.expose().as_bytes()),
         None => RecordCipher::load_or_create(&settings.data_dir).context("loading the store encryption key")?,
     };
-    Ok(Store::new(Arc::new(kv), cipher))
+    Ok(Store::new(kv, cipher))
+}
+
+/// How long start-up waits for a shared store to hand out the signing key.
+const SHARED_KEY_WAIT: Duration = Duration::from_secs(30);
+
+/// The assertion signing key: from `data_dir`, or, with a shared store and no key file there,
+/// the one all replicas share (waiting a while for the store to answer).
+fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<AssertionSigner> {
+    if !store.kv().is_shared() {
+        return AssertionSigner::from_settings(&settings.assertion, &settings.data_dir)
+            .context("loading the assertion signing key");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime to read the shared signing key")?;
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + SHARED_KEY_WAIT;
+        loop {
+            match AssertionSigner::shared(&settings.assertion, &settings.data_dir, store).await {
+                Ok(signer) => return Ok(signer),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "waiting for the shared store to load the signing key");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e).context("loading the shared assertion signing key (is the store reachable?)"),
+            }
+        }
+    })
 }
 
 /// The proxy and what runs beside it when authentication is on.
@@ -81,6 +117,7 @@ struct Built {
     gateway: McpGateway,
     admin: Option<SessionAdmin>,
     session_closer: Option<McpSessionCloserService>,
+    replica_events: Option<ReplicaEvents>,
 }
 
 /// Builds the proxy from the settings.
@@ -100,20 +137,23 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
 
     let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
     let mut session_closer = None;
+    let mut replica_events = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
             let providers = Arc::new(providers);
             let store = open_store(&settings)?;
-            let signer = Arc::new(
-                AssertionSigner::from_settings(&settings.assertion, &settings.data_dir)
-                    .context("loading the assertion signing key")?,
-            );
-            let bearer = Arc::new(BearerAuthenticator::new(
+            let signer = Arc::new(load_signer(&settings, &store)?);
+            let mut bearer = BearerAuthenticator::new(
                 store.clone(),
                 settings.limits.max_cached_tokens,
                 settings.tokens.access_token.as_secs(),
-            ));
+            );
+            if let StoreSettings::Redis(redis) = &settings.store {
+                bearer = bearer.with_outage_grace(redis.outage_grace);
+            }
+            let bearer = Arc::new(bearer);
+            replica_events = ReplicaEvents::for_shared_store(&store, &bearer);
             let sessions = Sessions::new(store.clone(), bearer.clone(), providers.clone());
             let server = Arc::new(AuthorizationServer::new(
                 settings.clone(),
@@ -132,11 +172,14 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                     server,
                     bearer,
                     minter,
-                    mcp_sessions: McpSessionBindings::new(
-                        settings.limits.mcp_sessions_per_user,
-                        settings.limits.max_mcp_sessions,
+                    mcp_sessions: McpSessionRegistry::new(
+                        McpSessionBindings::new(
+                            settings.limits.mcp_sessions_per_user,
+                            settings.limits.max_mcp_sessions,
+                        ),
+                        mcp_closer,
+                        &store,
                     ),
-                    mcp_closer,
                     required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
                     sessions,
                 }),
@@ -169,6 +212,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         gateway,
         admin: stateful.map(|(_, admin)| admin),
         session_closer,
+        replica_events,
     })
 }
 
@@ -179,6 +223,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         gateway,
         admin,
         session_closer,
+        replica_events,
     } = build_gateway(settings.clone())?;
 
     let conf = ServerConf {
@@ -222,6 +267,9 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         service.add_tcp(&redirect_listen.to_string());
         server.add_service(service);
         tracing::info!(listen = %redirect_listen, "redirecting plain HTTP to the https public URL");
+    }
+    if let Some(events) = replica_events {
+        server.add_service(background_service("replica events", events));
     }
     if let Some(closer) = session_closer {
         server.add_service(background_service("MCP session closer", closer));

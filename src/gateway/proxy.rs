@@ -337,7 +337,7 @@ impl ProxyHttp for McpGateway {
         let request = session.req_header();
         if request.method == Method::DELETE {
             if let Some(id) = request.headers.get(MCP_SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-                auth.mcp_sessions.forget(id);
+                auth.mcp_sessions.closed(id).await;
             }
         } else if ctx.opens_mcp_session {
             if let Some(id) = upstream_response
@@ -345,8 +345,9 @@ impl ProxyHttp for McpGateway {
                 .get(MCP_SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
             {
-                let dropped = auth.mcp_sessions.bind(id, &active.record.user.key());
-                auth.mcp_closer.close(dropped);
+                auth.mcp_sessions
+                    .opened(id, &active.record.user.key(), active.record.expires_at)
+                    .await;
             }
         }
         Ok(())

@@ -7,6 +7,7 @@
 
 use crate::config::gateway_file::AssertionAlgorithm;
 use crate::config::AssertionSettings;
+use crate::store::{Store, Table};
 use crate::support::create_private_file;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use bytes::Bytes;
@@ -56,6 +57,23 @@ impl AssertionSigner {
                 Ok(signer)
             }
         }
+    }
+
+    /// As [`Self::from_settings`], for replicas sharing a store: without a key file in
+    /// `data_dir` (mounted from a Secret, say), the EdDSA key is the one kept sealed in the
+    /// store — made by whichever replica started first — so every replica signs with the same
+    /// key and serves the same JWKS.
+    pub async fn shared(settings: &AssertionSettings, data_dir: &Path, store: &Store) -> Result<Self, KeyError> {
+        if settings.algorithm != AssertionAlgorithm::EdDSA || data_dir.join(KEY_FILE).exists() {
+            return Self::from_settings(settings, data_dir);
+        }
+        let signer = Self::ed25519(&shared_ed25519(store).await?)?;
+        std::fs::create_dir_all(data_dir).map_err(|e| KeyError::Key {
+            path: data_dir.to_path_buf(),
+            message: format!("cannot create the data dir: {e}"),
+        })?;
+        signer.write_jwks_file(data_dir)?;
+        Ok(signer)
     }
 
     pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
@@ -132,6 +150,50 @@ impl AssertionSigner {
     }
 }
 
+/// Where the shared key is kept in the store's `keys` table.
+const SHARED_KEY: &str = "assertion-signing-key";
+
+async fn shared_ed25519(store: &Store) -> Result<SigningKey, KeyError> {
+    let err = |message: String| KeyError::Key {
+        path: PathBuf::from(format!("store:keys/{SHARED_KEY}")),
+        message,
+    };
+    let parse =
+        |pem: String| SigningKey::from_pkcs8_pem(&pem).map_err(|e| err(format!("not a PKCS#8 Ed25519 key: {e}")));
+    if let Some(pem) = store
+        .get_sealed::<String>(Table::Keys, SHARED_KEY)
+        .await
+        .map_err(|e| err(e.to_string()))?
+    {
+        return parse(pem);
+    }
+    let key = new_ed25519().map_err(err)?;
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| err(format!("cannot encode: {e}")))?;
+    if store
+        .insert_new_sealed(Table::Keys, SHARED_KEY, &pem.as_str(), 0)
+        .await
+        .map_err(|e| err(e.to_string()))?
+    {
+        tracing::info!("created a new assertion signing key in the shared store");
+        return Ok(key);
+    }
+    // Another replica made one first: use that one.
+    let pem = store
+        .get_sealed::<String>(Table::Keys, SHARED_KEY)
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("vanished from the store while being created".into()))?;
+    parse(pem)
+}
+
+fn new_ed25519() -> Result<SigningKey, String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
 fn load_or_create_ed25519(data_dir: &Path) -> Result<SigningKey, KeyError> {
     let path = data_dir.join(KEY_FILE);
     let err = |message: String| KeyError::Key {
@@ -142,9 +204,7 @@ fn load_or_create_ed25519(data_dir: &Path) -> Result<SigningKey, KeyError> {
         Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| err(format!("not a PKCS#8 Ed25519 key: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).map_err(|e| err(format!("cannot create data dir: {e}")))?;
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| err(format!("no randomness: {e}")))?;
-            let key = SigningKey::from_bytes(&seed);
+            let key = new_ed25519().map_err(err)?;
             let pem = key
                 .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
                 .map_err(|e| err(format!("cannot encode: {e}")))?;

@@ -72,6 +72,13 @@ impl AuthorizationServer {
                     "This application is not registered with this server. Ask it to register again.",
                 )
             }
+            Err(e) if e.code == ErrorCode::TemporarilyUnavailable => {
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporarily unavailable",
+                    "The sign-in service cannot reach its store. Please try again in a moment.",
+                )
+            }
             Err(e) if e.code == ErrorCode::ServerError => {
                 return error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,

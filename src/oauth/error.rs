@@ -60,13 +60,24 @@ impl ErrorCode {
     }
 }
 
+/// `Retry-After` when the store is unavailable.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
+
+/// Why, and after how many seconds, a refused request may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    RateLimited(u64),
+    Unavailable(u64),
+}
+
 /// An OAuth error with a human-readable description (never containing a secret).
 #[derive(Debug, Clone)]
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: String,
-    /// Set when a rate limit refused the request: `429` with `Retry-After`.
-    pub retry_after_secs: Option<u64>,
+    /// Set when the request may be retried later: `Retry-After`, with `429` for a rate limit
+    /// or `503` when the store is unavailable.
+    pub retry_after: Option<RetryAfter>,
 }
 
 // === impl OAuthError ===
@@ -76,7 +87,7 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
-            retry_after_secs: None,
+            retry_after: None,
         }
     }
 
@@ -99,12 +110,13 @@ impl OAuthError {
     /// The JSON response; `invalid_client` carries a Basic challenge (RFC 6749 §5.2), a rate
     /// limit `429` with `Retry-After`.
     pub fn into_response(self) -> Response<Bytes> {
-        let status = match self.retry_after_secs {
-            Some(_) => StatusCode::TOO_MANY_REQUESTS,
+        let status = match self.retry_after {
+            Some(RetryAfter::RateLimited(_)) => StatusCode::TOO_MANY_REQUESTS,
+            Some(RetryAfter::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             None => self.code.status(),
         };
         let mut resp = response::json(status, &self.body());
-        if let Some(secs) = self.retry_after_secs {
+        if let Some(RetryAfter::RateLimited(secs) | RetryAfter::Unavailable(secs)) = self.retry_after {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
@@ -121,7 +133,7 @@ impl OAuthError {
 impl From<crate::rate_limit::Limited> for OAuthError {
     fn from(limited: crate::rate_limit::Limited) -> Self {
         Self {
-            retry_after_secs: Some(limited.retry_after_secs),
+            retry_after: Some(RetryAfter::RateLimited(limited.retry_after_secs)),
             ..Self::new(
                 ErrorCode::TemporarilyUnavailable,
                 format!("too many requests; retry in {} seconds", limited.retry_after_secs),
@@ -133,6 +145,16 @@ impl From<crate::rate_limit::Limited> for OAuthError {
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure while handling an OAuth request");
+        if let crate::store::StoreError::Unavailable(_) = e {
+            // A shared store that is down: the client should retry soon, not give up.
+            return Self {
+                retry_after: Some(RetryAfter::Unavailable(STORE_RETRY_AFTER_SECS)),
+                ..Self::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the authorization server's store is unavailable; retry shortly",
+                )
+            };
+        }
         Self::server_error("the authorization server could not access its store")
     }
 }

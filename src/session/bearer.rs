@@ -8,14 +8,22 @@
 //! count), so a lookup that read the session from the store just before it was deleted cannot
 //! put it back into the cache — and a stateless token of a revoked session is refused on this
 //! replica until it would have expired anyway.
+//!
+//! With a shared store (several replicas) a revocation is published to every replica
+//! ([`crate::store::ReplicaEvent`]) and each forgets the session or token at once
+//! ([`BearerAuthenticator::heard`]). A replica that loses its subscription may miss revocations:
+//! it drops its cache when it subscribes again, and while unsubscribed it trusts its cache for
+//! at most `store.outage_grace` — after that every request reads the store (and is refused with
+//! `503` while the store is unreachable too).
 
 use super::stateless::{is_stateless_token, open_access_token};
 use super::tokens::{TokenKind, TokenRecord};
 use super::{ActiveSession, SessionRecord};
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Heard, ReplicaEvent, Store, StoreError, Table};
 use crate::support::token_hash;
 use http::HeaderMap;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use thiserror::Error;
 
@@ -62,6 +70,11 @@ pub struct BearerAuthenticator {
     capacity: usize,
     /// How long a revocation is remembered: the longest an access token lives.
     revoked_for: u64,
+    /// Shared store: since when (Unix seconds) this replica has not been subscribed to the other
+    /// replicas' revocations; 0 while subscribed (or with a store no one else uses).
+    deaf_since: AtomicU64,
+    /// How long the cache is trusted while not subscribed.
+    outage_grace: u64,
 }
 
 // === impl BearerAuthenticator ===
@@ -75,7 +88,44 @@ impl BearerAuthenticator {
             cache: RwLock::new(Cache::default()),
             capacity: capacity.max(1),
             revoked_for,
+            deaf_since: AtomicU64::new(0),
+            outage_grace: u64::MAX,
         }
+    }
+
+    /// How long the cache is trusted while this replica hears no revocations from the others
+    /// (see the module doc); only matters with a shared store.
+    pub fn with_outage_grace(mut self, grace: std::time::Duration) -> Self {
+        self.outage_grace = grace.as_secs();
+        self
+    }
+
+    /// What the other replicas said (or that the subscription changed).
+    pub fn heard(&self, heard: Heard) {
+        match heard {
+            Heard::Event(ReplicaEvent::SessionRevoked(id)) => self.forget_session(&id),
+            Heard::Event(ReplicaEvent::TokenRevoked(hash)) => self.forget_token(&hash),
+            Heard::Subscribed => {
+                // Revocations published while unsubscribed were missed: start over from the store.
+                if let Ok(mut cache) = self.cache.write() {
+                    cache.by_token.clear();
+                    cache.by_session.clear();
+                }
+                self.deaf_since.store(0, Ordering::Release);
+            }
+            Heard::Unsubscribed => {
+                let _ = self
+                    .deaf_since
+                    .compare_exchange(0, crate::support::now(), Ordering::AcqRel, Ordering::Acquire);
+            }
+        }
+    }
+
+    /// Whether cached entries may be used: always, unless this replica has been deaf to the
+    /// others' revocations for longer than the grace.
+    fn cache_trusted(&self, now: u64) -> bool {
+        let deaf_since = self.deaf_since.load(Ordering::Acquire);
+        deaf_since == 0 || now.saturating_sub(deaf_since) <= self.outage_grace
     }
 
     pub async fn authenticate(&self, token: &str, now: u64) -> Result<Arc<ActiveSession>, BearerError> {
@@ -99,7 +149,7 @@ impl BearerAuthenticator {
         if record.expires_at <= now {
             return Err(BearerError::Invalid("the access token has expired"));
         }
-        let active = match self.live_session(&record.session_id) {
+        let active = match self.live_session(&record.session_id, now) {
             Some(active) => active,
             None => {
                 let session = SessionRecord::load(&self.store, &record.session_id)
@@ -114,6 +164,9 @@ impl BearerAuthenticator {
     }
 
     fn cached(&self, hash: &str, now: u64) -> Option<Arc<ActiveSession>> {
+        if !self.cache_trusted(now) {
+            return None;
+        }
         let cache = self.cache.read().ok()?;
         cache
             .by_token
@@ -122,7 +175,10 @@ impl BearerAuthenticator {
             .map(|e| e.session.clone())
     }
 
-    fn live_session(&self, session_id: &str) -> Option<Arc<ActiveSession>> {
+    fn live_session(&self, session_id: &str, now: u64) -> Option<Arc<ActiveSession>> {
+        if !self.cache_trusted(now) {
+            return None;
+        }
         self.cache.read().ok()?.by_session.get(session_id)?.upgrade()
     }
 
@@ -189,6 +245,15 @@ impl BearerAuthenticator {
             cache
                 .revoked
                 .insert(session_id.to_string(), now + self.revoked_for.max(1));
+        }
+    }
+
+    /// Tells the other replicas (shared store only) to forget what this one just revoked.
+    pub async fn announce(&self, event: ReplicaEvent) {
+        if let Err(e) = self.store.kv().publish(&event).await {
+            // The record is gone from the store, but replicas that cached it keep serving it until
+            // its token expires or they resubscribe: make it visible.
+            tracing::warn!(error = %e, "could not tell the other replicas about a revocation");
         }
     }
 
@@ -277,6 +342,15 @@ mod tests {
         }
         async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError> {
             self.inner.put(table, key, value, expires_at).await
+        }
+        async fn insert_new(
+            &self,
+            table: Table,
+            key: &str,
+            value: Vec<u8>,
+            expires_at: u64,
+        ) -> Result<bool, StoreError> {
+            self.inner.insert_new(table, key, value, expires_at).await
         }
         async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
             self.inner.delete(table, key).await

@@ -12,7 +12,7 @@ use super::bearer::BearerAuthenticator;
 use super::tokens::{IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
 use super::{user_session_key, SessionRecord, INDEX_SEPARATOR};
 use crate::providers::ProviderSet;
-use crate::store::{Store, StoreError, Table};
+use crate::store::{ReplicaEvent, Store, StoreError, Table};
 use crate::support::token_hash;
 use std::sync::Arc;
 
@@ -118,15 +118,20 @@ impl Sessions {
 
     /// Ends a session: its tokens stop working at once, here and in the request cache. Returns
     /// whether there was such a session.
+    /// With a shared store the other replicas are told once the record is gone.
     pub async fn revoke_session(&self, session_id: &str) -> bool {
         self.bearer.forget_session(session_id);
-        match self.store.delete(Table::Sessions, session_id).await {
+        let existed = match self.store.delete(Table::Sessions, session_id).await {
             Ok(existed) => existed,
             Err(e) => {
                 tracing::error!(error = %e, session = %session_id, "could not revoke a session");
                 false
             }
-        }
+        };
+        self.bearer
+            .announce(ReplicaEvent::SessionRevoked(session_id.to_string()))
+            .await;
+        existed
     }
 
     /// Ends every session of a user (`provider:user id`); returns how many there were.
@@ -145,6 +150,7 @@ impl Sessions {
     pub async fn revoke_access_token(&self, hash: &str) -> Result<(), StoreError> {
         self.store.delete(Table::Tokens, hash).await?;
         self.bearer.forget_token(hash);
+        self.bearer.announce(ReplicaEvent::TokenRevoked(hash.to_string())).await;
         Ok(())
     }
 

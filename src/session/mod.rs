@@ -10,6 +10,7 @@
 pub mod bearer;
 pub mod lifecycle;
 pub mod provider_refresh;
+pub mod replica_events;
 pub mod rotation;
 pub mod stateless;
 #[cfg(test)]

@@ -9,6 +9,12 @@
 //!   provider token and the request path writes nothing back, so the refresh grant renews it
 //!   when it would expire within the new access token's life.
 //!
+//! With a store shared by several replicas the single flight spans them: the replica that takes
+//! the session's refresh lock in the store (insert-if-absent, expiring after [`LOCK_SECS`], well
+//! past the provider call's timeout; its random value is the fence: only its holder releases it)
+//! refreshes; the others wait and read its result from the store. Providers that rotate refresh
+//! tokens would otherwise see the spent one again and end the sign-in.
+//!
 //! The newest tokens are stored in one write (never bringing back a session revoked meanwhile).
 //! If the provider refuses the refresh token, the provider login is over and so is the session:
 //! it is revoked here. An unreachable provider leaves the current token in use. Tokens without
@@ -17,10 +23,17 @@
 
 use super::{ActiveSession, SessionRecord, Sessions};
 use crate::providers::ProviderError;
+use crate::store::Table;
 use std::sync::Arc;
 
 /// Refresh this long before expiry, or a fifth of the token's lifetime if that is shorter.
 const LEAD_SECS: u64 = 60;
+
+/// How long a replica's refresh lock holds (the provider call times out after 15 s).
+const LOCK_SECS: u64 = 45;
+
+/// How often a replica waiting for another's refresh looks at the store.
+const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a request should do after the check.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,9 +108,72 @@ impl Sessions {
         }
     }
 
-    /// The renewal both paths use: refreshes at the provider the session was signed in with,
-    /// and stores the session with the new tokens.
+    /// The renewal both paths use: once across replicas when they share the store.
     async fn renew(&self, session: &mut SessionRecord) -> Renewal {
+        if self.store().kv().is_shared() {
+            self.renew_once_across_replicas(session).await
+        } else {
+            self.renew_here(session).await
+        }
+    }
+
+    /// Takes the session's refresh lock and renews, or waits for the replica holding it and
+    /// adopts what it stored.
+    async fn renew_once_across_replicas(&self, session: &mut SessionRecord) -> Renewal {
+        let fence = crate::support::random_id();
+        let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(LOCK_SECS);
+        loop {
+            match self.load(&session.id).await {
+                Ok(Some(stored)) if renewed_elsewhere(&stored, session) => {
+                    // Another replica renewed them already.
+                    *session = stored;
+                    return Renewal::Renewed;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Renewal::Ended,
+                Err(e) => {
+                    tracing::warn!(error = %e, session = %session.id, "cannot read the session to refresh its provider tokens");
+                    return Renewal::Kept;
+                }
+            }
+            let lock = self
+                .store()
+                .insert_new(Table::Locks, &session.id, &fence, crate::support::now() + LOCK_SECS)
+                .await;
+            match lock {
+                Ok(true) => {
+                    let renewal = self.renew_here(session).await;
+                    self.release_lock(&session.id, &fence).await;
+                    return renewal;
+                }
+                Ok(false) if tokio::time::Instant::now() < give_up => tokio::time::sleep(WAIT_STEP).await,
+                Ok(false) => {
+                    tracing::warn!(session = %session.id, "another replica's provider refresh did not finish; keeping the current token");
+                    return Renewal::Kept;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, session = %session.id, "cannot take the provider refresh lock");
+                    return Renewal::Kept;
+                }
+            }
+        }
+    }
+
+    /// Releases the refresh lock if it is still this replica's (it may have expired and been
+    /// taken by another).
+    async fn release_lock(&self, session_id: &str, fence: &str) {
+        let released = self
+            .store()
+            .compare_and_swap_value(Table::Locks, session_id, &fence, &"", 1)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, session = %session_id, "cannot release the provider refresh lock; it expires by itself");
+        }
+    }
+
+    /// Refreshes at the provider the session was signed in with, and stores the session with
+    /// the new tokens.
+    async fn renew_here(&self, session: &mut SessionRecord) -> Renewal {
         let Some(refresh_token) = session.provider_tokens.refresh_token.clone() else {
             return Renewal::Kept;
         };
@@ -132,6 +208,12 @@ impl Sessions {
             }
         }
     }
+}
+
+/// Whether the stored session holds other provider tokens than the ones about to be renewed.
+fn renewed_elsewhere(stored: &SessionRecord, ours: &SessionRecord) -> bool {
+    let (a, b) = (&stored.provider_tokens, &ours.provider_tokens);
+    a.access_token != b.access_token || a.expires_at != b.expires_at || a.refresh_token != b.refresh_token
 }
 
 #[cfg(test)]
@@ -184,6 +266,42 @@ mod tests {
     async fn stored_refresh_token(f: &Fixture) -> Option<String> {
         let stored = f.sessions.load("sid").await.unwrap()?;
         stored.provider_tokens.refresh_token
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_sharing_a_store_refresh_once_and_all_get_the_result() {
+        let Some((_redis, replicas)) = Fixture::replicas_on_redis(3) else {
+            return;
+        };
+        let stored = stored_session(&replicas[0], Some(now() - 1)).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut actives = Vec::new();
+        for replica in &replicas {
+            // Each replica has the session in its own memory, with the expired token.
+            let active = Arc::new(ActiveSession::new(stored.clone()));
+            actives.push(active.clone());
+            for _ in 0..3 {
+                let (sessions, active) = (replica.sessions.clone(), active.clone());
+                tasks.spawn(async move { sessions.ensure_fresh(&active, now()).await });
+            }
+        }
+        while let Some(result) = tasks.join_next().await {
+            assert_eq!(result.unwrap(), Freshness::Usable);
+        }
+        assert_eq!(replicas[0].refreshes(), 1, "one provider refresh for every replica");
+        for active in actives {
+            assert_eq!(active.provider_tokens().access_token, "at-2");
+        }
+        assert_eq!(stored_refresh_token(&replicas[2]).await.as_deref(), Some("rt-2"));
+        assert!(
+            replicas[0]
+                .store
+                .get::<String>(Table::Locks, "sid")
+                .await
+                .unwrap()
+                .is_none(),
+            "the lock is released"
+        );
     }
 
     #[tokio::test]

@@ -107,7 +107,7 @@ pub fn fresh_tokens() -> Result<ProviderTokens, ProviderError> {
 
 /// A store, the request cache, the scripted provider and [`Sessions`] over them.
 pub struct Fixture {
-    _dir: tempfile::TempDir,
+    _dir: Box<dyn std::any::Any + Send + Sync>,
     pub store: Store,
     pub bearer: Arc<BearerAuthenticator>,
     pub provider: Arc<ScriptedProvider>,
@@ -124,6 +124,48 @@ impl Fixture {
 
     pub fn with_refresh(outcome: fn() -> Result<ProviderTokens, ProviderError>) -> Self {
         let (dir, store) = temp_store();
+        Self::on_store(Box::new(dir), store, outcome)
+    }
+
+    /// Replicas sharing a real Redis: each its own request cache and [`Sessions`], one provider
+    /// (so its refreshes are counted across them). `None` when Redis tests are skipped.
+    pub fn replicas_on_redis(n: usize) -> Option<(crate::store::test_redis::TestRedis, Vec<Self>)> {
+        let redis = crate::store::test_redis::TestRedis::start()?;
+        let first = Self::on_redis(&redis, fresh_tokens);
+        let provider = first.provider.clone();
+        let mut replicas = vec![first];
+        for _ in 1..n {
+            let mut next = Self::on_redis(&redis, fresh_tokens);
+            next.provider = provider.clone();
+            let entry = ProviderEntry {
+                provider: provider.clone(),
+                callback_path: "/callback".into(),
+                display_name: "Scripted IdP".into(),
+            };
+            next.sessions = Sessions::new(
+                next.store.clone(),
+                next.bearer.clone(),
+                Arc::new(ProviderSet::new(entry, vec![])),
+            );
+            replicas.push(next);
+        }
+        Some((redis, replicas))
+    }
+
+    fn on_redis(
+        redis: &crate::store::test_redis::TestRedis,
+        outcome: fn() -> Result<ProviderTokens, ProviderError>,
+    ) -> Self {
+        let kv = crate::store::RedisStore::open(&redis.settings("replicas:")).unwrap();
+        let store = Store::new(Arc::new(kv), RecordCipher::from_secret(b"k"));
+        Self::on_store(Box::new(()), store, outcome)
+    }
+
+    fn on_store(
+        guard: Box<dyn std::any::Any + Send + Sync>,
+        store: Store,
+        outcome: fn() -> Result<ProviderTokens, ProviderError>,
+    ) -> Self {
         let bearer = Arc::new(BearerAuthenticator::new(store.clone(), 1000, 3600));
         let provider = Arc::new(ScriptedProvider {
             calls: AtomicUsize::new(0),
@@ -137,7 +179,7 @@ impl Fixture {
         };
         let providers = Arc::new(ProviderSet::new(entry, vec![]));
         Self {
-            _dir: dir,
+            _dir: guard,
             sessions: Sessions::new(store.clone(), bearer.clone(), providers),
             store,
             bearer,

@@ -11,8 +11,17 @@
 
 pub mod cipher;
 mod redb_store;
+mod redis_connection;
+mod redis_store;
+
+#[cfg(test)]
+pub(crate) mod test_redis;
+#[cfg(test)]
+mod tests;
 
 pub use redb_store::RedbStore;
+pub use redis_connection::redact as redact_url;
+pub use redis_store::RedisStore;
 
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
@@ -37,12 +46,19 @@ pub enum Table {
     /// Which sessions a user has: `<provider:user id>\u{1f}<session id>` → expiry (for logout of
     /// every session, and the admin listing).
     UserSessions,
+    /// Short locks between replicas (a session's provider refresh), by session id.
+    Locks,
+    /// MCP session ids and who may use them (shared store only): id → `provider:user id`.
+    McpSessions,
+    /// Keys every replica must share (sealed), e.g. the assertion signing key when no key file
+    /// is mounted.
+    Keys,
 }
 
 // === impl Table ===
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 10] = [
         Table::Clients,
         Table::ConsentTransactions,
         Table::LoginStates,
@@ -50,11 +66,23 @@ impl Table {
         Table::Sessions,
         Table::Tokens,
         Table::UserSessions,
+        Table::Locks,
+        Table::McpSessions,
+        Table::Keys,
     ];
+
+    /// Tables read by key prefix ([`KvStore::list_prefix`]); a shared store keeps an ordered
+    /// index of their keys.
+    pub fn is_listed(self) -> bool {
+        matches!(self, Table::UserSessions)
+    }
 
     /// Short-lived records of logins in progress, which a crash may lose (see `redb_store`).
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, Table::ConsentTransactions | Table::LoginStates | Table::Codes)
+        matches!(
+            self,
+            Table::ConsentTransactions | Table::LoginStates | Table::Codes | Table::Locks
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -66,6 +94,9 @@ impl Table {
             Table::Sessions => "sessions",
             Table::Tokens => "tokens",
             Table::UserSessions => "user_sessions",
+            Table::Locks => "locks",
+            Table::McpSessions => "mcp_sessions",
+            Table::Keys => "keys",
         }
     }
 }
@@ -74,6 +105,10 @@ impl Table {
 pub enum StoreError {
     #[error("store: {0}")]
     Backend(String),
+    /// The store cannot be reached (a shared store's server is down or too slow): answered
+    /// `503` with `Retry-After`, and `/readyz` fails.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("store: cannot decode a `{table}` record: {source}")]
     Decode {
         table: &'static str,
@@ -96,6 +131,8 @@ pub enum StoreError {
 pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError>;
+    /// Stores an entry only if there is no live one under `key`; true when stored.
+    async fn insert_new(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<bool, StoreError>;
     async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError>;
     /// Removes an entry and returns it, atomically (single-use values).
     async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -117,12 +154,76 @@ pub trait KvStore: Send + Sync + 'static {
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<bool, StoreError>;
-    /// How many entries a table holds, expired ones not yet purged included.
+    /// How many entries a table holds: every live one, and possibly expired ones not yet
+    /// purged (the embedded store counts those until the purge).
     async fn stored_entries(&self, table: Table) -> Result<u64, StoreError>;
     /// Live entries whose key starts with `prefix`, in key order.
     async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Removes expired entries; returns how many.
     async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
+
+    /// Whether other replicas share this store (and so must hear of revocations).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Tells every replica (this one included) about `event`; nothing to do for a store only
+    /// this process uses.
+    async fn publish(&self, _event: &ReplicaEvent) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Calls `heard` with what the replicas publish, for as long as the process runs
+    /// (resubscribing after a lost connection). A store only this process uses hears nothing.
+    async fn listen(&self, _heard: &(dyn Fn(Heard) + Send + Sync)) {
+        std::future::pending::<()>().await
+    }
+}
+
+/// What one replica tells the others through a shared store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaEvent {
+    /// A session ended: forget it and every token of it.
+    SessionRevoked(String),
+    /// An access token (by hash) was revoked.
+    TokenRevoked(String),
+}
+
+/// What [`KvStore::listen`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    Event(ReplicaEvent),
+    /// Subscribed (again): events published meanwhile may have been missed.
+    Subscribed,
+    /// The subscription is down until the next `Subscribed`.
+    Unsubscribed,
+}
+
+// === impl ReplicaEvent ===
+
+impl ReplicaEvent {
+    /// `session <id>` / `token <hash>`: ids and hashes are hex, so a space separates safely.
+    pub fn encode(&self) -> String {
+        match self {
+            ReplicaEvent::SessionRevoked(id) => format!("session {id}"),
+            ReplicaEvent::TokenRevoked(hash) => format!("token {hash}"),
+        }
+    }
+
+    /// The event of a message, or `None` for anything else (the channel is not trusted to be
+    /// well-formed: ids are bounded and plain).
+    pub fn decode(message: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(message).ok()?;
+        let (kind, id) = text.split_once(' ')?;
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return None;
+        }
+        match kind {
+            "session" => Some(ReplicaEvent::SessionRevoked(id.to_string())),
+            "token" => Some(ReplicaEvent::TokenRevoked(id.to_string())),
+            _ => None,
+        }
+    }
 }
 
 /// Typed access to a [`KvStore`].
@@ -164,6 +265,17 @@ impl Store {
         self.kv.put(table, key, encode(value), expires_at).await
     }
 
+    /// Stores a record unless a live one exists; true when stored.
+    pub async fn insert_new<T: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        self.kv.insert_new(table, key, encode(value), expires_at).await
+    }
+
     pub async fn take<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
         self.kv.take(table, key).await?.map(|b| decode(table, &b)).transpose()
     }
@@ -191,7 +303,12 @@ impl Store {
         expires_at: impl Fn(&T) -> u64,
         mut change: impl FnMut(&T) -> Option<T>,
     ) -> Result<Update<T>, StoreError> {
-        for _ in 0..16 {
+        for attempt in 0..UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                // Another writer won the last round: step aside for a random moment, so a crowd
+                // of writers spreads out instead of colliding again.
+                tokio::time::sleep(update_backoff(attempt)).await;
+            }
             let Some(raw) = self.kv.get(table, key).await? else {
                 return Ok(Update::Missing);
             };
@@ -217,6 +334,21 @@ impl Store {
         )))
     }
 
+    /// Replaces a record whose value is exactly `expected`; false when it is something else or
+    /// gone.
+    pub async fn compare_and_swap_value<T: Serialize, U: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        expected: &T,
+        value: &U,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        self.kv
+            .compare_and_swap(table, key, &encode(expected), encode(value), expires_at)
+            .await
+    }
+
     pub async fn list_prefix<T: DeserializeOwned>(
         &self,
         table: Table,
@@ -234,6 +366,11 @@ impl Store {
         self.kv.delete(table, key).await
     }
 
+    /// A record encrypted, bound to its table and key.
+    fn seal<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+        self.cipher.seal(&associated_data(table, key), &encode(value))
+    }
+
     /// Stores a record encrypted, bound to its table and key.
     pub async fn put_sealed<T: Serialize>(
         &self,
@@ -242,7 +379,7 @@ impl Store {
         value: &T,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        let sealed = self.cipher.seal(&associated_data(table, key), &encode(value))?;
+        let sealed = self.seal(table, key, value)?;
         self.kv.put(table, key, sealed, expires_at).await
     }
 
@@ -255,8 +392,20 @@ impl Store {
         value: &T,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
-        let sealed = self.cipher.seal(&associated_data(table, key), &encode(value))?;
+        let sealed = self.seal(table, key, value)?;
         Ok(self.kv.replace(table, key, sealed, expires_at).await?.is_some())
+    }
+
+    /// Stores a record encrypted unless a live one exists; true when stored.
+    pub async fn insert_new_sealed<T: Serialize>(
+        &self,
+        table: Table,
+        key: &str,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let sealed = self.seal(table, key, value)?;
+        self.kv.insert_new(table, key, sealed, expires_at).await
     }
 
     pub async fn get_sealed<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
@@ -285,6 +434,16 @@ fn decode<T: DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T, StoreErr
         table: table.name(),
         source,
     })
+}
+
+/// How often [`Store::update`] tries before it reports contention.
+const UPDATE_ATTEMPTS: u32 = 32;
+
+/// A random pause of up to 2^attempt ms (at most 64 ms) before retrying an update.
+fn update_backoff(attempt: u32) -> std::time::Duration {
+    let ceiling = 1u64 << attempt.min(6);
+    let random = u64::from(u16::from_le_bytes(crate::support::random_bytes::<2>()));
+    std::time::Duration::from_millis(random % ceiling + 1)
 }
 
 /// What [`Store::update`] did.

@@ -62,6 +62,48 @@ impl RedbStore {
     }
 }
 
+// === impl RedbStore (conditional writes) ===
+
+impl RedbStore {
+    /// In one write transaction: reads the live value under `key`, asks `decide` whether to
+    /// write `value` there, and returns what `decide` returned beside that.
+    async fn write_when<R, F>(
+        &self,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: u64,
+        decide: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Option<Vec<u8>>) -> (bool, R) + Send + 'static,
+    {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = write_txn(db, Some(table))?;
+            let answer = {
+                let mut t = txn
+                    .open_table(definition(table))
+                    .map_err(|e| backend("open table", e))?;
+                let live = t
+                    .get(key.as_str())
+                    .map_err(|e| backend("get", e))?
+                    .and_then(|v| unframe(v.value(), now()));
+                let (write, answer) = decide(live);
+                if write {
+                    t.insert(key.as_str(), frame(&value, expires_at).as_slice())
+                        .map_err(|e| backend("insert", e))?;
+                }
+                answer
+            };
+            txn.commit().map_err(|e| backend("commit", e))?;
+            Ok(answer)
+        })
+        .await
+    }
+}
+
 /// A write transaction, durable unless `table` is ephemeral.
 fn write_txn(db: &Database, table: Option<Table>) -> Result<redb::WriteTransaction, StoreError> {
     let mut txn = db.begin_write().map_err(|e| backend("write", e))?;
@@ -129,6 +171,14 @@ impl KvStore for RedbStore {
         .await
     }
 
+    async fn insert_new(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<bool, StoreError> {
+        self.write_when(table, key, value, expires_at, |live| {
+            let absent = live.is_none();
+            (absent, absent)
+        })
+        .await
+    }
+
     async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
@@ -170,27 +220,8 @@ impl KvStore for RedbStore {
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = write_txn(db, Some(table))?;
-            let previous = {
-                let mut t = txn
-                    .open_table(definition(table))
-                    .map_err(|e| backend("open table", e))?;
-                let live = t
-                    .get(key.as_str())
-                    .map_err(|e| backend("get", e))?
-                    .and_then(|v| unframe(v.value(), now()));
-                if live.is_some() {
-                    t.insert(key.as_str(), frame(&value, expires_at).as_slice())
-                        .map_err(|e| backend("insert", e))?;
-                }
-                live
-            };
-            txn.commit().map_err(|e| backend("commit", e))?;
-            Ok(previous)
-        })
-        .await
+        self.write_when(table, key, value, expires_at, |live| (live.is_some(), live))
+            .await
     }
 
     async fn compare_and_swap(
@@ -201,26 +232,10 @@ impl KvStore for RedbStore {
         value: Vec<u8>,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
-        let (key, expected) = (key.to_owned(), expected.to_vec());
-        self.blocking(move |db| {
-            let txn = write_txn(db, Some(table))?;
-            let swapped = {
-                let mut t = txn
-                    .open_table(definition(table))
-                    .map_err(|e| backend("open table", e))?;
-                let current = t
-                    .get(key.as_str())
-                    .map_err(|e| backend("get", e))?
-                    .and_then(|v| unframe(v.value(), now()));
-                let matches = current.as_deref() == Some(expected.as_slice());
-                if matches {
-                    t.insert(key.as_str(), frame(&value, expires_at).as_slice())
-                        .map_err(|e| backend("insert", e))?;
-                }
-                matches
-            };
-            txn.commit().map_err(|e| backend("commit", e))?;
-            Ok(swapped)
+        let expected = expected.to_vec();
+        self.write_when(table, key, value, expires_at, move |live| {
+            let matches = live.as_deref() == Some(expected.as_slice());
+            (matches, matches)
         })
         .await
     }
@@ -284,134 +299,6 @@ impl KvStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn open() -> (tempfile::TempDir, RedbStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(&dir.path().join("sub/mxgate.redb")).unwrap();
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn put_get_delete_and_expiry() {
-        let (_dir, store) = open();
-        store.put(Table::Clients, "a", b"one".to_vec(), 0).await.unwrap();
-        store
-            .put(Table::Clients, "old", b"gone".to_vec(), now() - 1)
-            .await
-            .unwrap();
-        assert_eq!(store.get(Table::Clients, "a").await.unwrap().unwrap(), b"one");
-        assert_eq!(store.get(Table::Clients, "old").await.unwrap(), None);
-        assert_eq!(
-            store.get(Table::Tokens, "a").await.unwrap(),
-            None,
-            "tables are separate"
-        );
-        assert!(store.delete(Table::Clients, "a").await.unwrap());
-        assert!(!store.delete(Table::Clients, "a").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn take_is_single_use() {
-        let (_dir, store) = open();
-        store
-            .put(Table::LoginStates, "s", b"x".to_vec(), now() + 60)
-            .await
-            .unwrap();
-        assert_eq!(store.take(Table::LoginStates, "s").await.unwrap().unwrap(), b"x");
-        assert_eq!(store.take(Table::LoginStates, "s").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn replace_only_touches_live_entries() {
-        let (_dir, store) = open();
-        assert_eq!(
-            store.replace(Table::Codes, "c", b"new".to_vec(), 0).await.unwrap(),
-            None
-        );
-        assert_eq!(store.get(Table::Codes, "c").await.unwrap(), None, "absent stays absent");
-        store
-            .put(Table::Codes, "c", b"issued".to_vec(), now() + 60)
-            .await
-            .unwrap();
-        let prev = store
-            .replace(Table::Codes, "c", b"redeemed".to_vec(), now() + 60)
-            .await
-            .unwrap();
-        assert_eq!(prev.unwrap(), b"issued");
-        let again = store
-            .replace(Table::Codes, "c", b"redeemed".to_vec(), now() + 60)
-            .await
-            .unwrap();
-        assert_eq!(again.unwrap(), b"redeemed");
-    }
-
-    #[tokio::test]
-    async fn list_prefix_returns_live_entries_under_the_prefix_in_order() {
-        let (_dir, store) = open();
-        for (k, exp) in [
-            ("alice\u{1f}s2", 0),
-            ("alice\u{1f}s1", 0),
-            ("alicia\u{1f}s3", 0),
-            ("bob\u{1f}s4", 0),
-        ] {
-            store.put(Table::UserSessions, k, b"x".to_vec(), exp).await.unwrap();
-        }
-        store
-            .put(Table::UserSessions, "alice\u{1f}old", b"x".to_vec(), now() - 1)
-            .await
-            .unwrap();
-        let keys: Vec<String> = store
-            .list_prefix(Table::UserSessions, "alice\u{1f}")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(keys, vec!["alice\u{1f}s1", "alice\u{1f}s2"]);
-        assert_eq!(store.list_prefix(Table::UserSessions, "").await.unwrap().len(), 4);
-    }
-
-    #[tokio::test]
-    async fn compare_and_swap_needs_the_expected_value() {
-        let (_dir, store) = open();
-        assert!(!store
-            .compare_and_swap(Table::Tokens, "t", b"a", b"b".to_vec(), 0)
-            .await
-            .unwrap());
-        store.put(Table::Tokens, "t", b"a".to_vec(), 0).await.unwrap();
-        assert!(!store
-            .compare_and_swap(Table::Tokens, "t", b"x", b"b".to_vec(), 0)
-            .await
-            .unwrap());
-        assert!(store
-            .compare_and_swap(Table::Tokens, "t", b"a", b"b".to_vec(), 0)
-            .await
-            .unwrap());
-        assert_eq!(store.get(Table::Tokens, "t").await.unwrap().unwrap(), b"b");
-    }
-
-    #[tokio::test]
-    async fn purge_removes_only_expired_entries() {
-        let (_dir, store) = open();
-        store
-            .put(Table::Sessions, "live", b"1".to_vec(), now() + 600)
-            .await
-            .unwrap();
-        store.put(Table::Sessions, "forever", b"1".to_vec(), 0).await.unwrap();
-        store
-            .put(Table::Tokens, "dead", b"1".to_vec(), now() - 5)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.stored_entries(Table::Tokens).await.unwrap(),
-            1,
-            "expired but not yet purged"
-        );
-        assert_eq!(store.purge_expired(now()).await.unwrap(), 1);
-        assert_eq!(store.stored_entries(Table::Tokens).await.unwrap(), 0);
-        assert!(store.get(Table::Sessions, "live").await.unwrap().is_some());
-        assert!(store.get(Table::Sessions, "forever").await.unwrap().is_some());
-    }
 
     #[tokio::test]
     async fn data_survives_reopening_and_file_is_private() {

@@ -312,7 +312,44 @@ class Gateway(Process):
         raise RuntimeError(f"mxgate did not become ready:\n{_tail(self.log())}")
 
 
-class Stack:
+class ProcessGroup:
+    """Processes started together (``start``, in the order of :attr:`processes`) and stopped
+    together, in reverse order, each even if another fails to stop; a context manager."""
+
+    @property
+    def processes(self) -> list[Process]:
+        raise NotImplementedError
+
+    def start_processes(self, deadline: float) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        """Starts the processes (all stopped again if one fails); returns self."""
+        try:
+            self.start_processes(time.monotonic() + STARTUP_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            try:
+                p.stop()
+            except Exception:  # pragma: no cover - keep stopping the rest
+                pass
+
+    def logs(self) -> str:
+        return logs(*self.processes)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Stack(ProcessGroup):
     """An IdP and an mxgate in front of ``upstream`` (optionally with a real core)."""
 
     def __init__(self, workdir: Path, upstream: str | None = None, *, with_core: bool = False,
@@ -340,36 +377,14 @@ class Stack:
     def processes(self) -> list[Process]:
         return [p for p in (self.idp, self.core, self.gateway) if p is not None]
 
-    def start(self) -> "Stack":
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            if self.core:
-                self.core.launch()  # slowest; starts while the others come up
-            self.idp.start()
-            self.gateway.write_config(self.idp.issuer)
-            self.gateway.start()
-            if self.core:
-                self.core.wait_ready(deadline)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        for p in reversed(self.processes):
-            try:
-                p.stop()
-            except Exception:  # pragma: no cover - keep stopping the rest
-                pass
-
-    def logs(self) -> str:
-        return logs(*self.processes)
-
-    def __enter__(self) -> "Stack":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def start_processes(self, deadline: float) -> None:
+        if self.core:
+            self.core.launch()  # slowest; starts while the others come up
+        self.idp.start()
+        self.gateway.write_config(self.idp.issuer)
+        self.gateway.start()
+        if self.core:
+            self.core.wait_ready(deadline)
 
 
 def logs(*processes: Process) -> str:
