@@ -2,8 +2,9 @@
 every values file in helm/mxgate/ci, validation of every rendered manifest against the
 Kubernetes 1.31 schemas (kubernetes-validate, strict), checkov with no failed check, and what
 the chart promises: the core on 127.0.0.1 with only mxgate's port in the Service, hardened
-security contexts, probes on /healthz and /readyz, one replica for the redb store, and a sidecar
-patch that adds mxgate to an existing core Deployment."""
+security contexts, probes on /healthz and /readyz, one replica for the redb store, several on the
+Redis store (the mxgate.yml mxgate reads, the password from a Secret, no volume claim), and a
+sidecar patch that adds mxgate to an existing core Deployment."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from support import CHART, CHECKOV, HELM, KUBECTL, KUBERNETES_VERSION, REPO, doc
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 POD_TEST = CHART / "ci" / "pod-test-values.yaml"
 WRAP = CHART / "ci" / "wrap-values.yaml"
+REDIS = CHART / "ci" / "redis-values.yaml"
 EXISTING_CORE = Path(__file__).parent / "fixtures" / "existing-core.yaml"
 K8S_DIR = REPO / "deploy" / "k8s"
 # Kinds outside the Kubernetes schemas (CRDs of other projects).
@@ -31,6 +33,11 @@ def rendered(values: Path) -> list[dict[str, Any]]:
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
+
+
+def gateway_config(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mxgate.yml mxgate reads, from the chart's ConfigMap."""
+    return yaml.safe_load(find(docs, "ConfigMap", "mxgate")["data"]["mxgate.yml"])
 
 
 def patched_existing_core(tmp_path: Path) -> dict[str, Any]:
@@ -174,8 +181,15 @@ def test_probes_and_persistence() -> None:
     assert find(ephemeral, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
+REDB_REPLICAS = "workload.replicaCount 2 needs store.type: redis: the redb store serves one replica"
+NO_ENCRYPTION_KEY = ("store.type: redis needs the MXCP config's "
+                     "projects.my-project.profiles.default.auth.persistence.auth_encryption_key")
+
+
 @pytest.mark.parametrize(("sets", "message"), [
-    (["workload.replicaCount=2"], "the redb store on a PersistentVolumeClaim serves one replica"),
+    (["workload.replicaCount=2"], REDB_REPLICAS),
+    (["workload.replicaCount=2", "persistence.enabled=false"], REDB_REPLICAS),
+    (["store.type=postgres"], 'store.type "postgres" is not a store: redb (one replica) or redis'),
     (["mxgate.config.public_url="], "mxgate.config.public_url is required"),
     (["workload.create=false"], "workload.create: false needs workload.existingPodLabels"),
     (["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1", "podDisruptionBudget.maxUnavailable=1"],
@@ -187,11 +201,82 @@ def test_bad_values_fail_with_a_clear_message(sets: list[str], message: str) -> 
     assert message in out.stderr, out.stderr
 
 
-def test_several_replicas_without_persistence_render() -> None:
-    docs = documents(helm_template(set_values=["workload.replicaCount=3", "persistence.enabled=false"]).stdout)
+@pytest.mark.parametrize(("sets", "message"), [
+    (["store.redis.url="], "store.type: redis needs exactly one of store.redis.url (one server), "
+                           "store.redis.cluster (node URLs) and store.redis.sentinel ({urls, service}); given: none"),
+    (["store.redis.cluster[0]=redis://n1:6379"], "exactly one of store.redis.url"),
+    (["store.redis.url=", "store.redis.sentinel.urls[0]=redis://s1:26379"], "store.redis.sentinel needs urls"),
+    (["store.redis.url=http://redis:6379"], '"http://redis:6379" is not a Redis URL'),
+    (["store.redis.url=redis://:hunter2@redis:6379"], "put no password in a Redis URL"),
+    (["persistence.existingClaim=old-data"], "persistence.existingClaim is not used with store.type: redis"),
+    (["mxgate.mxcpConfig.projects.my-project.profiles.default.auth.persistence=null"], NO_ENCRYPTION_KEY),
+    (["mxgate.mxcpConfig.projects.my-project.profiles.default.auth.persistence.auth_encryption_key="], NO_ENCRYPTION_KEY),
+])  # fmt: skip
+def test_bad_redis_values_fail_with_a_clear_message(sets: list[str], message: str) -> None:
+    out = helm_template([REDIS], set_values=sets, check=False)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr
+
+
+def test_redis_store_renders_what_mxgate_reads() -> None:
+    """ci/redis-values.yaml: three replicas on one Redis; mxgate.yml's store section is the one
+    mxgate parses (src/config/gateway_file.rs), its password a `${VAR}` reference to an env var
+    filled from the Secret's key; /data is an emptyDir (no claim); pods are replaced one by one."""
+    docs = rendered(REDIS)
+    gateway = gateway_config(docs)
+    assert gateway["store"] == {
+        "type": "redis",
+        "url": "rediss://redis.mcp.svc.cluster.local:6379/0",
+        "key_prefix": "mxgate-prod:",
+        "outage_grace": "30s",
+        "password": "${MXGATE_REDIS_PASSWORD}",
+        "purge_interval": "5m",
+    }
+    assert gateway["data_dir"] == "/data"
     deployment = find(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    spec = deployment["spec"]["template"]["spec"]
+    assert next(v for v in spec["volumes"] if v["name"] == "mxgate-data") == {"name": "mxgate-data", "emptyDir": {}}
+    mxgate = next(c for c in spec["containers"] if c["name"] == "mxgate")
+    password = [e for e in mxgate["env"] if e["name"] == "MXGATE_REDIS_PASSWORD"]
+    assert password == [{"name": "MXGATE_REDIS_PASSWORD",
+                         "valueFrom": {"secretKeyRef": {"name": "redis-credentials", "key": "password"}}}]  # fmt: skip
+    assert "envFrom" not in mxgate, "only the password is in the environment"
+    assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    mxcp = yaml.safe_load(find(docs, "ConfigMap", "mxgate")["data"]["mxcp-config.yml"])
+    auth = mxcp["projects"]["my-project"]["profiles"]["default"]["auth"]
+    assert auth["persistence"]["auth_encryption_key"] == "file:///etc/mxgate/secrets/auth-encryption-key"
+
+
+def test_redis_cluster_and_sentinel_and_no_password() -> None:
+    base = ["store.redis.url=", "store.redis.existingSecret="]
+    cluster = documents(helm_template([REDIS], set_values=[
+        *base, "store.redis.cluster[0]=redis://n1:6379", "store.redis.cluster[1]=redis://n2:6379"]).stdout)  # fmt: skip
+    store = gateway_config(cluster)["store"]
+    assert store["cluster"] == ["redis://n1:6379", "redis://n2:6379"]
+    assert "url" not in store and "sentinel" not in store and "password" not in store
+    mxgate = next(c for c in pod_specs(cluster)[0]["containers"] if c["name"] == "mxgate")
+    assert "MXGATE_REDIS_PASSWORD" not in {e["name"] for e in mxgate["env"]}
+    assert "checkov.io/skip3" not in find(cluster, "Deployment")["metadata"]["annotations"]
+
+    sentinel = documents(helm_template([REDIS], set_values=[
+        *base, "store.redis.sentinel.urls[0]=redis://s1:26379", "store.redis.sentinel.service=mymaster"]).stdout)  # fmt: skip
+    store = gateway_config(sentinel)["store"]
+    assert store["sentinel"] == {"urls": ["redis://s1:26379"], "service": "mymaster"}
+    assert "url" not in store and "cluster" not in store
+
+
+def test_redis_in_wrap_mode_puts_the_password_env_and_an_empty_dir_in_the_patch() -> None:
+    docs = documents(helm_template([REDIS, WRAP], set_values=["mxgate.config.project=my-project"]).stdout)
+    assert not [d for d in docs if d["kind"] in ("Deployment", "PersistentVolumeClaim")]
+    patch = yaml.safe_load(find(docs, "ConfigMap", "mxgate-sidecar-patch")["data"]["patch.yaml"])
+    spec = patch["spec"]["template"]["spec"]
+    mxgate = next(c for c in spec["containers"] if c["name"] == "mxgate")
+    env = {e["name"]: e for e in mxgate["env"]}
+    assert env["MXGATE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-credentials", "key": "password"}
+    assert {"name": "mxgate-data", "emptyDir": {}} in spec["volumes"]
 
 
 def test_wrap_mode_patches_an_existing_core_deployment(tmp_path: Path) -> None:

@@ -11,6 +11,14 @@
   env:
     - name: MXGATE_HEALTHCHECK_URL
       value: {{ printf "http://127.0.0.1:%v/healthz" .Values.mxgate.port | quote }}
+    {{- if include "mxgate.redisPasswordFromSecret" . }}
+    # `password: ${MXGATE_REDIS_PASSWORD}` in mxgate.yml's store section.
+    - name: MXGATE_REDIS_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.store.redis.existingSecret }}
+          key: {{ .Values.store.redis.existingSecretPasswordKey }}
+    {{- end }}
     {{- with .Values.mxgate.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -81,7 +89,7 @@
     defaultMode: 0440
 {{- end }}
 - name: mxgate-data
-{{- if .Values.persistence.enabled }}
+{{- if include "mxgate.dataOnClaim" . }}
   persistentVolumeClaim:
     claimName: {{ include "mxgate.dataClaimName" . }}
 {{- else }}
