@@ -32,6 +32,12 @@
 #   BENCH_BUILD=1               cargo build --release first (0: use the existing binary)
 #   BENCH_KEEP=0                keep the temp dir (configs, logs, raw wrk output); 1: keep
 #   BENCH_OUT=target/bench/latest.md   where the markdown report goes (raw results: latest.raw/)
+#   BENCH_LOGINS=30             logins per store backend for the login-cost line (0: skip)
+#
+# Scenario A also has a row for mxgate on a Redis store (Debian's redis-server, when installed):
+# the same cached hot path, with the count of Redis commands during its measurement (expected: 0
+# per request). The login flow's server-side CPU (authorize → IdP → callback → consent → token)
+# is measured for mxgate on redb and on Redis (mxgate's CPU, plus redis-server's for Redis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -185,7 +191,12 @@ mem_kb() { # mem_kb <field> <pid>: VmRSS/VmHWM summed over the process and its c
 }
 
 # --- ports and processes ----------------------------------------------------------------------
-read -r P_UP P_NGX_A P_NGX_B P_GW_A P_GW_N P_GW_B P_CORE < <(free_ports 7)
+read -r P_UP P_NGX_A P_NGX_B P_GW_A P_GW_N P_GW_B P_CORE P_GW_R P_REDIS < <(free_ports 9)
+GW_R=http://127.0.0.1:$P_GW_R
+LOGINS=${BENCH_LOGINS:-30}
+HAVE_REDIS=0
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null && HAVE_REDIS=1
+redis_commands() { redis-cli -p "$P_REDIS" INFO stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }'; }
 GW_A=http://127.0.0.1:$P_GW_A
 GW_N=http://127.0.0.1:$P_GW_N
 GW_B=http://127.0.0.1:$P_GW_B
@@ -296,12 +307,12 @@ start_nginx proxy
 
 # The OpenID provider fixture (logs alice in without a form).
 (cd "$IDP_DIR" && exec node server.js --port 0 \
-  --redirect-uri "$GW_A/callback" --redirect-uri "$GW_B/callback") >"$TMP/idp.log" 2>&1 &
+  --redirect-uri "$GW_A/callback" --redirect-uri "$GW_B/callback" --redirect-uri "$GW_R/callback") >"$TMP/idp.log" 2>&1 &
 started idp $! TERM
 wait_for "the OpenID provider" "$TMP/idp.log" grep -q '^ready ' "$TMP/idp.log"
 ISSUER=$(awk '/^ready / { print $2; exit }' "$TMP/idp.log")
 
-start_mxgate() { # start_mxgate <name> <port> <upstream url> <oidc|none>
+start_mxgate() { # start_mxgate <name> <port> <upstream url> <oidc|none> [redis]
   local dir=$TMP/$1 auth
   mkdir -p "$dir"
   cat >"$dir/mxgate.yml" <<EOF
@@ -315,6 +326,17 @@ mxcp_config: mxcp-config.yml
 project: bench
 profile: default
 EOF
+  local persistence=""
+  if [ "${5:-}" = redis ]; then
+    cat >>"$dir/mxgate.yml" <<EOF
+store:
+  type: redis
+  url: redis://127.0.0.1:$P_REDIS/0
+  key_prefix: "bench:"
+EOF
+    persistence="persistence:
+          auth_encryption_key: bench-only-key-0123456789abcdefghijklmnopqrstuvwxyz"
+  fi
   if [ "$4" = none ]; then
     auth="provider: none"
   else
@@ -338,6 +360,7 @@ projects:
       default:
         auth:
           $auth
+          $persistence
 EOF
   (cd "$dir" && exec env BENCH_OIDC_CLIENT_SECRET=mxgate-secret MXGATE_LOG=warn \
     ${BENCH_MXGATE_PRELOAD:+LD_PRELOAD=$BENCH_MXGATE_PRELOAD} "$MXGATE_BIN" serve --config "$dir/mxgate.yml") >"$dir/mxgate.log" 2>&1 &
@@ -347,11 +370,23 @@ EOF
 if want A; then
   start_mxgate mxgate-a "$P_GW_A" "http://127.0.0.1:$P_UP" oidc
   start_mxgate mxgate-noauth "$P_GW_N" "http://127.0.0.1:$P_UP" none
+  if [ "$HAVE_REDIS" = 1 ]; then
+    mkdir -p "$TMP/redis"
+    redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis" \
+      >"$TMP/redis/redis.log" 2>&1 &
+    started redis $! TERM
+    start_mxgate mxgate-redis "$P_GW_R" "http://127.0.0.1:$P_UP" oidc redis
+  else
+    say "redis-server not installed: no Redis row (MXGATE_SETUP_BENCH=1 scripts/setup.sh installs it)"
+  fi
 fi
 want B && start_mxgate mxgate-b "$P_GW_B" "http://127.0.0.1:$P_CORE" oidc
 if want A; then
   wait_for mxgate-a "$TMP/mxgate-a/mxgate.log" curl -fsS -o /dev/null "$GW_A/readyz"
   wait_for mxgate-noauth "$TMP/mxgate-noauth/mxgate.log" curl -fsS -o /dev/null "$GW_N/healthz"
+  if [ "$HAVE_REDIS" = 1 ]; then
+    wait_for mxgate-redis "$TMP/mxgate-redis/mxgate.log" curl -fsS -o /dev/null "$GW_R/readyz"
+  fi
 fi
 want B && wait_for mxgate-b "$TMP/mxgate-b/mxgate.log" curl -fsS -o /dev/null "$GW_B/readyz"
 wait_for "nginx upstream" "$TMP/upstream.log" curl -fsS -o /dev/null "http://127.0.0.1:$P_UP/"
@@ -398,6 +433,10 @@ if want A; then
   for url in "http://127.0.0.1:$P_UP/mcp" "http://127.0.0.1:$P_NGX_A/mcp" "$GW_A/mcp" "$GW_N/mcp"; do
     "$CLIENT_PY" "$HELPER" check "$url" --token "$TOKEN_A" --expect '"isError":false'
   done
+  if [ "$HAVE_REDIS" = 1 ]; then
+    TOKEN_R=$("$CLIENT_PY" "$HELPER" token "$GW_R")
+    "$CLIENT_PY" "$HELPER" check "$GW_R/mcp" --token "$TOKEN_R" --expect '"isError":false'
+  fi
 fi
 if want B; then
   say "scenario B: waiting for the MXCP core, then one MCP session per target"
@@ -424,6 +463,11 @@ for round in $(seq 1 "$ROUNDS"); do
       measure A nginx "http://127.0.0.1:$P_NGX_A/mcp" "$(pid_of proxy)" "$conns" "$DURATION" "$round"
       measure A mxgate "$GW_A/mcp" "$(pid_of mxgate-a)" "$conns" "$DURATION" "$round"
       measure A "mxgate, auth off" "$GW_N/mcp" "$(pid_of mxgate-noauth)" "$conns" "$DURATION" "$round"
+      if [ "$HAVE_REDIS" = 1 ]; then
+        before_cmds=$(redis_commands)
+        BENCH_TOKEN=$TOKEN_R measure A "mxgate, Redis store" "$GW_R/mcp" "$(pid_of mxgate-redis)" "$conns" "$DURATION" "$round"
+        printf '%s\t%s\n' "$conns" "$(($(redis_commands) - before_cmds - 1))" >>"$RESULTS/redis_hot_path.tsv"
+      fi
     done
   fi
   if want B; then
@@ -440,14 +484,40 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# --- the login flow's server-side cost on each store --------------------------------------------
+# login_cost <gateway url> <mxgate name> [store pid]: CPU µs per login of mxgate (and of the
+# store's server), over $LOGINS logins made one after another.
+login_cost() {
+  local before after store_before=0 store_after=0
+  before=$(cpu_ticks "$(pid_of "$2")")
+  [ -n "${3:-}" ] && store_before=$(cpu_ticks "$3")
+  "$CLIENT_PY" "$HELPER" logins "$1" --count "$LOGINS"
+  after=$(cpu_ticks "$(pid_of "$2")")
+  [ -n "${3:-}" ] && store_after=$(cpu_ticks "$3")
+  echo "$(((after - before) * 1000000 / HZ / LOGINS)) $(((store_after - store_before) * 1000000 / HZ / LOGINS))"
+}
+LOGIN_COST=""
+if want A && [ "$LOGINS" -gt 0 ]; then
+  say "login cost: $LOGINS logins through mxgate on redb"
+  read -r redb_us _ < <(login_cost "$GW_A" mxgate-a)
+  LOGIN_COST="redb: mxgate ${redb_us} µs CPU per login"
+  if [ "$HAVE_REDIS" = 1 ]; then
+    say "login cost: $LOGINS logins through mxgate on Redis"
+    read -r redis_us server_us < <(login_cost "$GW_R" mxgate-redis "$(pid_of redis)")
+    LOGIN_COST="$LOGIN_COST; Redis: mxgate ${redis_us} µs + redis-server ${server_us} µs CPU per login"
+  fi
+  LOGIN_COST="$LOGIN_COST (authorize → IdP → callback → consent → token; $LOGINS logins one after another; CPU from /proc at $HZ ticks/s, so ±$((1000000 / HZ / LOGINS)) µs)"
+fi
+
 # --- resident memory, logs, machine, report ---------------------------------------------------
 : >"$RESULTS/rss.tsv"
-for name in mxgate-a mxgate-noauth mxgate-b proxy upstream core; do
+for name in mxgate-a mxgate-noauth mxgate-redis mxgate-b proxy upstream core; do
   pid=$(pid_of "$name")
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
   case $name in
     mxgate-a) label="mxgate (scenario A, $PROXY_THREADS threads)" ;;
     mxgate-noauth) label="mxgate, auth off (scenario A, $PROXY_THREADS threads)" ;;
+    mxgate-redis) label="mxgate, Redis store (scenario A, $PROXY_THREADS threads)" ;;
     mxgate-b) label="mxgate (scenario B, $PROXY_THREADS threads)" ;;
     proxy) label="nginx reverse proxy (master + $PROXY_THREADS workers, A and B)" ;;
     upstream) label="nginx static upstream (master + $UPSTREAM_WORKERS worker)" ;;
@@ -456,7 +526,7 @@ for name in mxgate-a mxgate-noauth mxgate-b proxy upstream core; do
   printf '%s\t%s\t%s\t%s\n' "$label" "$(mem_kb VmRSS "$pid")" "$(mem_kb VmHWM "$pid")" \
     "$(tree_pids "$pid" | wc -w)" >>"$RESULTS/rss.tsv"
 done
-for name in mxgate-a mxgate-noauth mxgate-b; do
+for name in mxgate-a mxgate-noauth mxgate-redis mxgate-b; do
   if [ -f "$TMP/$name/mxgate.log" ]; then cp "$TMP/$name/mxgate.log" "$RESULTS/$name.log"; fi
 done
 
@@ -472,6 +542,10 @@ done
   printf 'load\t%s\n' "wrk, $THREADS thread(s), POST of a small JSON-RPC body;$(want A && echo " A: $CONNS connections$lat, $DURATION each;")$(want B && echo " B: $CORE_CONNS connections$lat, $CORE_DURATION each;") $WARMUP warm-up before every measurement; $ROUNDS round(s) (with several rounds each figure is the median over the rounds, the req/s range in brackets; † = busiest round)"
   printf 'servers\t%s\n' "mxgate: $PROXY_THREADS worker threads (\`threads\`)${BENCH_MXGATE_PRELOAD:+, LD_PRELOAD=$BENCH_MXGATE_PRELOAD}, MXGATE_LOG=warn, redb store, EdDSA assertions; nginx proxy: $PROXY_THREADS workers, upstream keepalive 64, HTTP/1.1, proxy_buffering off, access_log off; static upstream: nginx, $UPSTREAM_WORKERS worker, access_log off"
   printf 'scenario_A\t%s\n' "Same POST with \`Authorization: Bearer <valid mxgate token>\` to every target. **mxgate** authenticates it (token hash → session from the in-memory cache), drops it, adds the cached \`x-mxcp-user-assertion\` and forwards over a pooled keep-alive connection. **mxgate, auth off** is the same binary with \`provider: none\` (Pingora plus mxgate's header rewriting, no token check, no assertion): the difference between the two is the cost of authentication."
+  if [ -s "$RESULTS/redis_hot_path.tsv" ]; then
+    printf 'stores\t%s\n' "Redis commands while **mxgate, Redis store** was measured (by connections; the count's own INFO excluded): $(awk -F'\t' '{ printf "%s%s conn.: %s", sep, $1, $2; sep = ", " }' "$RESULTS/redis_hot_path.tsv") — the cached hot path makes no store round-trip"
+  fi
+  if [ -n "$LOGIN_COST" ]; then printf 'login_cost\t%s\n' "Login flow, server side: $LOGIN_COST"; fi
   printf 'scenario_B\t%s\n' "One MCP session per target (\`initialize\` + \`notifications/initialized\` through that target), then \`tools/call whoami\` with a JSON-RPC id unique per request. direct and nginx run **anonymous** (no auth; whoami returns NULLs); mxgate runs as alice (token checked by mxgate, assertion verified by the core on each call, whoami returns alice). Every response body is checked. In this scenario \`CPU / req\` of the direct row is the core's own CPU per call."
 } >"$RESULTS/meta.tsv"
 

@@ -12,6 +12,10 @@
 
   mcp_client.py check URL [--token T] [--host H] [--expect S]
       One POST like the static-upstream load: must answer 200 (and contain S).
+
+  mcp_client.py logins URL --count N
+      N complete logins as `token` does, one after another in this process (the bench measures
+      mxgate's and its store's CPU meanwhile).
 """
 
 from __future__ import annotations
@@ -111,7 +115,8 @@ def check(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["token", "session", "check"])
+    p.add_argument("command", choices=["token", "session", "check", "logins"])
+    p.add_argument("--count", type=int, default=1)
     p.add_argument("url")
     p.add_argument("--token")
     p.add_argument("--host")
@@ -119,6 +124,9 @@ def main() -> None:
     args = p.parse_args()
     if args.command == "token":
         print(token(args.url))
+    elif args.command == "logins":
+        for _ in range(args.count):
+            token(args.url)
     elif args.command == "session":
         print(session(args))
     else:

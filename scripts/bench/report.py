@@ -318,6 +318,9 @@ def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
             lines.append(note)
             lines.append("")
         lines += scenario_table(scenario, srun)
+        store_notes = [meta[k] for k in ("stores", "login_cost") if scenario == "A" and meta.get(k)]
+        if store_notes:
+            lines += [f"- {note}." for note in store_notes] + [""]
     v = verdicts(runs)
     if v:
         lines.append("## Budget (DESIGN.md: added ≤ 50 µs p50, ≤ 1 ms p99; throughput ≥ nginx)")

@@ -1,5 +1,5 @@
-//! The [`KvStore`] contract, run against every backend: the embedded redb file and a real
-//! Redis server. What the rest of mxgate relies on (expiry, single-use `take`, atomic
+//! The [`KvStore`] contract, run against every backend: the embedded redb file and real Redis
+//! deployments — one server, a server found through Sentinel, and a 3-node Redis Cluster. What the rest of mxgate relies on (expiry, single-use `take`, atomic
 //! compare-and-swap under contention, prefix listing, the live-entry counts the caps use) must
 //! hold for both.
 
@@ -14,17 +14,28 @@ struct Backend {
     _guard: Box<dyn std::any::Any + Send>,
 }
 
-fn redb() -> Backend {
+fn redb() -> Option<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let kv = RedbStore::open(&dir.path().join("sub/mxgate.redb")).unwrap();
-    Backend {
+    Some(Backend {
         kv: Arc::new(kv),
         _guard: Box::new(dir),
-    }
+    })
 }
 
 fn redis() -> Option<Backend> {
-    let server = TestRedis::start()?;
+    on(TestRedis::start()?)
+}
+
+fn redis_sentinel() -> Option<Backend> {
+    on(TestRedis::start_with_sentinel()?)
+}
+
+fn redis_cluster() -> Option<Backend> {
+    on(TestRedis::start_cluster()?)
+}
+
+fn on(server: TestRedis) -> Option<Backend> {
     let kv = RedisStore::open(&server.settings("test:")).unwrap();
     Some(Backend {
         kv: Arc::new(kv),
@@ -32,27 +43,27 @@ fn redis() -> Option<Backend> {
     })
 }
 
-/// One test per backend for each contract check.
+/// One test module per backend, with a test for each contract check.
+macro_rules! backend_tests {
+    ($module:ident, $backend:ident; $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(backend) = super::$backend() else { return };
+                    super::$name(backend.kv.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
-        mod on_redb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let backend = super::redb();
-                    super::$name(backend.kv.clone()).await;
-                }
-            )*
-        }
-        mod on_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(backend) = super::redis() else { return };
-                    super::$name(backend.kv.clone()).await;
-                }
-            )*
-        }
+        backend_tests!(on_redb, redb; $($name),*);
+        backend_tests!(on_redis, redis; $($name),*);
+        backend_tests!(on_redis_sentinel, redis_sentinel; $($name),*);
+        backend_tests!(on_redis_cluster, redis_cluster; $($name),*);
     };
 }
 
@@ -283,6 +294,26 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_replicas_hear_each_others_events_and_key_prefixes_separate_deployments() {
     let Some(server) = TestRedis::start() else { return };
+    replicas_hear_each_other(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_cluster_hear_each_other() {
+    let Some(server) = TestRedis::start_cluster() else {
+        return;
+    };
+    replicas_hear_each_other(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_behind_sentinel_hear_each_other() {
+    let Some(server) = TestRedis::start_with_sentinel() else {
+        return;
+    };
+    replicas_hear_each_other(server).await;
+}
+
+async fn replicas_hear_each_other(server: TestRedis) {
     let one = Arc::new(RedisStore::open(&server.settings("a:")).unwrap());
     let two = Arc::new(RedisStore::open(&server.settings("a:")).unwrap());
     let other = RedisStore::open(&server.settings("b:")).unwrap();

@@ -296,7 +296,9 @@ def test_concurrent_refreshes_through_two_replicas_rotate_once_and_reuse_revokes
     with ThreadPoolExecutor(len(targets)) as pool:
         results = list(pool.map(present, targets))
     winners = [r.json() for r in results if r.status_code == 200]
-    assert 1 <= len(winners) <= 2, f"one refresh token was exchanged {len(winners)} times over two replicas"
+    # At most the exchange and its one grace retry win. A reuse that lands between a winner's
+    # rotation and its issuing revokes the session first, and then no one wins: both are right.
+    assert len(winners) <= 2, f"one refresh token was exchanged {len(winners)} times over two replicas"
     for r in results:
         if r.status_code != 200:
             assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
@@ -306,6 +308,9 @@ def test_concurrent_refreshes_through_two_replicas_rotate_once_and_reuse_revokes
             assert gone is not None, f"{gw.name} still accepts a token of the revoked session"
         refused = _refresh(replicas.url, replicas, lg.client_id, winner["refresh_token"])
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+    for gw in replicas.gateways:  # the reuse revoked the session the login opened
+        gone = _poll(lambda: _get(gw.url, lg.tokens["access_token"]).status_code == 401, REVOCATION_BOUND)
+        assert gone is not None, f"{gw.name} still accepts the first access token of the revoked session"
 
 
 def test_an_expired_provider_token_is_refreshed_once_for_all_replicas(
