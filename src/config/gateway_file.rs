@@ -137,6 +137,9 @@ pub struct StoreFile {
     /// Redis password (when the URLs carry none).
     #[serde(default)]
     pub password: Option<Secret>,
+    /// Redis over TLS (`rediss://`) with a private CA: its certificate(s), PEM.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// Redis: how long a replica that hears no revocations from the others (lost subscription,
     /// Redis down) keeps serving sessions it has cached.
     #[serde(default = "default_outage_grace", deserialize_with = "duration")]
@@ -156,6 +159,7 @@ impl Default for StoreFile {
             sentinel: None,
             key_prefix: default_key_prefix(),
             password: None,
+            ca_file: None,
             outage_grace: default_outage_grace(),
             purge_interval: default_purge_interval(),
         }

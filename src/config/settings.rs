@@ -98,6 +98,8 @@ pub struct RedisSettings {
     pub topology: RedisTopology,
     pub key_prefix: String,
     pub password: Option<Secret>,
+    /// The CA that signed the Redis servers' certificates, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
     #[serde(serialize_with = "as_humantime")]
     pub outage_grace: Duration,
 }
@@ -364,7 +366,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
                 .map(|p| relative_to(base_dir, p))
                 .unwrap_or_else(|| data_dir.join("mxgate.redb")),
         },
-        "redis" => StoreSettings::Redis(redis_settings(&gateway.store).map_err(|(key, m)| gw_err(key, m))?),
+        "redis" => StoreSettings::Redis(redis_settings(&gateway.store, base_dir).map_err(|(key, m)| gw_err(key, m))?),
         other => {
             return Err(gw_err(
                 "store.type",
@@ -822,7 +824,10 @@ pub(super) fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S
 }
 
 /// `store.type: redis`: exactly one of `url`, `cluster` and `sentinel`, with Redis URLs.
-fn redis_settings(store: &super::gateway_file::StoreFile) -> Result<RedisSettings, (&'static str, String)> {
+fn redis_settings(
+    store: &super::gateway_file::StoreFile,
+    base_dir: &Path,
+) -> Result<RedisSettings, (&'static str, String)> {
     let topology = match (&store.url, &store.cluster, &store.sentinel) {
         (Some(url), None, None) => RedisTopology::Single { url: url.clone() },
         (None, Some(urls), None) => {
@@ -869,6 +874,12 @@ fn redis_settings(store: &super::gateway_file::StoreFile) -> Result<RedisSetting
             ));
         }
     }
+    if store.ca_file.is_some() && matches!(topology, RedisTopology::Sentinel { .. }) {
+        return Err((
+            "store.ca_file",
+            "is not supported with `sentinel` (its servers must have certificates the system trusts)".into(),
+        ));
+    }
     if store.key_prefix.len() > 64 || store.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err((
             "store.key_prefix",
@@ -879,6 +890,7 @@ fn redis_settings(store: &super::gateway_file::StoreFile) -> Result<RedisSetting
         topology,
         key_prefix: store.key_prefix.clone(),
         password: store.password.clone().filter(|p| !p.is_empty()),
+        ca_file: store.ca_file.as_deref().map(|p| relative_to(base_dir, p)),
         outage_grace: store.outage_grace,
     })
 }

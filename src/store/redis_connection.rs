@@ -15,7 +15,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, Mul
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates,
+    Value,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,15 +82,21 @@ impl Drop for RedisRuntime {
 
 impl RedisConnection {
     /// Prepares the connection on `runtime` (nothing connects yet).
+    /// `ca` (PEM) replaces the system's roots for `rediss://` servers.
     pub fn open(
         topology: &RedisTopology,
         password: Option<&str>,
+        ca: Option<&[u8]>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<(Self, SubscriptionTarget), StoreError> {
+        let client = |info: ConnectionInfo| match ca {
+            Some(ca) => Client::build_with_tls(info, certificates(ca)),
+            None => Client::open(info),
+        };
         let _on_runtime = runtime.enter();
         match topology {
             RedisTopology::Single { url } => {
-                let client = Client::open(connection_info(url, password)?)
+                let client = client(connection_info(url, password)?)
                     .map_err(|e| redis_error("configuring the Redis client", e))?;
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -105,9 +114,13 @@ impl RedisConnection {
                     .collect::<Result<Vec<_>, _>>()?;
                 let nodes = infos
                     .iter()
-                    .map(|i| Client::open(i.clone()).map_err(|e| redis_error("configuring a Redis Cluster node", e)))
+                    .map(|i| client(i.clone()).map_err(|e| redis_error("configuring a Redis Cluster node", e)))
                     .collect::<Result<Vec<_>, _>>()?;
-                let client = ClusterClientBuilder::new(infos)
+                let mut builder = ClusterClientBuilder::new(infos);
+                if let Some(ca) = ca {
+                    builder = builder.certs(certificates(ca));
+                }
+                let client = builder
                     .response_timeout(RESPONSE_TIMEOUT)
                     .connection_timeout(CONNECTION_TIMEOUT)
                     .retries(2)
@@ -313,6 +326,14 @@ impl<C: MadeConnection> Reconnecting<C> {
             }
         }
         result
+    }
+}
+
+/// A private CA's certificates as the only roots (no client certificate).
+fn certificates(ca: &[u8]) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
     }
 }
 

@@ -62,7 +62,14 @@ impl RedisStore {
         let handle = runtime
             .handle()
             .ok_or_else(|| StoreError::Backend("the Redis runtime is gone".into()))?;
-        let (connection, subscription) = RedisConnection::open(&settings.topology, password, &handle)?;
+        let ca = match &settings.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| StoreError::Io {
+                context: format!("reading store.ca_file {}", path.display()),
+                source,
+            })?),
+            None => None,
+        };
+        let (connection, subscription) = RedisConnection::open(&settings.topology, password, ca.as_deref(), &handle)?;
         Ok(Self {
             connection,
             subscription,

@@ -34,6 +34,41 @@ impl TestRedis {
         })
     }
 
+    /// One server speaking only TLS, with a certificate for `localhost` that no system trusts;
+    /// also returns the certificate's PEM file (the CA to configure).
+    pub fn start_tls() -> Option<(Self, std::path::PathBuf)> {
+        let dir = skip_or_dir()?;
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a test certificate");
+        let (cert, key) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+        std::fs::write(&cert, generated.cert.pem()).expect("writing the certificate");
+        std::fs::write(&key, generated.signing_key.serialize_pem()).expect("writing the key");
+        let port = free_port();
+        let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+        let child = server(
+            dir.path(),
+            0,
+            &[
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &cert_arg,
+                "--tls-key-file",
+                &key_arg,
+                "--tls-auth-clients",
+                "no",
+            ],
+        );
+        wait_for_port(port);
+        let server = Self {
+            children: vec![child],
+            topology: RedisTopology::Single {
+                url: format!("rediss://localhost:{port}/0"),
+            },
+            _dir: dir,
+        };
+        Some((server, cert))
+    }
+
     /// A server and a Sentinel watching it as `mymaster`; clients find the server through the
     /// Sentinel.
     pub fn start_with_sentinel() -> Option<Self> {
@@ -124,6 +159,7 @@ impl TestRedis {
             topology: self.topology.clone(),
             key_prefix: key_prefix.into(),
             password: None,
+            ca_file: None,
             outage_grace: Duration::from_secs(60),
         }
     }

@@ -358,6 +358,7 @@ async fn an_unreachable_redis_is_unavailable_quickly() {
         },
         key_prefix: "x:".into(),
         password: None,
+        ca_file: None,
         outage_grace: std::time::Duration::from_secs(60),
     };
     let store = RedisStore::open(&settings).expect("opening does not connect");
@@ -368,6 +369,24 @@ async fn an_unreachable_redis_is_unavailable_quickly() {
         "connection refused is `Unavailable`: {err}"
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_trusts_the_configured_ca_and_only_it() {
+    let Some((server, ca)) = TestRedis::start_tls() else {
+        return;
+    };
+    let mut settings = server.settings("tls:");
+    settings.ca_file = Some(ca);
+    let store = RedisStore::open(&settings).unwrap();
+    store.put(Table::Clients, "c", b"over tls".to_vec(), 0).await.unwrap();
+    assert_eq!(store.get(Table::Clients, "c").await.unwrap().unwrap(), b"over tls");
+
+    let untrusting = RedisStore::open(&server.settings("tls:")).unwrap();
+    assert!(
+        untrusting.get(Table::Clients, "c").await.is_err(),
+        "a certificate the system does not trust is refused without store.ca_file"
+    );
 }
 
 #[test]
