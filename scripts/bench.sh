@@ -325,6 +325,9 @@ threads: $PROXY_THREADS
 mxcp_config: mxcp-config.yml
 project: bench
 profile: default
+# The login-cost loop logs in from one address many times a minute: no per-address rates here.
+rate_limits:
+  per_address: {register: 0, authorize: 0, consent: 0, login: 0, callback: 0, token: 0, revoke: 0, logout: 0}
 EOF
   local persistence=""
   if [ "${5:-}" = redis ]; then
@@ -335,7 +338,7 @@ store:
   key_prefix: "bench:"
 EOF
     persistence="persistence:
-          auth_encryption_key: bench-only-key-0123456789abcdefghijklmnopqrstuvwxyz"
+            auth_encryption_key: bench-only-key-0123456789abcdefghijklmnopqrstuvwxyz"
   fi
   if [ "$4" = none ]; then
     auth="provider: none"
