@@ -116,9 +116,9 @@ impl Sessions {
         super::tokens::issue_tokens(&self.store, session, policy, now).await
     }
 
-    /// Ends a session: its tokens stop working at once, here and in the request cache. Returns
-    /// whether there was such a session.
-    /// With a shared store the other replicas are told once the record is gone.
+    /// Ends a session: its tokens stop working at once, here and in the request cache (and, with
+    /// a shared store, in the other replicas' caches once the record is gone). Returns whether
+    /// there was such a session.
     pub async fn revoke_session(&self, session_id: &str) -> bool {
         self.bearer.forget_session(session_id);
         let existed = match self.store.delete(Table::Sessions, session_id).await {

@@ -135,6 +135,34 @@ impl RedisStore {
     }
 }
 
+// === impl RedisStore (replica channel) ===
+
+impl RedisStore {
+    /// Subscribes to the replica channel and reports what arrives until the connection ends.
+    async fn subscribe_until_lost(&self, heard: &(dyn Fn(Heard) + Send + Sync)) -> Result<(), StoreError> {
+        let client = self.subscription.client().await?;
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| redis_error("opening a pub/sub connection", e))?;
+        pubsub
+            .subscribe(self.channel())
+            .await
+            .map_err(|e| redis_error("SUBSCRIBE", e))?;
+        // Anything published while this replica was not subscribed was missed: the caller
+        // forgets what it cached.
+        heard(Heard::Subscribed);
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            match ReplicaEvent::decode(message.get_payload_bytes()) {
+                Some(event) => heard(Heard::Event(event)),
+                None => tracing::warn!("ignoring an unreadable message on the replica channel"),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An index score: the expiry, or +inf for records that never expire.
 fn expiry_score(expires_at: u64) -> f64 {
     if expires_at == 0 {
@@ -337,30 +365,10 @@ impl KvStore for RedisStore {
     }
 
     async fn listen(&self, heard: &(dyn Fn(Heard) + Send + Sync)) {
-        let channel = self.channel();
         loop {
-            match self.subscription.client().await {
-                Ok(client) => match client.get_async_pubsub().await {
-                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                        Ok(()) => {
-                            // Anything published while this replica was not subscribed was
-                            // missed: the caller forgets what it cached.
-                            heard(Heard::Subscribed);
-                            let mut messages = pubsub.on_message();
-                            while let Some(message) = messages.next().await {
-                                let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-                                match ReplicaEvent::decode(&payload) {
-                                    Some(event) => heard(Heard::Event(event)),
-                                    None => tracing::warn!("ignoring an unreadable message on the replica channel"),
-                                }
-                            }
-                            tracing::warn!("the replica channel subscription ended; subscribing again");
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot subscribe to the replica channel"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "cannot open a pub/sub connection to Redis"),
-                },
-                Err(e) => tracing::warn!(error = %e, "no Redis node for the replica channel"),
+            match self.subscribe_until_lost(heard).await {
+                Ok(()) => tracing::warn!("the replica channel subscription ended; subscribing again"),
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to the replica channel"),
             }
             heard(Heard::Unsubscribed);
             tokio::time::sleep(RESUBSCRIBE_DELAY).await;
