@@ -85,8 +85,10 @@ async fn put_get_delete_and_expiry(store: Arc<dyn KvStore>) {
         .put(Table::Clients, "old", b"gone".to_vec(), now() - 1)
         .await
         .unwrap();
+    // Expiry is in whole seconds: at least two seconds of margin before the checks below.
+    let soon = now() + 3;
     store
-        .put(Table::Clients, "soon", b"brief".to_vec(), now() + 2)
+        .put(Table::Clients, "soon", b"brief".to_vec(), soon)
         .await
         .unwrap();
     assert_eq!(store.get(Table::Clients, "a").await.unwrap().unwrap(), b"one");
@@ -97,7 +99,7 @@ async fn put_get_delete_and_expiry(store: Arc<dyn KvStore>) {
         "tables are separate"
     );
     assert_eq!(store.get(Table::Clients, "soon").await.unwrap().unwrap(), b"brief");
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    wait_past(soon).await;
     assert_eq!(
         store.get(Table::Clients, "soon").await.unwrap(),
         None,
@@ -246,10 +248,8 @@ async fn counts_and_purge_see_only_live_entries(store: Arc<dyn KvStore>) {
         .await
         .unwrap();
     store.put(Table::Sessions, "forever", b"1".to_vec(), 0).await.unwrap();
-    store
-        .put(Table::Tokens, "dying", b"1".to_vec(), now() + 1)
-        .await
-        .unwrap();
+    let dying = now() + 3;
+    store.put(Table::Tokens, "dying", b"1".to_vec(), dying).await.unwrap();
     store.put(Table::Tokens, "gone", b"1".to_vec(), 0).await.unwrap();
     assert!(store.take(Table::Tokens, "gone").await.unwrap().is_some());
     assert_eq!(store.stored_entries(Table::Sessions).await.unwrap(), 2);
@@ -258,7 +258,7 @@ async fn counts_and_purge_see_only_live_entries(store: Arc<dyn KvStore>) {
         1,
         "taken entries are not counted"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    wait_past(dying).await;
     store.purge_expired(now()).await.unwrap();
     assert_eq!(store.stored_entries(Table::Tokens).await.unwrap(), 0);
     assert_eq!(store.stored_entries(Table::Sessions).await.unwrap(), 2);
@@ -274,6 +274,13 @@ async fn binary_values_round_trip(store: Arc<dyn KvStore>) {
         .compare_and_swap(Table::Sessions, "bin", &value, b"next".to_vec(), 0)
         .await
         .unwrap());
+}
+
+/// Waits until the Unix second `deadline` has passed.
+async fn wait_past(deadline: u64) {
+    while now() <= deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Runs `n` copies of a task at once and returns their results.
