@@ -123,6 +123,10 @@ def test_haproxy_round_robins_drops_a_killed_backend_and_takes_it_back(
     with httpx.Client(timeout=5) as kept_alive:  # one connection: still balanced per request
         names = [kept_alive.get(proxy.url + "/who").text for _ in range(6)]
     assert names in (["one", "two"] * 3, ["two", "one"] * 3), names
+    # HAProxy writes its log line after the response: give the last one a moment to arrive.
+    deadline = time.monotonic() + 3
+    while Counter(server for server, _ in proxy.served()) != {"r0": 3, "r1": 3} and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert Counter(server for server, _ in proxy.served()) == {"r0": 3, "r1": 3}
 
     # Load from two threads while `two` is killed.
