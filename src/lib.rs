@@ -7,9 +7,11 @@
 //! - [`session`]: sessions and their tokens, from login to revocation (the one owner of their life).
 //! - [`identity`]: the user context, the signed assertion for the core, signing keys.
 //! - [`gateway`]: the Pingora adapter — the only module that knows Pingora.
+//! - [`audit`]: the audit trail of authentication events.
 //! - [`support`]: the clock, random ids and tokens, token hashing, private files.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod gateway;
