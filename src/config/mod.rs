@@ -11,6 +11,7 @@ mod lenient;
 pub mod limits;
 pub mod mxcp_user;
 pub mod references;
+pub mod reload;
 mod secret;
 mod settings;
 pub mod tls;

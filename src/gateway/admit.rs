@@ -17,12 +17,13 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::sync::Arc;
 
-/// Authentication parts; absent with `provider: none` (plain pass-through).
+/// Authentication parts; absent with `provider: none` (plain pass-through). A reload builds a
+/// new one that shares the token cache, the assertion minter and the MCP session registry.
 pub struct AuthParts {
     pub server: Arc<AuthorizationServer>,
     pub bearer: Arc<BearerAuthenticator>,
-    pub minter: AssertionMinter,
-    pub mcp_sessions: McpSessionRegistry,
+    pub minter: Arc<AssertionMinter>,
+    pub mcp_sessions: Arc<McpSessionRegistry>,
     pub required_scopes: RequiredScopes,
     /// Keeps the provider tokens of admitted sessions fresh.
     pub sessions: Sessions,

@@ -4,6 +4,7 @@
 
 mod admin_socket;
 mod admit;
+mod config_reload;
 mod connection_guard;
 mod cors;
 mod forward_auth;
@@ -43,7 +44,9 @@ use crate::store::{cipher::RecordCipher, RedbStore, RedisStore, Store};
 use admin_socket::AdminSocket;
 use admit::AuthParts;
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use config_reload::{BuildAuth, ConfigReload, LiveAuth};
 use connection_guard::{Admissions, ConnectionGuard, ConnectionLimits};
 use https_redirect::HttpsRedirect;
 use mcp_session_binding::McpSessionBindings;
@@ -118,6 +121,7 @@ struct Built {
     admin: Option<SessionAdmin>,
     session_closer: Option<McpSessionCloserService>,
     replica_events: Option<ReplicaEvents>,
+    reload: Option<ConfigReload>,
 }
 
 /// Builds the proxy from the settings.
@@ -138,10 +142,10 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
     let mut session_closer = None;
     let mut replica_events = None;
+    let mut reload = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
-            let providers = Arc::new(providers);
             let store = open_store(&settings)?;
             let signer = Arc::new(load_signer(&settings, &store)?);
             let mut bearer = BearerAuthenticator::new(
@@ -154,41 +158,29 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
             }
             let bearer = Arc::new(bearer);
             replica_events = ReplicaEvents::for_shared_store(&store, &bearer);
-            let sessions = Sessions::new(store.clone(), bearer.clone(), providers.clone());
-            let server = Arc::new(AuthorizationServer::new(
-                settings.clone(),
-                store.clone(),
-                providers,
-                sessions.clone(),
-                signer.jwks().clone(),
-            ));
-            let minter = AssertionMinter::new(signer, &settings);
             let (mcp_closer, closer_service) =
                 mcp_session_closer(format!("{}{}", settings.upstream.url, settings.mcp_path));
             session_closer = Some(closer_service);
-            let admin = SessionAdmin::new(store.clone(), sessions.clone());
-            (
-                Some(AuthParts {
-                    server,
-                    bearer,
-                    minter,
-                    mcp_sessions: McpSessionRegistry::new(
-                        McpSessionBindings::new(
-                            settings.limits.mcp_sessions_per_user,
-                            settings.limits.max_mcp_sessions,
-                        ),
-                        mcp_closer,
-                        &store,
-                    ),
-                    required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
-                    sessions,
-                }),
-                Some((store, admin)),
-            )
+            let kept = KeptAuth {
+                store: store.clone(),
+                jwks: signer.jwks().clone(),
+                bearer: bearer.clone(),
+                minter: Arc::new(AssertionMinter::new(signer, &settings)),
+                mcp_sessions: Arc::new(McpSessionRegistry::new(
+                    McpSessionBindings::new(settings.limits.mcp_sessions_per_user, settings.limits.max_mcp_sessions),
+                    mcp_closer,
+                    &store,
+                )),
+            };
+            let parts = kept.parts(settings.clone(), Arc::new(providers), None);
+            let admin = SessionAdmin::new(store.clone(), parts.sessions.clone());
+            let live: LiveAuth = Arc::new(ArcSwap::from_pointee(parts));
+            reload = Some(ConfigReload::new(live.clone(), settings.clone(), Box::new(kept)));
+            (Some(live), Some((store, admin)))
         }
     };
     let forward_auth = match &auth {
-        Some(auth) => forward_auth::ForwardAuth::from_settings(&settings, &auth.server)?,
+        Some(auth) => forward_auth::ForwardAuth::from_settings(&settings, &auth.load().server)?,
         None => None,
     };
     let gateway = McpGateway {
@@ -213,7 +205,55 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         admin: stateful.map(|(_, admin)| admin),
         session_closer,
         replica_events,
+        reload,
     })
+}
+
+/// What every generation of authentication parts shares: the store, the JWKS, the token cache,
+/// the assertion minter (and its cache), the MCP session registry.
+struct KeptAuth {
+    store: Store,
+    jwks: bytes::Bytes,
+    bearer: Arc<BearerAuthenticator>,
+    minter: Arc<AssertionMinter>,
+    mcp_sessions: Arc<McpSessionRegistry>,
+}
+
+// === impl KeptAuth ===
+
+impl KeptAuth {
+    /// The parts for `settings`; a reload passes the running ones, whose rate limiter's counts
+    /// carry over.
+    fn parts(&self, settings: Arc<Settings>, providers: Arc<ProviderSet>, running: Option<&AuthParts>) -> AuthParts {
+        let sessions = Sessions::new(self.store.clone(), self.bearer.clone(), providers.clone());
+        let mut server = AuthorizationServer::new(
+            settings.clone(),
+            self.store.clone(),
+            providers,
+            sessions.clone(),
+            self.jwks.clone(),
+        );
+        if let Some(running) = running {
+            server = server.sharing_rate_limits_with(&running.server);
+        }
+        AuthParts {
+            server: Arc::new(server),
+            bearer: self.bearer.clone(),
+            minter: self.minter.clone(),
+            mcp_sessions: self.mcp_sessions.clone(),
+            required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
+            sessions,
+        }
+    }
+}
+
+impl BuildAuth for KeptAuth {
+    fn build(&self, settings: Arc<Settings>, running: &AuthParts) -> anyhow::Result<AuthParts> {
+        let providers = ProviderSet::build(&settings.auth)
+            .context("setting up the identity providers")?
+            .context("authentication cannot be turned off by a reload")?;
+        Ok(self.parts(settings, Arc::new(providers), Some(running)))
+    }
 }
 
 /// Runs mxgate until SIGTERM (graceful) or SIGINT (fast).
@@ -224,6 +264,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         admin,
         session_closer,
         replica_events,
+        reload,
     } = build_gateway(settings.clone())?;
 
     let conf = ServerConf {
@@ -267,6 +308,9 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         service.add_tcp(&redirect_listen.to_string());
         server.add_service(service);
         tracing::info!(listen = %redirect_listen, "redirecting plain HTTP to the https public URL");
+    }
+    if let Some(reload) = reload {
+        server.add_service(background_service("configuration reload", reload));
     }
     if let Some(events) = replica_events {
         server.add_service(background_service("replica events", events));

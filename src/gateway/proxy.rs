@@ -6,6 +6,7 @@
 //! included); nothing is buffered.
 
 use super::admit::{Admission, AuthParts, RequestHead};
+use super::config_reload::LiveAuth;
 use super::cors;
 use super::forward_auth::{Check, ForwardAuth};
 use super::forwarded::ForwardedFacts;
@@ -28,7 +29,8 @@ pub const HEALTH_PATH: &str = "/healthz";
 pub const READY_PATH: &str = "/readyz";
 
 pub struct McpGateway {
-    pub auth: Option<AuthParts>,
+    /// Swapped whole by a reload (`config_reload`); each request works with the one it loaded.
+    pub auth: Option<LiveAuth>,
     pub peer: HttpPeer,
     pub upstream_host: String,
     /// `http://host:port` of the core, as it may appear in its own `Location` headers.
@@ -155,14 +157,14 @@ impl McpGateway {
         ctx.forward_auth = true;
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let header = session.req_header();
-        let response = match &self.auth {
+        let response = match self.auth.as_ref().map(|live| live.load()) {
             Some(auth) => {
                 let check = Check {
                     peer,
                     method: &header.method,
                     headers: &header.headers,
                 };
-                endpoint.check(auth, &self.guard, check, crate::support::now()).await
+                endpoint.check(&auth, &self.guard, check, crate::support::now()).await
             }
             None => json_error(StatusCode::NOT_FOUND, "not_found", "forward auth is off"),
         };
@@ -254,7 +256,8 @@ impl ProxyHttp for McpGateway {
         ctx.cors_origin = request_origin
             .filter(|o| o.to_str().is_ok_and(|o| self.guard.origin_allowed(o, own_origin)))
             .cloned();
-        let route = self.auth.as_ref().and_then(|a| a.server.route(path));
+        let auth = self.auth.as_ref().map(|live| live.load_full());
+        let route = auth.as_ref().and_then(|a| a.server.route(path));
         if header.method == Method::OPTIONS {
             // Never forwarded: the core would open an MCP session for each one.
             ctx.local = true;
@@ -263,7 +266,7 @@ impl ProxyHttp for McpGateway {
             return self.answer(session, ctx, resp).await;
         }
         session.set_read_timeout(Some(self.body_timeout));
-        if let (Some(auth), Some(route)) = (&self.auth, route) {
+        if let (Some(auth), Some(route)) = (&auth, route) {
             return self.serve_local(auth, route, session, ctx).await;
         }
         let header = session.req_header();
@@ -278,7 +281,7 @@ impl ProxyHttp for McpGateway {
         {
             return self.refuse(session, ctx, refusal).await;
         }
-        let Some(auth) = &self.auth else {
+        let Some(auth) = &auth else {
             return Ok(false);
         };
         ctx.opens_mcp_session = !header.headers.contains_key(MCP_SESSION_HEADER);
@@ -328,9 +331,10 @@ impl ProxyHttp for McpGateway {
         if let Some(cookie) = ctx.set_cookie.take() {
             upstream_response.append_header(header::SET_COOKIE, cookie)?;
         }
-        let (Some(auth), Some(active)) = (&self.auth, &ctx.session) else {
+        let (Some(live), Some(active)) = (&self.auth, &ctx.session) else {
             return Ok(());
         };
+        let auth = live.load();
         if !upstream_response.status.is_success() {
             return Ok(());
         }

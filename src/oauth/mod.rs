@@ -108,7 +108,8 @@ pub struct AuthorizationServer {
     /// The metadata for `public_url` (other origins are rendered when asked).
     metadata: Metadata,
     jwks: Bytes,
-    limiter: RateLimiter,
+    /// Shared with the server a reload replaces, so counts carry over.
+    limiter: Arc<RateLimiter>,
 }
 
 // === impl AuthorizationServer ===
@@ -141,8 +142,15 @@ impl AuthorizationServer {
             providers,
             sessions,
             jwks,
-            limiter: RateLimiter::new(settings_rate_limits),
+            limiter: Arc::new(RateLimiter::new(settings_rate_limits)),
         }
+    }
+
+    /// This server counting requests with `running`'s rate limiter (rate limits change only at a
+    /// restart): what a reload uses so that it resets no count.
+    pub fn sharing_rate_limits_with(mut self, running: &AuthorizationServer) -> Self {
+        self.limiter = running.limiter.clone();
+        self
     }
 
     /// Counts a request from `address` to `route`; the 429 to send when it is over the limit.
