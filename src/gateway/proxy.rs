@@ -14,7 +14,8 @@ use super::local_response::{json_error, read_request, write_response, LocalBody}
 use super::mcp_session_binding::MCP_SESSION_HEADER;
 use super::proxy_trust::{ClientView, ProxyTrust};
 use super::request_guard::{check_framing, Refusal, RequestGuard};
-use crate::oauth::PublicOrigin;
+use crate::metrics::{metrics, RouteClass};
+use crate::oauth::{PublicOrigin, Route};
 use crate::session::ActiveSession;
 use async_trait::async_trait;
 use http::{header, HeaderValue, Method, StatusCode};
@@ -62,6 +63,10 @@ pub struct RequestContext {
     local: bool,
     /// A forward-auth check (logged like a proxied request, not like an OAuth endpoint).
     forward_auth: bool,
+    /// What the request was for, as `mxgate_requests_total` counts it.
+    route: RouteClass,
+    /// When the request went to the core (for `mxgate_upstream_duration_seconds`).
+    upstream_sent: Option<Instant>,
 }
 
 // === impl McpGateway ===
@@ -100,11 +105,12 @@ impl McpGateway {
     async fn serve_local(
         &self,
         auth: &AuthParts,
-        route: crate::oauth::Route,
+        route: Route,
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> pingora::Result<bool> {
         ctx.local = true;
+        ctx.route = route_class(route);
         if let Some(address) = ctx.view.client_ip {
             if let Err(limited) = auth.server.check_address_rate(route, address) {
                 tracing::info!(client = %address, ?route, "rate limited");
@@ -153,6 +159,7 @@ impl McpGateway {
         ctx: &mut RequestContext,
     ) -> pingora::Result<bool> {
         ctx.forward_auth = true;
+        ctx.route = RouteClass::ForwardAuth;
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let header = session.req_header();
         let response = match &self.auth {
@@ -219,6 +226,8 @@ impl ProxyHttp for McpGateway {
             opens_mcp_session: false,
             local: false,
             forward_auth: false,
+            route: RouteClass::Other,
+            upstream_sent: None,
         }
     }
 
@@ -229,6 +238,9 @@ impl ProxyHttp for McpGateway {
             return self.refuse(session, ctx, refusal).await;
         }
         let path = header.uri.path();
+        if path == HEALTH_PATH || path == READY_PATH {
+            ctx.route = RouteClass::Health;
+        }
         if path == HEALTH_PATH {
             ctx.local = true;
             return self.answer(session, ctx, super::readiness::alive()).await;
@@ -266,6 +278,7 @@ impl ProxyHttp for McpGateway {
         if let (Some(auth), Some(route)) = (&self.auth, route) {
             return self.serve_local(auth, route, session, ctx).await;
         }
+        ctx.route = RouteClass::Mcp;
         let header = session.req_header();
         let request_origin = match header.headers.get(header::ORIGIN).map(|o| o.to_str()) {
             Some(Ok(o)) => Some(o),
@@ -295,6 +308,7 @@ impl ProxyHttp for McpGateway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        ctx.upstream_sent = Some(Instant::now());
         let proto = ctx.view.forwarded_proto.as_deref().unwrap_or(self.public_scheme);
         let facts = ForwardedFacts {
             client_ip: ctx.view.client_ip,
@@ -312,6 +326,9 @@ impl ProxyHttp for McpGateway {
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        if let Some(sent) = ctx.upstream_sent.take() {
+            metrics().upstream_duration(sent.elapsed());
+        }
         if let Some(location) = upstream_response
             .headers
             .get(header::LOCATION)
@@ -397,6 +414,7 @@ impl ProxyHttp for McpGateway {
 
     async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        metrics().request(ctx.route, status);
         let elapsed: Duration = ctx.started.elapsed();
         let user = ctx
             .session
@@ -415,6 +433,17 @@ impl ProxyHttp for McpGateway {
         } else {
             tracing::debug!(method = %req.method, path = %req.uri.path(), status, user, micros = elapsed.as_micros() as u64, "proxied");
         }
+    }
+}
+
+/// How `mxgate_requests_total` classes a request to one of mxgate's own endpoints.
+fn route_class(route: Route) -> RouteClass {
+    match route {
+        Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata | Route::Jwks => RouteClass::WellKnown,
+        Route::Register | Route::Authorize | Route::Consent | Route::Callback | Route::Token | Route::Revoke => {
+            RouteClass::OAuth
+        }
+        Route::Login | Route::Logout => RouteClass::Login,
     }
 }
 

@@ -22,6 +22,7 @@
 //! session lifetime governs those.
 
 use super::{ActiveSession, SessionRecord, Sessions};
+use crate::metrics::RefreshResult;
 use crate::providers::ProviderError;
 use crate::store::Table;
 use std::sync::Arc;
@@ -179,8 +180,10 @@ impl Sessions {
         };
         let providers = self.providers();
         let entry = providers.by_name(&session.user.provider).unwrap_or(providers.primary());
+        let counted = |result| crate::metrics::metrics().provider_refresh(entry.provider.name(), result);
         match entry.provider.refresh(&refresh_token).await {
             Ok(tokens) => {
+                counted(RefreshResult::Ok);
                 session.provider_tokens = tokens;
                 match self.update(session).await {
                     Ok(true) => {
@@ -198,11 +201,13 @@ impl Sessions {
                 }
             }
             Err(ProviderError::Rejected { error, .. }) => {
+                counted(RefreshResult::Rejected);
                 tracing::info!(session = %session.id, provider_error = %error, "the provider refused the refresh; the session ends");
                 self.revoke_session(&session.id).await;
                 Renewal::Ended
             }
             Err(e) => {
+                counted(RefreshResult::Failed);
                 tracing::warn!(error = %e, session = %session.id, "provider token refresh failed; keeping the current token");
                 Renewal::Kept
             }
