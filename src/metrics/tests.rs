@@ -163,3 +163,62 @@ async fn a_scrape_counts_the_stored_sessions_and_times_the_count() {
     assert_eq!(value(&text, "mxgate_active_sessions"), Some(3.0));
     assert!(metrics().store_duration[StoreOp::Count as usize].count() > counts_before);
 }
+
+/// Counts the allocations of the current thread while [`COUNTING`] is on (the test binary's
+/// allocator; everything else is the system's).
+mod allocations {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        pub static COUNTING: Cell<bool> = const { Cell::new(false) };
+        pub static COUNT: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNTING.try_with(|on| {
+                if on.get() {
+                    let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+                }
+            });
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    /// How many allocations `f` made on this thread.
+    pub fn made_by(f: impl FnOnce()) -> u64 {
+        COUNT.with(|c| c.set(0));
+        COUNTING.with(|on| on.set(true));
+        f();
+        COUNTING.with(|on| on.set(false));
+        COUNT.with(|c| c.get())
+    }
+}
+
+#[test]
+fn recording_what_a_proxied_request_records_does_not_allocate() {
+    let m = metrics();
+    m.request(RouteClass::Other, 200); // the process's metrics exist before the request
+    let made = allocations::made_by(|| {
+        for _ in 0..1000 {
+            // What a proxied request with a cached token records: its admission, the core's
+            // answer time, and the request.
+            m.authentication(AuthReason::Ok);
+            m.upstream_duration(Duration::from_micros(250));
+            m.request(RouteClass::Mcp, 200);
+        }
+    });
+    assert_eq!(made, 0);
+    // The counter can see allocations: the check itself is live.
+    assert!(allocations::made_by(|| drop(std::hint::black_box(vec![1u8; 16]))) >= 1);
+}
