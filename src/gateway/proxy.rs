@@ -239,15 +239,13 @@ impl ProxyHttp for McpGateway {
         }
         let path = header.uri.path();
         if path == HEALTH_PATH || path == READY_PATH {
+            ctx.local = true;
             ctx.route = RouteClass::Health;
-        }
-        if path == HEALTH_PATH {
-            ctx.local = true;
-            return self.answer(session, ctx, super::readiness::alive()).await;
-        }
-        if path == READY_PATH {
-            ctx.local = true;
-            let resp = self.ready().await;
+            let resp = if path == HEALTH_PATH {
+                super::readiness::alive()
+            } else {
+                self.ready().await
+            };
             return self.answer(session, ctx, resp).await;
         }
         if let Some(endpoint) = self.forward_auth.as_ref().filter(|f| f.path() == path) {
