@@ -295,6 +295,14 @@ impl Metrics {
         });
     }
 
+    /// The refreshes counted for `provider` (or `other`) with `result`.
+    #[cfg(test)]
+    pub fn provider_refreshes(&self, provider: &str, result: RefreshResult) -> u64 {
+        let mut count = 0;
+        self.with_provider(provider, |row| count = row.refreshes[result as usize].get());
+        count
+    }
+
     pub fn upstream_duration(&self, elapsed: Duration) {
         self.upstream_duration.observe(elapsed);
     }

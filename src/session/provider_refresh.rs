@@ -225,7 +225,7 @@ fn renewed_elsewhere(stored: &SessionRecord, ours: &SessionRecord) -> bool {
 mod tests {
     use super::*;
     use crate::identity::user::ProviderTokens;
-    use crate::session::test_support::{fresh_tokens, record, Fixture};
+    use crate::session::test_support::{fresh_tokens, record, Fixture, PROVIDER};
     use crate::support::now;
 
     /// A stored session whose provider tokens `at-1`/`rt-1` expire at `expires_at`.
@@ -360,12 +360,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_refresh_ends_the_session_and_an_unreachable_provider_does_not() {
+        let counted = |result| crate::metrics::metrics().provider_refreshes(PROVIDER, result);
+        let rejected = counted(RefreshResult::Rejected);
         let (f, session) = setup(Some(now() - 1), refused).await;
         assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::SessionEnded);
         assert!(f.sessions.load("sid").await.unwrap().is_none(), "revoked");
+        assert!(counted(RefreshResult::Rejected) > rejected, "counted as rejected");
 
+        let failed = counted(RefreshResult::Failed);
         let (f, session) = setup(Some(now() - 1), unreachable).await;
         assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::Usable);
+        assert!(counted(RefreshResult::Failed) > failed, "counted as failed");
         assert_eq!(session.provider_tokens().access_token, "at-1");
         assert_eq!(stored_refresh_token(&f).await.as_deref(), Some("rt-1"));
     }
