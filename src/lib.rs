@@ -8,6 +8,7 @@
 //! - [`identity`]: the user context, the signed assertion for the core, signing keys.
 //! - [`gateway`]: the Pingora adapter — the only module that knows Pingora.
 //! - [`audit`]: the audit trail of authentication events.
+//! - [`metrics`]: Prometheus metrics (handles resolved at start-up; `/metrics` on the admin listener).
 //! - [`support`]: the clock, random ids and tokens, token hashing, private files.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod identity;
+pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod providers;

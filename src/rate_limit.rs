@@ -27,6 +27,47 @@ pub enum Endpoint {
     Logout,
 }
 
+// === impl Endpoint ===
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 8] = [
+        Endpoint::Register,
+        Endpoint::Authorize,
+        Endpoint::Consent,
+        Endpoint::Login,
+        Endpoint::Callback,
+        Endpoint::Token,
+        Endpoint::Revoke,
+        Endpoint::Logout,
+    ];
+
+    /// The key of its limit under `rate_limits.per_address` (and `per_client`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Register => "register",
+            Endpoint::Authorize => "authorize",
+            Endpoint::Consent => "consent",
+            Endpoint::Login => "login",
+            Endpoint::Callback => "callback",
+            Endpoint::Token => "token",
+            Endpoint::Revoke => "revoke",
+            Endpoint::Logout => "logout",
+        }
+    }
+
+    /// Whether it also has a limit per OAuth client (`rate_limits.per_client`).
+    pub fn limited_per_client(self) -> bool {
+        matches!(self, Endpoint::Authorize | Endpoint::Token | Endpoint::Revoke)
+    }
+}
+
+/// Which count a refused request went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitScope {
+    PerAddress,
+    PerClient,
+}
+
 /// A refusal: how long to wait.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Limited {
@@ -70,18 +111,20 @@ impl RateLimiter {
             Endpoint::Authorize => r.authorize,
             Endpoint::Token => r.token,
             Endpoint::Revoke => r.revoke,
-            _ => 0,
+            Endpoint::Register | Endpoint::Consent | Endpoint::Login | Endpoint::Callback | Endpoint::Logout => 0,
         }
     }
 
     /// Counts a request from `address` to `endpoint`; `Err` when it is over the limit.
     pub fn check_address(&self, endpoint: Endpoint, address: IpAddr) -> Result<(), Limited> {
         check(&self.by_address, &(endpoint, address), self.per_address_limit(endpoint))
+            .inspect_err(|_| crate::metrics::metrics().rate_limited(endpoint, LimitScope::PerAddress))
     }
 
     /// Counts a request naming OAuth client `client_id` at `endpoint`; `Err` when over the limit.
     pub fn check_client(&self, endpoint: Endpoint, client_id: &str) -> Result<(), Limited> {
         check(&self.by_client, &(endpoint, client_id), self.per_client_limit(endpoint))
+            .inspect_err(|_| crate::metrics::metrics().rate_limited(endpoint, LimitScope::PerClient))
     }
 }
 

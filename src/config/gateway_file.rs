@@ -15,6 +15,10 @@ pub struct GatewayFile {
     /// Address mxgate listens on, `host:port`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// The admin listener, `host:port`: `/metrics` (Prometheus) and the health probes, never on
+    /// the public port. Unset: no admin listener. Must not be reachable from outside.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
     /// The MXCP core, e.g. `http://127.0.0.1:8001`.
     pub upstream: String,
     /// The URL clients use to reach mxgate; overrides `transport.http.base_url` of the MXCP config.

@@ -22,6 +22,9 @@ pub struct Settings {
     pub project: String,
     pub profile: String,
     pub listen: SocketAddr,
+    /// Where `/metrics` and the health probes are served for operators (`admin_listen`); `None`:
+    /// nowhere.
+    pub admin_listen: Option<SocketAddr>,
     pub upstream: Upstream,
     /// Scheme, host and port clients use to reach mxgate; no trailing slash. Also the issuer.
     pub public_url: String,
@@ -314,6 +317,8 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         Some(file) => Some(TlsSettings::build(file, base_dir, listen, gateway_path)?),
         None => None,
     };
+    let admin_listen =
+        admin_listen(&gateway, listen, tls.as_ref(), resolve_host_names).map_err(|m| gw_err("admin_listen", m))?;
     let transport = &user.transport.http;
     let public_url = match (&gateway.public_url, &transport.base_url) {
         (Some(url), _) => normalize_public_url(url).map_err(|m| gw_err("public_url", m))?,
@@ -451,6 +456,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         project,
         profile,
         listen,
+        admin_listen,
         upstream,
         public_url,
         public_url_configured,
@@ -739,6 +745,30 @@ fn parse_net(value: &str) -> Result<IpNet, String> {
         .parse::<IpNet>()
         .or_else(|_| value.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("`{value}` is not an IP address or CIDR"))
+}
+
+/// The admin listener's address: its own port, neither `listen` nor the redirect listener's.
+fn admin_listen(
+    gateway: &GatewayFile,
+    listen: SocketAddr,
+    tls: Option<&TlsSettings>,
+    resolve_host_names: bool,
+) -> Result<Option<SocketAddr>, String> {
+    let Some(value) = gateway.admin_listen.as_deref() else {
+        return Ok(None);
+    };
+    let address = parse_listen(value, resolve_host_names)?;
+    let taken = [Some(listen), tls.and_then(|t| t.redirect_listen)];
+    if taken.iter().flatten().any(|a| {
+        a.port() == address.port()
+            && (a.ip() == address.ip() || a.ip().is_unspecified() || address.ip().is_unspecified())
+    }) {
+        return Err(format!(
+            "`{value}` is taken by `listen` or `tls.redirect_listen`; the admin listener needs its own port \
+             (and must not be reachable from outside)"
+        ));
+    }
+    Ok(Some(address))
 }
 
 pub(super) fn parse_listen(value: &str, resolve_host_names: bool) -> Result<SocketAddr, String> {

@@ -366,3 +366,26 @@ fn loading_from_text_reads_no_file_and_looks_up_no_host() {
     let err = load_from_texts(&named, user).unwrap_err().to_string();
     assert!(err.contains("upstream") && err.contains("not looked up"), "{err}");
 }
+
+#[test]
+fn admin_listen_is_read_and_needs_its_own_port() {
+    std::env::set_var("MXGATE_TEST_OIDC_SECRET", "x");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), GATEWAY, &oidc_user_config(""));
+    assert_eq!(load(&path).unwrap().admin_listen, None, "off unless set");
+    let gateway = format!("{GATEWAY}admin_listen: 127.0.0.1:19464\n");
+    let path = write(dir.path(), &gateway, &oidc_user_config(""));
+    assert_eq!(
+        load(&path).unwrap().admin_listen,
+        Some("127.0.0.1:19464".parse().unwrap())
+    );
+    for taken in ["127.0.0.1:18000", "0.0.0.0:18000"] {
+        let gateway = format!("{GATEWAY}admin_listen: {taken}\n");
+        let path = write(dir.path(), &gateway, &oidc_user_config(""));
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("admin_listen") && err.contains("its own port"), "{err}");
+    }
+    let gateway = format!("{GATEWAY}admin_listen: not-an-address\n");
+    let path = write(dir.path(), &gateway, &oidc_user_config(""));
+    assert!(load(&path).unwrap_err().to_string().contains("admin_listen"));
+}

@@ -7,10 +7,11 @@ use super::local_response::json_error;
 use super::mcp_session_binding::{SessionCheck, MCP_SESSION_HEADER};
 use super::mcp_session_registry::McpSessionRegistry;
 use crate::identity::assertion::AssertionMinter;
+use crate::metrics::{metrics, AuthReason};
 use crate::oauth::challenge::Challenge;
 use crate::oauth::{AuthorizationServer, PublicOrigin};
 use crate::policy::required_scopes::RequiredScopes;
-use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
+use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError, TOKEN_EXPIRED};
 use crate::session::provider_refresh::Freshness;
 use crate::session::{ActiveSession, Sessions};
 use bytes::Bytes;
@@ -78,20 +79,23 @@ impl AuthParts {
     pub async fn admit(&self, request: &RequestHead<'_>, now: u64) -> Result<Admitted, Response<Bytes>> {
         let (headers, origin) = (request.headers, request.origin);
         // A person's browser (a page, not an API call) is sent to sign in instead of a 401.
-        let refuse = |challenge| match challenge {
-            Challenge::NoToken | Challenge::InvalidToken(_)
-                if request.mode == Admission::Proxied && request.is_page_navigation() =>
-            {
-                self.server.login_redirect(origin, request.path_and_query)
+        let refuse = |reason: AuthReason, challenge| {
+            metrics().authentication(reason);
+            match challenge {
+                Challenge::NoToken | Challenge::InvalidToken(_)
+                    if request.mode == Admission::Proxied && request.is_page_navigation() =>
+                {
+                    self.server.login_redirect(origin, request.path_and_query)
+                }
+                challenge => self.server.unauthorized(origin, challenge),
             }
-            challenge => self.server.unauthorized(origin, challenge),
         };
         let (token, from_cookie) = match bearer_token(headers) {
             Some(token) => (token, false),
             None => (
                 self.server
                     .browser_session(origin, headers)
-                    .ok_or_else(|| refuse(Challenge::NoToken))?,
+                    .ok_or_else(|| refuse(AuthReason::MissingToken, Challenge::NoToken))?,
                 true,
             ),
         };
@@ -101,18 +105,21 @@ impl AuthParts {
             Err(BearerError::Invalid(reason)) if from_cookie => {
                 // A stateless browser session's short-lived token is renewed while its session lasts.
                 let Some((renewed, cookie)) = self.server.renew_browser_session(origin, token, now).await else {
-                    return Err(refuse(Challenge::InvalidToken(reason)));
+                    return Err(refuse(invalid(reason), Challenge::InvalidToken(reason)));
                 };
                 set_cookie = HeaderValue::from_str(&cookie).ok();
                 self.bearer
                     .authenticate(&renewed, now)
                     .await
-                    .map_err(|_| refuse(Challenge::InvalidToken(reason)))?
+                    .map_err(|_| refuse(invalid(reason), Challenge::InvalidToken(reason)))?
             }
-            Err(BearerError::Invalid(reason)) => return Err(refuse(Challenge::InvalidToken(reason))),
-            Err(BearerError::Missing) => return Err(refuse(Challenge::NoToken)),
+            Err(BearerError::Invalid(reason)) => {
+                return Err(refuse(invalid(reason), Challenge::InvalidToken(reason)));
+            }
+            Err(BearerError::Missing) => return Err(refuse(AuthReason::MissingToken, Challenge::NoToken)),
             Err(BearerError::Store(e)) => {
                 tracing::error!(error = %e, "store failure while checking a token");
+                metrics().authentication(AuthReason::StoreUnavailable);
                 return Err(json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
@@ -124,10 +131,10 @@ impl AuthParts {
         // refresh grant instead. A session whose provider login is over has been revoked.
         if !session.stateless && self.sessions.ensure_fresh(&session, now).await == Freshness::SessionEnded {
             let ended = Challenge::InvalidToken("the sign-in at the identity provider has ended; sign in again");
-            return Err(refuse(ended));
+            return Err(refuse(AuthReason::SessionEnded, ended));
         }
         if !self.required_scopes.satisfied_by(&session.record.scope) {
-            return Err(refuse(Challenge::InsufficientScope));
+            return Err(refuse(AuthReason::InsufficientScope, Challenge::InsufficientScope));
         }
         if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER) {
             let user = session.record.user.key();
@@ -143,27 +150,40 @@ impl AuthParts {
                 SessionCheck::Allowed => {}
                 SessionCheck::OtherUser => {
                     tracing::warn!(user = %user, "refused an MCP session id that belongs to another user");
+                    metrics().authentication(AuthReason::UnknownMcpSession);
                     return Err(unknown_mcp_session());
                 }
                 SessionCheck::Unknown => {
                     tracing::debug!(user = %user, "refused an MCP session id mxgate did not see the core issue");
+                    metrics().authentication(AuthReason::UnknownMcpSession);
                     return Err(unknown_mcp_session());
                 }
             }
         }
         let assertion = session.assertion(&self.minter, now).map_err(|e| {
             tracing::error!(error = %e, "cannot sign the user assertion");
+            metrics().authentication(AuthReason::AssertionFailed);
             json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "cannot sign the user assertion",
             )
         })?;
+        metrics().authentication(AuthReason::Ok);
         Ok(Admitted {
             session,
             assertion,
             set_cookie,
         })
+    }
+}
+
+/// The reason counted for a token refused as invalid: past its expiry, or anything else.
+fn invalid(reason: &str) -> AuthReason {
+    if reason == TOKEN_EXPIRED {
+        AuthReason::Expired
+    } else {
+        AuthReason::InvalidToken
     }
 }
 

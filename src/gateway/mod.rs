@@ -19,6 +19,7 @@ mod local_response;
 mod mcp_session_binding;
 mod mcp_session_closer;
 mod mcp_session_registry;
+mod metrics_listener;
 mod proxy;
 mod proxy_trust;
 mod readiness;
@@ -52,6 +53,7 @@ use https_redirect::HttpsRedirect;
 use mcp_session_binding::McpSessionBindings;
 use mcp_session_closer::{mcp_session_closer, McpSessionCloserService};
 use mcp_session_registry::McpSessionRegistry;
+use metrics_listener::MetricsListener;
 use pingora::prelude::HttpPeer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
@@ -146,6 +148,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
+            crate::metrics::metrics().register_providers(providers.iter().map(|entry| entry.provider.name()));
             let store = open_store(&settings)?;
             let signer = Arc::new(load_signer(&settings, &store)?);
             let mut bearer = BearerAuthenticator::new(
@@ -252,6 +255,7 @@ impl BuildAuth for KeptAuth {
         let providers = ProviderSet::build(&settings.auth)
             .context("setting up the identity providers")?
             .context("authentication cannot be turned off by a reload")?;
+        crate::metrics::metrics().register_providers(providers.iter().map(|entry| entry.provider.name()));
         Ok(self.parts(settings, Arc::new(providers), Some(running)))
     }
 }
@@ -278,6 +282,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let store_ready = gateway.store_ready.clone();
+    let metrics_store = gateway.store_ready.clone();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     proxy.h2_options = Some(h2::options());
     proxy.server_options = Some(h2::server_options(settings.limits.idle_timeout));
@@ -311,6 +316,13 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(reload) = reload {
         server.add_service(background_service("configuration reload", reload));
+    }
+    if let Some(admin_listen) = settings.admin_listen {
+        let mut service =
+            pingora::services::listening::Service::new("admin listener".into(), MetricsListener::new(metrics_store));
+        service.add_tcp(&admin_listen.to_string());
+        server.add_service(service);
+        tracing::info!(listen = %admin_listen, "serving /metrics on the admin listener");
     }
     if let Some(events) = replica_events {
         server.add_service(background_service("replica events", events));

@@ -15,7 +15,8 @@ use super::local_response::{json_error, read_request, write_response, LocalBody}
 use super::mcp_session_binding::MCP_SESSION_HEADER;
 use super::proxy_trust::{ClientView, ProxyTrust};
 use super::request_guard::{check_framing, Refusal, RequestGuard};
-use crate::oauth::PublicOrigin;
+use crate::metrics::{metrics, RouteClass};
+use crate::oauth::{PublicOrigin, Route};
 use crate::session::ActiveSession;
 use async_trait::async_trait;
 use http::{header, HeaderValue, Method, StatusCode};
@@ -64,6 +65,10 @@ pub struct RequestContext {
     local: bool,
     /// A forward-auth check (logged like a proxied request, not like an OAuth endpoint).
     forward_auth: bool,
+    /// What the request was for, as `mxgate_requests_total` counts it.
+    route: RouteClass,
+    /// When the request went to the core (for `mxgate_upstream_duration_seconds`).
+    upstream_sent: Option<Instant>,
 }
 
 // === impl McpGateway ===
@@ -102,11 +107,12 @@ impl McpGateway {
     async fn serve_local(
         &self,
         auth: &AuthParts,
-        route: crate::oauth::Route,
+        route: Route,
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> pingora::Result<bool> {
         ctx.local = true;
+        ctx.route = route_class(route);
         if let Some(address) = ctx.view.client_ip {
             if let Err(limited) = auth.server.check_address_rate(route, address) {
                 tracing::info!(client = %address, ?route, "rate limited");
@@ -155,6 +161,7 @@ impl McpGateway {
         ctx: &mut RequestContext,
     ) -> pingora::Result<bool> {
         ctx.forward_auth = true;
+        ctx.route = RouteClass::ForwardAuth;
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let header = session.req_header();
         let response = match self.auth.as_ref().map(|live| live.load()) {
@@ -221,6 +228,8 @@ impl ProxyHttp for McpGateway {
             opens_mcp_session: false,
             local: false,
             forward_auth: false,
+            route: RouteClass::Other,
+            upstream_sent: None,
         }
     }
 
@@ -231,13 +240,14 @@ impl ProxyHttp for McpGateway {
             return self.refuse(session, ctx, refusal).await;
         }
         let path = header.uri.path();
-        if path == HEALTH_PATH {
+        if path == HEALTH_PATH || path == READY_PATH {
             ctx.local = true;
-            return self.answer(session, ctx, super::readiness::alive()).await;
-        }
-        if path == READY_PATH {
-            ctx.local = true;
-            let resp = self.ready().await;
+            ctx.route = RouteClass::Health;
+            let resp = if path == HEALTH_PATH {
+                super::readiness::alive()
+            } else {
+                self.ready().await
+            };
             return self.answer(session, ctx, resp).await;
         }
         if let Some(endpoint) = self.forward_auth.as_ref().filter(|f| f.path() == path) {
@@ -269,6 +279,7 @@ impl ProxyHttp for McpGateway {
         if let (Some(auth), Some(route)) = (&auth, route) {
             return self.serve_local(auth, route, session, ctx).await;
         }
+        ctx.route = RouteClass::Mcp;
         let header = session.req_header();
         let request_origin = match header.headers.get(header::ORIGIN).map(|o| o.to_str()) {
             Some(Ok(o)) => Some(o),
@@ -298,6 +309,7 @@ impl ProxyHttp for McpGateway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        ctx.upstream_sent = Some(Instant::now());
         let proto = ctx.view.forwarded_proto.as_deref().unwrap_or(self.public_scheme);
         let facts = ForwardedFacts {
             client_ip: ctx.view.client_ip,
@@ -315,6 +327,9 @@ impl ProxyHttp for McpGateway {
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        if let Some(sent) = ctx.upstream_sent.take() {
+            metrics().upstream_duration(sent.elapsed());
+        }
         if let Some(location) = upstream_response
             .headers
             .get(header::LOCATION)
@@ -401,6 +416,7 @@ impl ProxyHttp for McpGateway {
 
     async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, ctx: &mut Self::CTX) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        metrics().request(ctx.route, status);
         let elapsed: Duration = ctx.started.elapsed();
         let user = ctx
             .session
@@ -419,6 +435,17 @@ impl ProxyHttp for McpGateway {
         } else {
             tracing::debug!(method = %req.method, path = %req.uri.path(), status, user, micros = elapsed.as_micros() as u64, "proxied");
         }
+    }
+}
+
+/// How `mxgate_requests_total` classes a request to one of mxgate's own endpoints.
+fn route_class(route: Route) -> RouteClass {
+    match route {
+        Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata | Route::Jwks => RouteClass::WellKnown,
+        Route::Register | Route::Authorize | Route::Consent | Route::Callback | Route::Token | Route::Revoke => {
+            RouteClass::OAuth
+        }
+        Route::Login | Route::Logout => RouteClass::Login,
     }
 }
 

@@ -110,6 +110,7 @@ impl AssertionMinter {
             return Ok(value);
         }
         let minted = self.mint(subject, now)?;
+        crate::metrics::metrics().assertion_minted();
         if let Ok(mut guard) = slot.0.write() {
             *guard = Some(minted.clone());
         }

@@ -10,6 +10,7 @@ use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::transactions::{AuthorizationRequest, CodeRecord, LoginState};
 use super::{response, AuthorizationServer};
+use crate::metrics::{metrics, LoginResult};
 use crate::providers::{LoginCallback, ProviderError};
 use crate::session::tokens::AUTHORIZATION_CODE_PREFIX;
 use crate::session::SessionRecord;
@@ -88,11 +89,14 @@ impl AuthorizationServer {
             Err(e) => return store_failure(e),
         }
         let request = &login.request;
+        let counted = |result| metrics().login(entry.provider.name(), result);
         if let Some(error) = params.get("error") {
             tracing::info!(provider_error = error, client_id = %request.client_id, "the provider did not complete the login");
             let code = if error == "access_denied" {
+                counted(LoginResult::Denied);
                 ErrorCode::AccessDenied
             } else {
+                counted(LoginResult::Failed);
                 ErrorCode::ServerError
             };
             return self.fail(
@@ -101,6 +105,7 @@ impl AuthorizationServer {
             );
         }
         let Some(code) = params.get("code") else {
+            counted(LoginResult::Failed);
             return self.fail(
                 &login,
                 OAuthError::server_error("the identity provider sent no authorization code"),
@@ -125,6 +130,11 @@ impl AuthorizationServer {
                     ProviderError::Unreachable { .. } => ErrorCode::TemporarilyUnavailable,
                     _ => ErrorCode::ServerError,
                 };
+                counted(if code == ErrorCode::AccessDenied {
+                    LoginResult::Denied
+                } else {
+                    LoginResult::Failed
+                });
                 return self.fail(
                     &login,
                     OAuthError::new(code, "signing in at the identity provider failed"),
@@ -133,6 +143,7 @@ impl AuthorizationServer {
         };
 
         if let Some(refused) = self.approver_mismatch(&login, &outcome.user) {
+            counted(LoginResult::Denied);
             return self.finish(&request.issuer, refused);
         }
 
@@ -148,6 +159,7 @@ impl AuthorizationServer {
             expires_at: created_at + self.settings.tokens.session.as_secs(),
         };
         if let Err(e) = self.sessions.create(&session).await {
+            counted(LoginResult::Failed);
             return self.fail(&login, OAuthError::from(e));
         }
         tracing::info!(
@@ -158,19 +170,26 @@ impl AuthorizationServer {
             "user logged in"
         );
         match &login.return_to {
-            Some(return_to) => self.finish(
-                &request.issuer,
-                self.browser_signed_in(&request.issuer, &session, return_to).await,
-            ),
+            Some(return_to) => {
+                counted(LoginResult::Ok);
+                self.finish(
+                    &request.issuer,
+                    self.browser_signed_in(&request.issuer, &session, return_to).await,
+                )
+            }
             None => match self.issue_code(request, &session).await {
                 Ok(code) => {
+                    counted(LoginResult::Ok);
                     let mut resp = request.redirect_to_client(&[("code", &code)]);
                     if let Some(cookie) = self.remember_approval(req.headers(), &login, &session.user) {
                         response::set_cookie(&mut resp, &cookie);
                     }
                     self.finish(&request.issuer, resp)
                 }
-                Err(e) => self.fail(&login, OAuthError::from(e)),
+                Err(e) => {
+                    counted(LoginResult::Failed);
+                    self.fail(&login, OAuthError::from(e))
+                }
             },
         }
     }

@@ -10,6 +10,7 @@ use super::params::Params;
 use super::pkce::verify_s256;
 use super::transactions::{AuthorizationRequest, CodeRecord};
 use super::{response, AuthorizationServer};
+use crate::metrics::metrics;
 use crate::session::provider_refresh::Renewal;
 use crate::session::rotation::RotationOutcome;
 use crate::session::tokens::{IssuePolicy, IssuedTokens};
@@ -32,8 +33,16 @@ impl AuthorizationServer {
             .authenticate(req.headers(), params.get("client_id"), params.get("client_secret"))
             .await?;
         let (session, issued) = match params.get("grant_type") {
-            Some(GRANT_AUTHORIZATION_CODE) => self.redeem_code(&params, &client).await?,
-            Some(GRANT_REFRESH_TOKEN) => self.refresh(&params, &client).await?,
+            Some(GRANT_AUTHORIZATION_CODE) => {
+                let issued = self.redeem_code(&params, &client).await?;
+                metrics().token_issued();
+                issued
+            }
+            Some(GRANT_REFRESH_TOKEN) => {
+                let refreshed = self.refresh(&params, &client).await?;
+                metrics().token_refreshed();
+                refreshed
+            }
             Some(other) => {
                 return Err(OAuthError::new(
                     ErrorCode::UnsupportedGrantType,

@@ -30,6 +30,9 @@ use thiserror::Error;
 /// Revoked sessions remembered at most (the oldest are forgotten first).
 const MAX_REVOKED: usize = 100_000;
 
+/// The reason an access token past its expiry is refused (stateful or stateless).
+pub const TOKEN_EXPIRED: &str = "the access token has expired";
+
 #[derive(Debug, Error)]
 pub enum BearerError {
     #[error("no bearer token")]
@@ -147,7 +150,7 @@ impl BearerAuthenticator {
             return Err(BearerError::Invalid("a refresh token is not an access token"));
         }
         if record.expires_at <= now {
-            return Err(BearerError::Invalid("the access token has expired"));
+            return Err(BearerError::Invalid(TOKEN_EXPIRED));
         }
         let active = match self.live_session(&record.session_id, now) {
             Some(active) => active,

@@ -131,6 +131,9 @@ impl Sessions {
         self.bearer
             .announce(ReplicaEvent::SessionRevoked(session_id.to_string()))
             .await;
+        if existed {
+            crate::metrics::metrics().revoked(crate::metrics::Revoked::Session);
+        }
         existed
     }
 
@@ -148,7 +151,9 @@ impl Sessions {
 
     /// Ends one access token (by hash), here and in the request cache; its session goes on.
     pub async fn revoke_access_token(&self, hash: &str) -> Result<(), StoreError> {
-        self.store.delete(Table::Tokens, hash).await?;
+        if self.store.delete(Table::Tokens, hash).await? {
+            crate::metrics::metrics().revoked(crate::metrics::Revoked::AccessToken);
+        }
         self.bearer.forget_token(hash);
         self.bearer.announce(ReplicaEvent::TokenRevoked(hash.to_string())).await;
         Ok(())

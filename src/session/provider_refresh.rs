@@ -22,6 +22,7 @@
 //! session lifetime governs those.
 
 use super::{ActiveSession, SessionRecord, Sessions};
+use crate::metrics::RefreshResult;
 use crate::providers::ProviderError;
 use crate::store::Table;
 use std::sync::Arc;
@@ -179,8 +180,10 @@ impl Sessions {
         };
         let providers = self.providers();
         let entry = providers.by_name(&session.user.provider).unwrap_or(providers.primary());
+        let counted = |result| crate::metrics::metrics().provider_refresh(entry.provider.name(), result);
         match entry.provider.refresh(&refresh_token).await {
             Ok(tokens) => {
+                counted(RefreshResult::Ok);
                 session.provider_tokens = tokens;
                 match self.update(session).await {
                     Ok(true) => {
@@ -198,11 +201,13 @@ impl Sessions {
                 }
             }
             Err(ProviderError::Rejected { error, .. }) => {
+                counted(RefreshResult::Rejected);
                 tracing::info!(session = %session.id, provider_error = %error, "the provider refused the refresh; the session ends");
                 self.revoke_session(&session.id).await;
                 Renewal::Ended
             }
             Err(e) => {
+                counted(RefreshResult::Failed);
                 tracing::warn!(error = %e, session = %session.id, "provider token refresh failed; keeping the current token");
                 Renewal::Kept
             }
@@ -220,7 +225,7 @@ fn renewed_elsewhere(stored: &SessionRecord, ours: &SessionRecord) -> bool {
 mod tests {
     use super::*;
     use crate::identity::user::ProviderTokens;
-    use crate::session::test_support::{fresh_tokens, record, Fixture};
+    use crate::session::test_support::{fresh_tokens, record, Fixture, PROVIDER};
     use crate::support::now;
 
     /// A stored session whose provider tokens `at-1`/`rt-1` expire at `expires_at`.
@@ -355,12 +360,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_refresh_ends_the_session_and_an_unreachable_provider_does_not() {
+        let counted = |result| crate::metrics::metrics().provider_refreshes(PROVIDER, result);
+        let rejected = counted(RefreshResult::Rejected);
         let (f, session) = setup(Some(now() - 1), refused).await;
         assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::SessionEnded);
         assert!(f.sessions.load("sid").await.unwrap().is_none(), "revoked");
+        assert!(counted(RefreshResult::Rejected) > rejected, "counted as rejected");
 
+        let failed = counted(RefreshResult::Failed);
         let (f, session) = setup(Some(now() - 1), unreachable).await;
         assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::Usable);
+        assert!(counted(RefreshResult::Failed) > failed, "counted as failed");
         assert_eq!(session.provider_tokens().access_token, "at-1");
         assert_eq!(stored_refresh_token(&f).await.as_deref(), Some("rt-1"));
     }

@@ -42,7 +42,7 @@ pub fn seal_access_token(cipher: &RecordCipher, session: &SessionRecord, exp: u6
 pub fn open_access_token(cipher: &RecordCipher, token: &str, now: u64) -> Result<(SessionRecord, u64), &'static str> {
     let (session, exp) = open_sealed(cipher, token)?;
     if exp <= now || session.expires_at <= now {
-        return Err("the access token has expired");
+        return Err(super::bearer::TOKEN_EXPIRED);
     }
     Ok((session, exp))
 }

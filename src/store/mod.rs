@@ -13,6 +13,7 @@ pub mod cipher;
 mod redb_store;
 mod redis_connection;
 mod redis_store;
+mod timed;
 
 #[cfg(test)]
 pub(crate) mod test_redis;
@@ -236,9 +237,10 @@ pub struct Store {
 // === impl Store ===
 
 impl Store {
+    /// A typed store over `kv`, whose every operation is timed (see [`timed`]).
     pub fn new(kv: Arc<dyn KvStore>, cipher: cipher::RecordCipher) -> Self {
         Self {
-            kv,
+            kv: Arc::new(timed::TimedKvStore(kv)),
             cipher: Arc::new(cipher),
         }
     }

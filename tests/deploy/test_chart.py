@@ -9,6 +9,7 @@ sidecar patch that adds mxgate to an existing core Deployment."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +80,100 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(tmp_path: Path)
     assert validated == expected, out.stdout
 
 
+DASHBOARD = REPO / "deploy" / "grafana" / "mxgate-dashboard.json"
+# What mxgate exports (src/metrics/mod.rs), as Prometheus names them.
+MXGATE_METRICS = {
+    "mxgate_requests_total", "mxgate_authentications_total", "mxgate_logins_total",
+    "mxgate_provider_refreshes_total", "mxgate_active_sessions", "mxgate_rate_limited_total",
+    "mxgate_assertions_minted_total", "mxgate_tokens_issued_total", "mxgate_tokens_refreshed_total",
+    "mxgate_tokens_revoked_total", "mxgate_build_info",
+    *(f"mxgate_{h}_seconds_{s}" for h in ("upstream_duration", "store_duration") for s in ("bucket", "sum", "count")),
+}  # fmt: skip
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", duration))
+
+
 def test_service_monitor_shape() -> None:
+    """The ServiceMonitor is a CRD (no schema in kubernetes-validate): its shape is checked here,
+    as the Prometheus Operator reads it: it selects the chart's Service, whose `admin` port goes
+    to mxgate's admin listener, and scrapes /metrics there."""
     docs = rendered(CHART / "ci" / "full-values.yaml")
     sm = find(docs, "ServiceMonitor")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(sm) == {"apiVersion", "kind", "metadata", "spec"}
+    assert sm["metadata"]["name"] and sm["metadata"]["namespace"]
+    assert sm["metadata"]["labels"]["release"] == "prometheus", "the labels Prometheus selects by"
+    assert set(sm["spec"]) == {"selector", "endpoints"}
     service = find(docs, "Service")
     assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
-    assert not [d for d in rendered(CHART / "ci" / "default-values.yaml") if d["kind"] == "ServiceMonitor"]
+    assert sm["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert DURATION.match(endpoint["interval"]) and DURATION.match(endpoint["scrapeTimeout"])
+    assert seconds(endpoint["scrapeTimeout"]) <= seconds(endpoint["interval"])
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["admin"] == {"name": "admin", "port": 9464, "targetPort": "admin", "protocol": "TCP"}
+    mxgate = next(c for c in pod_specs(docs)[0]["containers"] if c["name"] == "mxgate")
+    assert {"name": "admin", "containerPort": 9464, "protocol": "TCP"} in mxgate["ports"]
+    assert gateway_config(docs)["admin_listen"] == "0.0.0.0:9464"
+    for values in (CHART / "ci" / "default-values.yaml", POD_TEST):
+        assert not [d for d in rendered(values) if d["kind"] == "ServiceMonitor"]
+
+
+def test_metrics_off_by_default_and_their_port_only_for_the_monitoring() -> None:
+    default = rendered(CHART / "ci" / "default-values.yaml")
+    assert "admin_listen" not in gateway_config(default)
+    assert [p["name"] for p in find(default, "Service")["spec"]["ports"]] == ["http"]
+    assert not [d for d in default if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+
+    full = rendered(CHART / "ci" / "full-values.yaml")
+    ingress = find(full, "NetworkPolicy")["spec"]["ingress"]
+    admin = [rule for rule in ingress if rule["ports"] == [{"port": "admin", "protocol": "TCP"}]]
+    assert admin == [{"ports": [{"port": "admin", "protocol": "TCP"}], "from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}]  # fmt: skip
+    ingress_paths = find(full, "Ingress")["spec"]["rules"][0]["http"]["paths"]
+    assert {p["backend"]["service"]["port"]["name"] for p in ingress_paths} == {"http"}, "admin never on the Ingress"
+
+    # Wrap mode: the sidecar patch carries the admin port too.
+    docs = documents(helm_template([POD_TEST, WRAP], set_values=["metrics.enabled=true"]).stdout)
+    patch = yaml.safe_load(find(docs, "ConfigMap", "mxgate-sidecar-patch")["data"]["patch.yaml"])
+    mxgate = next(c for c in patch["spec"]["template"]["spec"]["containers"] if c["name"] == "mxgate")
+    assert {"name": "admin", "containerPort": 9464, "protocol": "TCP"} in mxgate["ports"]
+
+
+def test_dashboard_configmap_holds_the_grafana_dashboard() -> None:
+    docs = rendered(CHART / "ci" / "full-values.yaml")
+    cm = find(docs, "ConfigMap", "mxgate-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1", "the Grafana sidecar's label"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "MCP"}
+    assert json.loads(cm["data"]["mxgate-dashboard.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_dashboard_is_grafana_json_over_mxgates_metrics() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
+    assert dashboard["__inputs"] == [{"name": "DS_PROMETHEUS", "label": "Prometheus",
+                                      "description": "The Prometheus that scrapes mxgate's admin listener",
+                                      "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}]  # fmt: skip
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource", "provisioned (sidecar) copies resolve it too"
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    used: set[str] = set()
+    for panel in panels:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}, panel["title"]
+        assert {"x", "y", "w", "h"} <= panel["gridPos"].keys() and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\bmxgate_[a-z_]+", target["expr"]))
+    assert used <= MXGATE_METRICS, used - MXGATE_METRICS
+    titles = " ".join(p["title"].lower() for p in panels)
+    for topic in ("request", "status", "authentication", "login", "session", "upstream", "store", "rate-limit"):
+        assert topic in titles, topic
+    assert any("histogram_quantile" in t["expr"] for p in panels for t in p["targets"])
 
 
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
@@ -194,6 +281,9 @@ NO_ENCRYPTION_KEY = ("store.type: redis needs the MXCP config's "
     (["workload.create=false"], "workload.create: false needs workload.existingPodLabels"),
     (["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1", "podDisruptionBudget.maxUnavailable=1"],
      "set minAvailable or maxUnavailable, not both"),
+    (["serviceMonitor.enabled=true"], "serviceMonitor moved to metrics.serviceMonitor"),
+    (["metrics.serviceMonitor.enabled=true"], "metrics.serviceMonitor.enabled needs metrics.enabled"),
+    (["metrics.enabled=true", "metrics.port=8000"], "metrics.port 8000 is mxgate.port: the admin listener needs its own port"),
 ])  # fmt: skip
 def test_bad_values_fail_with_a_clear_message(sets: list[str], message: str) -> None:
     out = helm_template(set_values=sets, check=False)

@@ -8,6 +8,11 @@
     - name: http
       containerPort: {{ .Values.mxgate.port }}
       protocol: TCP
+    {{- if .Values.metrics.enabled }}
+    - name: admin
+      containerPort: {{ .Values.metrics.port }}
+      protocol: TCP
+    {{- end }}
   env:
     - name: MXGATE_HEALTHCHECK_URL
       value: {{ printf "http://127.0.0.1:%v/healthz" .Values.mxgate.port | quote }}

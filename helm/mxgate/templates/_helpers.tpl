@@ -98,6 +98,9 @@ MXGATE_REDIS_PASSWORD). */}}
       "data_dir" "/data"
       "mxcp_config" "/etc/mxgate/config/mxcp-config.yml"
       "store" $store -}}
+{{- if .Values.metrics.enabled }}
+{{- $_ := set $chart "admin_listen" (printf "0.0.0.0:%v" .Values.metrics.port) }}
+{{- end }}
 {{- if not .Values.mxgate.config.public_url }}
 {{- fail "mxgate.config.public_url is required: the URL clients use (e.g. https://mcp.example.com)" }}
 {{- end }}
@@ -132,6 +135,15 @@ MXGATE_REDIS_PASSWORD). */}}
 {{- end }}
 {{- if eq .Values.store.type "redis" }}
 {{- include "mxgate.validateRedis" . }}
+{{- end }}
+{{- if .Values.serviceMonitor }}
+{{- fail "serviceMonitor moved to metrics.serviceMonitor (and needs metrics.enabled: mxgate serves /metrics on its admin port)" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled: mxgate serves /metrics only on its admin port" }}
+{{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.mxgate.port)) }}
+{{- fail (printf "metrics.port %v is mxgate.port: the admin listener needs its own port (never the public one)" .Values.metrics.port) }}
 {{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (not (kindIs "invalid" .Values.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable)) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
