@@ -59,6 +59,8 @@ impl Provider for StandInProvider {
                 access_token: "idp-access".into(),
                 ..Default::default()
             },
+            profile: serde_json::json!({"sub": user, "email": format!("{user}@example.test"),
+                                        "groups": if user == "alice" { vec!["engineering"] } else { vec![] }}),
         })
     }
 }
