@@ -10,6 +10,7 @@ use crate::identity::assertion::AssertionMinter;
 use crate::oauth::challenge::Challenge;
 use crate::oauth::{AuthorizationServer, PublicOrigin};
 use crate::policy::required_scopes::RequiredScopes;
+use crate::policy::SharedPolicies;
 use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError};
 use crate::session::provider_refresh::Freshness;
 use crate::session::{ActiveSession, Sessions};
@@ -26,6 +27,8 @@ pub struct AuthParts {
     pub required_scopes: RequiredScopes,
     /// Keeps the provider tokens of admitted sessions fresh.
     pub sessions: Sessions,
+    /// The per-request rules of `policies` (see `policy_gate`).
+    pub policies: SharedPolicies,
 }
 
 /// What admission looks at in a request.

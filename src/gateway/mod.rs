@@ -18,9 +18,11 @@ mod local_response;
 mod mcp_session_binding;
 mod mcp_session_closer;
 mod mcp_session_registry;
+mod policy_gate;
 mod proxy;
 mod proxy_trust;
 mod readiness;
+mod request_body_replay;
 mod request_guard;
 mod strip_gateway_cookies;
 mod strip_identity_headers;
@@ -35,6 +37,7 @@ use crate::identity::assertion::AssertionMinter;
 use crate::identity::signing_key::AssertionSigner;
 use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
+use crate::policy::{PolicySet, SharedPolicies};
 use crate::providers::ProviderSet;
 use crate::session::bearer::BearerAuthenticator;
 use crate::session::replica_events::ReplicaEvents;
@@ -135,6 +138,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         "http"
     };
 
+    let policies = SharedPolicies::new(PolicySet::from_settings(&settings)?);
     let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
     let mut session_closer = None;
     let mut replica_events = None;
@@ -161,6 +165,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                 providers,
                 sessions.clone(),
                 signer.jwks().clone(),
+                policies.clone(),
             ));
             let minter = AssertionMinter::new(signer, &settings);
             let (mcp_closer, closer_service) =
@@ -182,6 +187,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                     ),
                     required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
                     sessions,
+                    policies,
                 }),
                 Some((store, admin)),
             )
@@ -206,6 +212,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         ),
         guard: RequestGuard::new(&settings),
         body_timeout: settings.limits.body_timeout,
+        max_inspected_body: settings.limits.max_inspected_body,
         store_ready: stateful.as_ref().map(|(store, _)| store.clone()),
     };
     Ok(Built {

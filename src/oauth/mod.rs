@@ -28,6 +28,7 @@ mod token;
 pub mod transactions;
 
 use crate::config::Settings;
+use crate::policy::SharedPolicies;
 use crate::providers::{ProviderEntry, ProviderSet};
 use crate::rate_limit::{Endpoint, Limited, RateLimiter};
 use crate::session::Sessions;
@@ -109,6 +110,8 @@ pub struct AuthorizationServer {
     metadata: Metadata,
     jwks: Bytes,
     limiter: RateLimiter,
+    /// `role_mappings` and the login rules of `policies`, applied at the callback.
+    policies: SharedPolicies,
 }
 
 // === impl AuthorizationServer ===
@@ -120,6 +123,7 @@ impl AuthorizationServer {
         providers: Arc<ProviderSet>,
         sessions: Sessions,
         jwks: Bytes,
+        policies: SharedPolicies,
     ) -> Self {
         let scopes = supported_scopes(&settings);
         let settings_rate_limits = settings.rate_limits.clone();
@@ -142,6 +146,7 @@ impl AuthorizationServer {
             sessions,
             jwks,
             limiter: RateLimiter::new(settings_rate_limits),
+            policies,
         }
     }
 

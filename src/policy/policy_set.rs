@@ -63,12 +63,26 @@ pub struct Denial {
 impl PolicySet {
     /// Compiles the settings' `policies` and takes their `role_mappings`.
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let file = &settings.config_file;
+        let nothing_configured = settings.policies.is_empty() && settings.role_mappings.0.is_empty();
+        if !settings.auth_enabled() && !nothing_configured {
+            let key = if settings.policies.is_empty() {
+                "role_mappings"
+            } else {
+                "policies"
+            };
+            return Err(ConfigError::invalid(
+                file,
+                key,
+                "the MXCP config has `provider: none`: there is no user to map or decide on",
+            ));
+        }
         Self::build(
             &settings.policies,
             RoleMappings::new(settings.role_mappings.clone()),
             settings.forward_auth_path.is_some(),
         )
-        .map_err(|(key, message)| ConfigError::invalid(&settings.config_file, key, message))
+        .map_err(|(key, message)| ConfigError::invalid(file, key, message))
     }
 
     /// Compiles `policies`; the error is `(key, message)`.
