@@ -1,6 +1,7 @@
 //! The admission pipeline for a request to the core, in the order it runs: bearer token →
 //! session; provider token still usable (refreshed if due); required scopes; MCP session owned
-//! by this user; the assertion to forward. Each refusal is the response to send instead.
+//! by this user; the assertion to forward. Each refusal is the response to send instead. The
+//! per-request rules of `policies` decide next (`policy_gate`).
 //! Plain `http` types; no Pingora here.
 
 use super::local_response::json_error;
