@@ -94,11 +94,17 @@ fn check_refuses_a_policy_that_does_not_compile_naming_rule_and_position() {
         "policies:\n  - {condition: \"user.role == 'admin'\", action: allow}\n  - {condition: \"user.email.endsWith(\", action: deny}\n",
     );
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("mxgate.yml") && stderr.contains("policies[1].condition"), "{stderr}");
+    assert!(
+        stderr.contains("mxgate.yml") && stderr.contains("policies[1].condition"),
+        "{stderr}"
+    );
     assert!(stderr.contains("does not compile: line 1, column"), "{stderr}");
     let (code, stderr) = run("policies:\n  - {condition: 'true', action: block}\n");
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("policies[0].action") && stderr.contains("block"), "{stderr}");
+    assert!(
+        stderr.contains("policies[0].action") && stderr.contains("block"),
+        "{stderr}"
+    );
     let (code, stderr) = run("policies:\n  - {condition: \"user.role == 'admin'\", action: allow}\n");
     assert_eq!(code, Some(0), "{stderr}");
 }
