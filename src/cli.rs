@@ -124,6 +124,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let settings = config::load(&config)?;
+            // Compiles the policies' CEL conditions: one that does not compile stops here.
+            crate::policy::PolicySet::from_settings(&settings)?;
             print!("{}", serde_yaml::to_string(&settings)?);
             eprintln!("configuration OK: {}", config.display());
             Ok(())

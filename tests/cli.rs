@@ -78,6 +78,38 @@ fn check_refuses_a_misspelled_key_and_an_unset_variable() {
 }
 
 #[test]
+fn check_refuses_a_policy_that_does_not_compile_naming_rule_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |policies: &str| {
+        let config = write_config(dir.path(), policies, OIDC_AUTH, 18090, 18091);
+        let out = mxgate()
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("MXGATE_CLI_TEST_SECRET", "x")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, stderr) = run(
+        "policies:\n  - {condition: \"user.role == 'admin'\", action: allow}\n  - {condition: \"user.email.endsWith(\", action: deny}\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("mxgate.yml") && stderr.contains("policies[1].condition"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("does not compile: line 1, column"), "{stderr}");
+    let (code, stderr) = run("policies:\n  - {condition: 'true', action: block}\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("policies[0].action") && stderr.contains("block"),
+        "{stderr}"
+    );
+    let (code, stderr) = run("policies:\n  - {condition: \"user.role == 'admin'\", action: allow}\n");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
 fn check_refuses_a_short_encryption_key() {
     let dir = tempfile::tempdir().unwrap();
     let persistence = |key: &str| {

@@ -92,6 +92,12 @@ pub struct GatewayFile {
     /// `auth_request`, Traefik `ForwardAuth`).
     #[serde(default)]
     pub forward_auth: ForwardAuthFile,
+    /// Per provider: claim path → claim value → `{role, permissions, groups}` it grants.
+    #[serde(default)]
+    pub role_mappings: super::access_policy::RoleMappingsFile,
+    /// Rules evaluated at login and on each request; the first whose condition is true decides.
+    #[serde(default)]
+    pub policies: Vec<super::access_policy::PolicyRule>,
 }
 
 /// A map of booleans, each also accepted as a string (`${VAR}` references resolve to strings).

@@ -38,6 +38,9 @@ pub struct Limits {
     pub max_mcp_sessions: usize,
     /// Access tokens kept in the request-path cache.
     pub max_cached_tokens: usize,
+    /// Largest request body mxgate reads to evaluate policies on `rpc`/`tool` (only then);
+    /// a larger one is refused with 413.
+    pub max_inspected_body: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             mcp_sessions_per_user: 64,
             max_mcp_sessions: 100_000,
             max_cached_tokens: 100_000,
+            max_inspected_body: 1024 * 1024,
         }
     }
 }
@@ -213,6 +217,7 @@ impl Limits {
             ("limits.mcp_sessions_per_user", self.mcp_sessions_per_user as u64),
             ("limits.max_mcp_sessions", self.max_mcp_sessions as u64),
             ("limits.max_cached_tokens", self.max_cached_tokens as u64),
+            ("limits.max_inspected_body", self.max_inspected_body as u64),
         ];
         if let Some((key, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
             return Err((key, "must be at least 1".into()));

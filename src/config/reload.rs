@@ -1,8 +1,8 @@
 //! What a reload (SIGHUP) may change in a running gateway, and what waits for a restart.
 //!
 //! Reloaded: the identity providers and their client ids and secrets, the static clients,
-//! `required_scopes`, dynamic client and client metadata document settings, how long consent is
-//! remembered, and (in their own modules) the TLS certificate files. Everything else — where
+//! `required_scopes`, `role_mappings` and `policies`, dynamic client and client metadata document
+//! settings, how long consent is remembered, and (in their own modules) the TLS certificate files. Everything else — where
 //! mxgate listens, the upstream, the public URL, the store and its key, token and assertion
 //! lifetimes, limits and rate limits, proxy trust, TLS settings other than the files — is what
 //! running connections, stored records and issued tokens were made with: a reload keeps the
@@ -32,6 +32,8 @@ pub fn apply(running: &Settings, loaded: Settings) -> Reload {
         settings.dynamic_clients = loaded.dynamic_clients.clone();
         settings.client_documents = loaded.client_documents.clone();
         settings.consent_memory = loaded.consent_memory;
+        settings.role_mappings = loaded.role_mappings.clone();
+        settings.policies = loaded.policies.clone();
     } else {
         needs_restart.push("auth.provider (turning authentication on or off)".to_string());
     }

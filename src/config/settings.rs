@@ -1,6 +1,7 @@
 //! The effective settings: everything `serve` runs with, validated. `mxgate check` prints this
 //! (secrets redacted).
 
+use super::access_policy::{PolicyRule, RoleMappingsFile};
 use super::gateway_file::{AssertionAlgorithm, ForwardAuthFile, GatewayFile};
 use super::host_pattern::HostPattern;
 use super::limits::{DynamicClients, Limits, RateLimits};
@@ -56,6 +57,10 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// The path of the forward-auth endpoint, when it is on (`forward_auth`).
     pub forward_auth_path: Option<String>,
+    /// `role_mappings`, in file order (bounds checked; applied by `policy::role_mappings`).
+    pub role_mappings: RoleMappingsFile,
+    /// `policies`, in file order (bounds checked; compiled by `policy::PolicySet`).
+    pub policies: Vec<PolicyRule>,
 }
 
 /// Client ID Metadata Documents.
@@ -433,6 +438,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|m| gw_err("allowed_origins", m))?;
     let forward_auth_path = forward_auth_path(&gateway.forward_auth, gateway_path, &provider, &gateway.mcp_path)?;
+    super::access_policy::validate(&gateway.role_mappings, &gateway.policies).map_err(|(key, m)| gw_err(&key, m))?;
     let encryption_key = auth
         .persistence
         .and_then(|p| p.auth_encryption_key)
@@ -506,6 +512,8 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         allowed_origins,
         tls,
         forward_auth_path,
+        role_mappings: gateway.role_mappings,
+        policies: gateway.policies,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The admission pipeline for a request to the core, in the order it runs: bearer token →
 //! session; provider token still usable (refreshed if due); required scopes; MCP session owned
-//! by this user; the assertion to forward. Each refusal is the response to send instead.
+//! by this user; the assertion to forward. Each refusal is the response to send instead. The
+//! per-request rules of `policies` decide next (`policy_gate`).
 //! Plain `http` types; no Pingora here.
 
 use super::local_response::json_error;
@@ -11,6 +12,7 @@ use crate::metrics::{metrics, AuthReason};
 use crate::oauth::challenge::Challenge;
 use crate::oauth::{AuthorizationServer, PublicOrigin};
 use crate::policy::required_scopes::RequiredScopes;
+use crate::policy::SharedPolicies;
 use crate::session::bearer::{bearer_token, BearerAuthenticator, BearerError, TOKEN_EXPIRED};
 use crate::session::provider_refresh::Freshness;
 use crate::session::{ActiveSession, Sessions};
@@ -28,6 +30,8 @@ pub struct AuthParts {
     pub required_scopes: RequiredScopes,
     /// Keeps the provider tokens of admitted sessions fresh.
     pub sessions: Sessions,
+    /// The per-request rules of `policies` (see `policy_gate`).
+    pub policies: SharedPolicies,
 }
 
 /// What admission looks at in a request.

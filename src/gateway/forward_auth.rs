@@ -37,6 +37,9 @@
 //!   opener is theirs. Ended sessions are not forgotten at once (mxgate does not see the
 //!   `DELETE` succeed); the per-user and total bounds drop the oldest and close them at the core
 //!   (`upstream`).
+//! - **Policies**: the per-request rules of `policies` decide after admission (a denial is the
+//!   `403 access_denied` with the rule's reason); rules on `rpc`/`tool` are refused at start-up
+//!   with forward auth on, as the check carries no request body.
 //! - A CORS preflight (`OPTIONS`) is refused: mxgate cannot add CORS headers to the core's
 //!   answers in this mode; answer preflights at the proxy.
 
@@ -48,6 +51,7 @@ use super::request_guard::{Refusal, RequestGuard};
 use crate::config::Settings;
 use crate::identity::assertion::ASSERTION_HEADER;
 use crate::oauth::{AuthorizationServer, PublicOrigin};
+use crate::policy::variables::RequestFacts;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::net::IpAddr;
@@ -156,7 +160,21 @@ impl ForwardAuth {
             mode: Admission::ForwardAuth,
         };
         let (method, path, client) = (&original.method, original.logged_path(), original.client);
-        match auth.admit(&request, now).await {
+        let admitted = match auth.admit(&request, now).await {
+            Ok(admitted) => {
+                // The per-request rules; they cannot read `rpc`/`tool` here (refused at start-up).
+                let facts = RequestFacts {
+                    method: original.method.as_str(),
+                    path: original.uri.split('?').next().unwrap_or("/"),
+                };
+                match auth.policy_refusal(&admitted.session, facts, &[], client) {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(admitted),
+                }
+            }
+            Err(refusal) => Err(refusal),
+        };
+        match admitted {
             Ok(admitted) => {
                 let user = &admitted.session.record.user.username;
                 tracing::debug!(%user, ?client, %method, path, "forward-auth check admitted");

@@ -20,9 +20,11 @@ mod mcp_session_binding;
 mod mcp_session_closer;
 mod mcp_session_registry;
 mod metrics_listener;
+mod policy_gate;
 mod proxy;
 mod proxy_trust;
 mod readiness;
+mod request_body_replay;
 mod request_guard;
 mod strip_gateway_cookies;
 mod strip_identity_headers;
@@ -37,6 +39,7 @@ use crate::identity::assertion::AssertionMinter;
 use crate::identity::signing_key::AssertionSigner;
 use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
+use crate::policy::{PolicySet, SharedPolicies};
 use crate::providers::ProviderSet;
 use crate::session::bearer::BearerAuthenticator;
 use crate::session::replica_events::ReplicaEvents;
@@ -141,6 +144,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         "http"
     };
 
+    let policies = SharedPolicies::new(PolicySet::from_settings(&settings)?);
     let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
     let mut session_closer = None;
     let mut replica_events = None;
@@ -175,7 +179,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                     &store,
                 )),
             };
-            let parts = kept.parts(settings.clone(), Arc::new(providers), None);
+            let parts = kept.parts(settings.clone(), Arc::new(providers), policies, None);
             let admin = SessionAdmin::new(store.clone(), parts.sessions.clone());
             let live: LiveAuth = Arc::new(ArcSwap::from_pointee(parts));
             reload = Some(ConfigReload::new(live.clone(), settings.clone(), Box::new(kept)));
@@ -201,6 +205,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         ),
         guard: RequestGuard::new(&settings),
         body_timeout: settings.limits.body_timeout,
+        max_inspected_body: settings.limits.max_inspected_body,
         store_ready: stateful.as_ref().map(|(store, _)| store.clone()),
     };
     Ok(Built {
@@ -227,7 +232,13 @@ struct KeptAuth {
 impl KeptAuth {
     /// The parts for `settings`; a reload passes the running ones, whose rate limiter's counts
     /// carry over.
-    fn parts(&self, settings: Arc<Settings>, providers: Arc<ProviderSet>, running: Option<&AuthParts>) -> AuthParts {
+    fn parts(
+        &self,
+        settings: Arc<Settings>,
+        providers: Arc<ProviderSet>,
+        policies: SharedPolicies,
+        running: Option<&AuthParts>,
+    ) -> AuthParts {
         let sessions = Sessions::new(self.store.clone(), self.bearer.clone(), providers.clone());
         let mut server = AuthorizationServer::new(
             settings.clone(),
@@ -235,6 +246,7 @@ impl KeptAuth {
             providers,
             sessions.clone(),
             self.jwks.clone(),
+            policies.clone(),
         );
         if let Some(running) = running {
             server = server.sharing_rate_limits_with(&running.server);
@@ -246,6 +258,7 @@ impl KeptAuth {
             mcp_sessions: self.mcp_sessions.clone(),
             required_scopes: RequiredScopes::new(&settings.auth.required_scopes),
             sessions,
+            policies,
         }
     }
 }
@@ -255,8 +268,9 @@ impl BuildAuth for KeptAuth {
         let providers = ProviderSet::build(&settings.auth)
             .context("setting up the identity providers")?
             .context("authentication cannot be turned off by a reload")?;
+        let policies = SharedPolicies::new(PolicySet::from_settings(&settings)?);
         crate::metrics::metrics().register_providers(providers.iter().map(|entry| entry.provider.name()));
-        Ok(self.parts(settings, Arc::new(providers), Some(running)))
+        Ok(self.parts(settings, Arc::new(providers), policies, Some(running)))
     }
 }
 

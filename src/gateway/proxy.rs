@@ -3,7 +3,10 @@
 //! and authenticates everything else; `upstream_request_filter` cleans the request for the
 //! core and adds the assertion; `upstream_response_filter` binds new MCP sessions, rewrites the
 //! core's own address out of `Location`, and adds CORS headers. Bodies stream both ways (SSE
-//! included); nothing is buffered.
+//! included); nothing is buffered — except when a per-request policy reads `rpc`/`tool`: then a
+//! POST body is read before the request is decided and replayed to the core
+//! (`request_body_replay`), and a `tools/list` answer is held until it ends, to remove the
+//! tools the policies deny (`policy::tools_list`).
 
 use super::admit::{Admission, AuthParts, RequestHead};
 use super::config_reload::LiveAuth;
@@ -14,11 +17,15 @@ use super::header_hygiene::clean_for_upstream;
 use super::local_response::{json_error, read_request, write_response, LocalBody};
 use super::mcp_session_binding::MCP_SESSION_HEADER;
 use super::proxy_trust::{ClientView, ProxyTrust};
+use super::request_body_replay::{read_for_replay, ReplayBody};
 use super::request_guard::{check_framing, Refusal, RequestGuard};
 use crate::metrics::{metrics, RouteClass};
 use crate::oauth::{PublicOrigin, Route};
+use crate::policy::tools_list::{self, BodyKind, MAX_TOOLS_LIST_BODY};
+use crate::policy::variables::{RequestFacts, UserFacts};
 use crate::session::ActiveSession;
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -43,6 +50,8 @@ pub struct McpGateway {
     pub trust: ProxyTrust,
     pub guard: RequestGuard,
     pub body_timeout: Duration,
+    /// `limits.max_inspected_body`: the largest body read for policies on `rpc`/`tool`.
+    pub max_inspected_body: usize,
     pub store_ready: Option<crate::store::Store>,
     /// The forward-auth endpoint, when it is on (answered here, never forwarded).
     pub forward_auth: Option<ForwardAuth>,
@@ -69,6 +78,12 @@ pub struct RequestContext {
     route: RouteClass,
     /// When the request went to the core (for `mxgate_upstream_duration_seconds`).
     upstream_sent: Option<Instant>,
+    /// The request body, read for the policies, to send to the core in place of Pingora's copy.
+    replay_body: Option<Bytes>,
+    /// The ids of the request's `tools/list` calls, when the policies filter their answer.
+    tools_list_ids: Vec<serde_json::Value>,
+    /// A `tools/list` answer being held until it ends.
+    tools_list_answer: Option<(BodyKind, BytesMut)>,
 }
 
 // === impl McpGateway ===
@@ -201,6 +216,139 @@ impl McpGateway {
         }
     }
 
+    /// The per-request rules of `policies` for an admitted request (reading a POST body first
+    /// when they read `rpc`/`tool`). `Ok(true)` when a refusal was written instead.
+    async fn apply_policies(
+        &self,
+        auth: &AuthParts,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<bool> {
+        let policies = auth.policies.current();
+        if !policies.has_request_rules() {
+            return Ok(false);
+        }
+        let mut calls = Vec::new();
+        if policies.reads_calls() && session.req_header().method == Method::POST {
+            let body = match read_for_replay(session, self.max_inspected_body, self.body_timeout).await {
+                ReplayBody::Complete(body) => body,
+                ReplayBody::TooLarge => {
+                    session.set_keepalive(None);
+                    let refusal = json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request",
+                        "the request body is larger than mxgate's policies may read (limits.max_inspected_body)",
+                    );
+                    return self.answer(session, ctx, refusal).await;
+                }
+                ReplayBody::TimedOut => {
+                    session.set_keepalive(None);
+                    let refusal = json_error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "invalid_request",
+                        "the request body did not arrive in time",
+                    );
+                    return self.answer(session, ctx, refusal).await;
+                }
+                ReplayBody::Malformed(e) => {
+                    tracing::info!(error = %e, "malformed request body");
+                    return self
+                        .refuse(session, ctx, Refusal::Framing("the request body is malformed"))
+                        .await;
+                }
+            };
+            calls = match crate::policy::jsonrpc::calls(&body) {
+                Ok(calls) => calls,
+                Err(_) => {
+                    let refusal = json_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "the JSON-RPC batch has more messages than mxgate's policies evaluate",
+                    );
+                    return self.answer(session, ctx, refusal).await;
+                }
+            };
+            if !body.is_empty() {
+                ctx.replay_body = Some(body);
+            }
+        }
+        let Some(active) = ctx.session.clone() else {
+            return Ok(false);
+        };
+        let header = session.req_header();
+        let request = RequestFacts {
+            method: header.method.as_str(),
+            path: header.uri.path(),
+        };
+        if let Some(refusal) = auth.policy_refusal(&active, request, &calls, ctx.view.client_ip) {
+            ctx.assertion = None;
+            ctx.replay_body = None;
+            return self.answer(session, ctx, refusal).await;
+        }
+        ctx.tools_list_ids = calls
+            .into_iter()
+            .filter(|c| c.method == "tools/list" && !c.id.is_null())
+            .map(|c| c.id)
+            .collect();
+        Ok(false)
+    }
+
+    /// Starts holding a `tools/list` answer to filter it (see [`Self::filter_tools_list`]);
+    /// refuses (502) one it could not filter: compressed, or announced larger than the bound.
+    fn hold_tools_list(
+        &self,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        version: http::Version,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        let header_text = |name| upstream_response.headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(kind) = header_text(header::CONTENT_TYPE).and_then(BodyKind::of) else {
+            return Ok(());
+        };
+        let encoded = header_text(header::CONTENT_ENCODING).is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
+        let length: Option<usize> = header_text(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
+        if encoded || length.is_some_and(|n| n > MAX_TOOLS_LIST_BODY) {
+            tracing::warn!(
+                encoded,
+                length,
+                "a tools/list answer cannot be filtered by the policies; refused (502)"
+            );
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::HTTPStatus(502),
+                "tools/list answer cannot be filtered",
+            ));
+        }
+        upstream_response.remove_header(&header::CONTENT_LENGTH);
+        if version == http::Version::HTTP_11 {
+            upstream_response.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        }
+        ctx.tools_list_answer = Some((kind, BytesMut::new()));
+        Ok(())
+    }
+
+    /// The held `tools/list` answer without the tools the policies deny this user.
+    fn filter_tools_list(&self, session: &Session, ctx: &RequestContext, kind: BodyKind, answer: &[u8]) -> Bytes {
+        let (Some(live), Some(active)) = (&self.auth, &ctx.session) else {
+            return Bytes::copy_from_slice(answer);
+        };
+        let auth = live.load();
+        let policies = auth.policies.current();
+        let header = session.req_header();
+        let user = UserFacts {
+            user: &active.record.user,
+            scopes: &active.record.scope,
+        };
+        let request = RequestFacts {
+            method: header.method.as_str(),
+            path: header.uri.path(),
+        };
+        let mut hides = policies.tool_filter(user, request);
+        match tools_list::filter(answer, kind, &ctx.tools_list_ids, &mut hides) {
+            Some(filtered) => Bytes::from(filtered),
+            None => Bytes::copy_from_slice(answer),
+        }
+    }
+
     /// The core's own address in a `Location` becomes the public URL of this request.
     fn public_location(&self, location: &str, ctx: &RequestContext) -> Option<String> {
         let rest = location.strip_prefix(&self.upstream_origin)?;
@@ -230,6 +378,9 @@ impl ProxyHttp for McpGateway {
             forward_auth: false,
             route: RouteClass::Other,
             upstream_sent: None,
+            replay_body: None,
+            tools_list_ids: Vec::new(),
+            tools_list_answer: None,
         }
     }
 
@@ -296,7 +447,10 @@ impl ProxyHttp for McpGateway {
             return Ok(false);
         };
         ctx.opens_mcp_session = !header.headers.contains_key(MCP_SESSION_HEADER);
-        self.admit(auth, session, ctx).await
+        if self.admit(auth, session, ctx).await? {
+            return Ok(true);
+        }
+        self.apply_policies(auth, session, ctx).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> pingora::Result<Box<HttpPeer>> {
@@ -318,7 +472,54 @@ impl ProxyHttp for McpGateway {
             original_host: ctx.view.host.as_deref(),
             upstream_host: &self.upstream_host,
         };
+        if !ctx.tools_list_ids.is_empty() {
+            // An answer to filter must come uncompressed.
+            upstream_request.remove_header(&header::ACCEPT_ENCODING);
+        }
         clean_for_upstream(upstream_request, self.auth.is_some(), &facts, ctx.assertion.take())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        // Pingora sends what it kept of a body read in `request_filter`; send all of it.
+        if let (Some(full), Some(_)) = (&ctx.replay_body, body.as_ref()) {
+            *body = Some(full.clone());
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<Option<Duration>> {
+        let Some((kind, held)) = ctx.tools_list_answer.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(chunk) = body.take() {
+            if held.len() + chunk.len() > MAX_TOOLS_LIST_BODY {
+                tracing::warn!("a tools/list answer is larger than the policies filter; cut off");
+                return Err(pingora::Error::explain(
+                    pingora::ErrorType::HTTPStatus(502),
+                    "tools/list answer too large to filter",
+                ));
+            }
+            held.extend_from_slice(&chunk);
+        }
+        if end_of_stream {
+            let kind = *kind;
+            if let Some((_, held)) = ctx.tools_list_answer.take() {
+                *body = Some(self.filter_tools_list(session, ctx, kind, &held));
+            }
+        }
+        Ok(None)
     }
 
     async fn upstream_response_filter(
@@ -345,6 +546,10 @@ impl ProxyHttp for McpGateway {
         }
         if let Some(cookie) = ctx.set_cookie.take() {
             upstream_response.append_header(header::SET_COOKIE, cookie)?;
+        }
+        if !ctx.tools_list_ids.is_empty() && upstream_response.status.is_success() {
+            let version = session.req_header().version;
+            self.hold_tools_list(upstream_response, version, ctx)?;
         }
         let (Some(live), Some(active)) = (&self.auth, &ctx.session) else {
             return Ok(());

@@ -1,6 +1,7 @@
 //! `claim_mappings` → capabilities, with the rules of MXCP's `CapabilityMapper`: a claim path
 //! is an exact key first (URI-style keys), else a dot path; a list claim matches each item, a
 //! string with spaces matches each word, booleans compare as `true`/`false`.
+//! [`claim_values_at`] is that resolution on its own, shared with `policy::role_mappings`.
 
 use crate::config::mxcp_user::ClaimMappings;
 use serde_json::Value;
@@ -9,16 +10,18 @@ use std::collections::BTreeSet;
 pub fn derive_capabilities(mappings: &ClaimMappings, profile: &Value) -> Vec<String> {
     let mut out = BTreeSet::new();
     for (path, value_map) in mappings {
-        let Some(claim) = resolve_path(profile, path) else {
-            continue;
-        };
-        for value in claim_values(claim) {
+        for value in claim_values_at(profile, path) {
             if let Some(caps) = value_map.get(&value) {
                 out.extend(caps.iter().cloned());
             }
         }
     }
     out.into_iter().collect()
+}
+
+/// The values a claim mapping compares at `path` of `profile` (none when the claim is absent).
+pub fn claim_values_at(profile: &Value, path: &str) -> Vec<String> {
+    resolve_path(profile, path).map(claim_values).unwrap_or_default()
 }
 
 fn resolve_path<'a>(profile: &'a Value, path: &str) -> Option<&'a Value> {

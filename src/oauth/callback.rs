@@ -1,7 +1,8 @@
 //! The provider's redirect back (`callback_path`): takes the single-use login state, checks
 //! that this is the browser that started the login, lets the provider exchange the code and
-//! identify the user, checks that a login that skipped consent is the approver's, creates the
-//! session and an authorization code, remembers the approval, and sends the browser back to
+//! identify the user, checks that a login that skipped consent is the approver's, applies
+//! `role_mappings` and the login rules of `policies` (a denial is a `403` page with the rule's
+//! reason, before anything is issued), creates the session and an authorization code, remembers the approval, and sends the browser back to
 //! the MCP client with `code`, `state` and `iss`.
 
 use super::authorize::error_page;
@@ -10,8 +11,11 @@ use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::transactions::{AuthorizationRequest, CodeRecord, LoginState};
 use super::{response, AuthorizationServer};
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::metrics::{metrics, LoginResult};
-use crate::providers::{LoginCallback, ProviderError};
+use crate::policy::variables::{RequestFacts, UserFacts};
+use crate::policy::Decision;
+use crate::providers::{LoginCallback, LoginOutcome, ProviderError};
 use crate::session::tokens::AUTHORIZATION_CODE_PREFIX;
 use crate::session::SessionRecord;
 use crate::store::Table;
@@ -111,7 +115,7 @@ impl AuthorizationServer {
                 OAuthError::server_error("the identity provider sent no authorization code"),
             );
         };
-        let outcome = match entry
+        let mut outcome = match entry
             .provider
             .complete_login(&LoginCallback {
                 code,
@@ -145,6 +149,9 @@ impl AuthorizationServer {
         if let Some(refused) = self.approver_mismatch(&login, &outcome.user) {
             counted(LoginResult::Denied);
             return self.finish(&request.issuer, refused);
+        }
+        if let Some(denied) = self.admit_login(&req, &login, &mut outcome) {
+            return self.finish(&request.issuer, denied);
         }
 
         let created_at = now();
@@ -192,6 +199,36 @@ impl AuthorizationServer {
                 }
             },
         }
+    }
+
+    /// Gives the user what `role_mappings` grant, then asks the login rules of `policies`:
+    /// the `403` page stating the deciding rule's reason when they deny.
+    fn admit_login(
+        &self,
+        req: &Request<Bytes>,
+        login: &LoginState,
+        outcome: &mut LoginOutcome,
+    ) -> Option<Response<Bytes>> {
+        let policies = self.policies.current();
+        policies.role_mappings.apply(&mut outcome.user, &outcome.profile);
+        let user = UserFacts {
+            user: &outcome.user,
+            scopes: &login.request.scope,
+        };
+        let request = RequestFacts {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+        };
+        let Decision::Deny(denial) = policies.check_login(user, request) else {
+            return None;
+        };
+        crate::audit::record(
+            AuditRecord::new(AuditEvent::LoginFailed)
+                .user(&outcome.user)
+                .client_id(&login.request.client_id)
+                .reason(format!("policy rule {}: {}", denial.rule, denial.reason)),
+        );
+        Some(error_page(StatusCode::FORBIDDEN, "Access denied", &denial.reason))
     }
 
     /// Stores an authorization code for the MCP client and returns it.

@@ -28,6 +28,7 @@ mod token;
 pub mod transactions;
 
 use crate::config::Settings;
+use crate::policy::SharedPolicies;
 use crate::providers::{ProviderEntry, ProviderSet};
 use crate::rate_limit::{Endpoint, Limited, RateLimiter};
 use crate::session::Sessions;
@@ -110,6 +111,8 @@ pub struct AuthorizationServer {
     jwks: Bytes,
     /// Shared with the server a reload replaces, so counts carry over.
     limiter: Arc<RateLimiter>,
+    /// `role_mappings` and the login rules of `policies`, applied at the callback.
+    policies: SharedPolicies,
 }
 
 // === impl AuthorizationServer ===
@@ -121,6 +124,7 @@ impl AuthorizationServer {
         providers: Arc<ProviderSet>,
         sessions: Sessions,
         jwks: Bytes,
+        policies: SharedPolicies,
     ) -> Self {
         let scopes = supported_scopes(&settings);
         let settings_rate_limits = settings.rate_limits.clone();
@@ -143,6 +147,7 @@ impl AuthorizationServer {
             sessions,
             jwks,
             limiter: Arc::new(RateLimiter::new(settings_rate_limits)),
+            policies,
         }
     }
 

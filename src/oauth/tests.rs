@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::identity::user::{ProviderTokens, UserIdentity};
+use crate::policy::PolicySet;
 use crate::providers::{LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderEntry, ProviderError};
 use crate::session::bearer::{BearerAuthenticator, BearerError};
 use crate::store::{cipher::RecordCipher, RedbStore};
@@ -59,6 +60,8 @@ impl Provider for StandInProvider {
                 access_token: "idp-access".into(),
                 ..Default::default()
             },
+            profile: serde_json::json!({"sub": user, "email": format!("{user}@example.test"),
+                                        "groups": if user == "alice" { vec!["engineering"] } else { vec![] }}),
         })
     }
 }
@@ -111,6 +114,7 @@ fn build_harness(gateway_extra: &str, extra: &[&'static str], more_clients: &str
     )
     .unwrap();
     let settings = Arc::new(crate::config::load(&gateway).unwrap());
+    let policies = SharedPolicies::new(PolicySet::from_settings(&settings).unwrap());
     let store = Store::new(
         Arc::new(RedbStore::open(&dir.path().join("s.redb")).unwrap()),
         RecordCipher::from_secret(b"test"),
@@ -138,6 +142,7 @@ fn build_harness(gateway_extra: &str, extra: &[&'static str], more_clients: &str
         providers,
         sessions,
         Bytes::from_static(b"{\"keys\":[]}"),
+        policies,
     );
     Harness {
         _dir: dir,

@@ -48,6 +48,9 @@ pub struct LoginCallback<'a> {
 pub struct LoginOutcome {
     pub user: UserIdentity,
     pub tokens: ProviderTokens,
+    /// The raw profile `claim_mappings` read (the provider's claims; GitHub's `/user` plus
+    /// `groups`), for `role_mappings` (see `policy::role_mappings`). Never stored.
+    pub profile: serde_json::Value,
 }
 
 #[derive(Debug, Error)]

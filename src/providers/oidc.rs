@@ -485,7 +485,7 @@ impl Provider for OidcProvider {
             self.settings.profile.as_ref(),
             self.settings.email_without_flag,
         )?;
-        Ok(LoginOutcome { user, tokens })
+        Ok(LoginOutcome { user, tokens, profile })
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError> {
