@@ -7,6 +7,13 @@
 //! when auditing is off, records go to the `mxgate::audit` tracing target only. A record never
 //! holds a token or a secret: it has no field that could.
 
+pub mod file_sink;
+mod log_files;
+pub mod query;
+pub mod reader;
+mod rotating_file;
+pub mod table;
+
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};

@@ -88,6 +88,9 @@ pub struct GatewayFile {
     /// `auth_request`, Traefik `ForwardAuth`).
     #[serde(default)]
     pub forward_auth: ForwardAuthFile,
+    /// The audit log of authentication events (a JSON-lines file).
+    #[serde(default)]
+    pub audit: super::audit::AuditFile,
 }
 
 /// A map of booleans, each also accepted as a string (`${VAR}` references resolve to strings).

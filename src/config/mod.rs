@@ -3,6 +3,7 @@
 //! effective [`Settings`] value. Errors name the file and the key; secrets are [`Secret`]s
 //! and print redacted.
 
+pub mod audit;
 mod encryption_key;
 mod error;
 pub mod gateway_file;

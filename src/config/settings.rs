@@ -53,6 +53,8 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// The path of the forward-auth endpoint, when it is on (`forward_auth`).
     pub forward_auth_path: Option<String>,
+    /// The audit log (`audit:`).
+    pub audit: super::audit::AuditSettings,
 }
 
 /// Client ID Metadata Documents.
@@ -427,6 +429,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         .map(|o| parse_allowed_origin(o))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|m| gw_err("allowed_origins", m))?;
+    let audit = super::audit::AuditSettings::build(gateway.audit, base_dir, &data_dir, gateway_path)?;
     let forward_auth_path = forward_auth_path(&gateway.forward_auth, gateway_path, &provider, &gateway.mcp_path)?;
     let encryption_key = auth
         .persistence
@@ -500,6 +503,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         allowed_origins,
         tls,
         forward_auth_path,
+        audit,
     })
 }
 

@@ -219,6 +219,8 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
 /// Runs mxgate until SIGTERM (graceful) or SIGINT (fast).
 pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    crate::audit::file_sink::install_from_settings(&settings.audit)
+        .with_context(|| format!("opening the audit log {}", settings.audit.path.display()))?;
     let Built {
         gateway,
         admin,
