@@ -154,6 +154,7 @@ impl ForwardAuth {
             headers: check.headers,
             origin: original.origin.as_ref(),
             mode: Admission::ForwardAuth,
+            client_addr: original.client,
         };
         let (method, path, client) = (&original.method, original.logged_path(), original.client);
         match auth.admit(&request, now).await {
