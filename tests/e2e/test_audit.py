@@ -235,3 +235,22 @@ def test_mxgate_log_follow_prints_records_written_after_it_started(stack: Stack)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_audit_stdout_copies_each_record_to_standard_output(
+    tmp_path_factory: pytest.TempPathFactory, echo_upstream: RecordingUpstream
+) -> None:
+    extra = {"audit": {"stdout": True, "path": "audit-elsewhere/log.jsonl", "max_size": "1MiB"}}
+    with Stack(tmp_path_factory.mktemp("audit-stdout"), echo_upstream.url, gateway_extra=extra) as s:
+        client_id = browser.register(s.url, REDIRECT_URI)["client_id"]
+        path = s.gateway.workdir / "audit-elsewhere" / "log.jsonl"
+
+        def printed() -> list[str]:
+            return [line for line in s.gateway.log().splitlines() if line.startswith("{") and client_id in line]
+
+        deadline = time.monotonic() + 10
+        while not printed() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = printed()
+        assert lines and json.loads(lines[0])["event"] == "client_registered", s.gateway.log()[-2000:]
+        assert lines[0] in path.read_text().splitlines(), "the same line in the file, at audit.path"
