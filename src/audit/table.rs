@@ -1,7 +1,8 @@
 //! How `mxgate log` shows a record to a person: one aligned row per record — the time in
 //! RFC 3339 UTC, the event, who (username, else `provider:id`), the client id, the client's
 //! address and the reason. Columns have fixed widths so that `--follow` lines up with what came
-//! before; a longer value widens its row rather than being cut.
+//! before; a longer value widens its row rather than being cut. Control characters never reach
+//! the terminal.
 
 use super::AuditRecord;
 use std::time::{Duration, UNIX_EPOCH};
@@ -34,12 +35,23 @@ pub fn format(record: &AuditRecord) -> String {
     ])
 }
 
-fn row([time, event, user, client, address, reason]: [&str; 6]) -> String {
-    // A reason never spans lines: a provider's message could hold a newline.
-    let reason = reason.replace(['\n', '\r'], " ");
+fn row(columns: [&str; 6]) -> String {
+    let [time, event, user, client, address, reason] = columns.map(printable);
     format!("{time:<20}  {event:<23}  {user:<24}  {client:<38}  {address:<15}  {reason}")
         .trim_end()
         .to_string()
+}
+
+/// Text a client or provider chose (a client name, an IdP's error) as it may reach a terminal:
+/// one line, and no control character (an escape sequence could rewrite what the reader sees).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -67,6 +79,16 @@ mod tests {
         ] {
             assert_eq!(head.find(title), line.find(value), "{title} column");
         }
+        let mut hostile =
+            AuditRecord::new(AuditEvent::ClientRegistered).reason("client_name: \u{1b}[2J\u{1b}]0;pwned\u{7}x");
+        hostile.time_ms = 0;
+        hostile.client_id = Some("c\u{1b}[1m".into());
+        let shown = format(&hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.ends_with("client_name: \u{fffd}[2J\u{fffd}]0;pwned\u{fffd}x"),
+            "{shown:?}"
+        );
         let mut bare = AuditRecord::new(AuditEvent::ClientExpired);
         bare.time_ms = 0;
         assert_eq!(
