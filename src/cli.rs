@@ -72,8 +72,9 @@ pub struct LogArgs {
     /// mxgate.yml, whose `audit.path` names the log.
     #[arg(long, short, env = "MXGATE_CONFIG", required_unless_present = "file")]
     config: Option<PathBuf>,
-    /// Read this audit file (and its rotated `.1`, `.2` … files) instead of the configured one.
-    #[arg(long, conflicts_with = "config")]
+    /// Read this audit file (and its rotated `.1`, `.2` … files) instead of the configured one
+    /// (wins over `--config` and `MXGATE_CONFIG`).
+    #[arg(long)]
     file: Option<PathBuf>,
     /// Records from this time on: a duration back from now (`24h`, `30m`, `7d`), an RFC 3339
     /// time (`2026-12-01T09:30:00Z`) or a date (`2026-12-01`).

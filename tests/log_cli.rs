@@ -9,8 +9,16 @@ fn mxgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mxgate"))
 }
 
+/// `mxgate log --file <file>`; a configuration named in the environment does not matter then.
 fn log(file: &Path, args: &[&str]) -> Output {
-    mxgate().arg("log").arg("--file").arg(file).args(args).output().unwrap()
+    mxgate()
+        .arg("log")
+        .arg("--file")
+        .arg(file)
+        .args(args)
+        .env("MXGATE_CONFIG", "/nonexistent/mxgate.yml")
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
