@@ -1,4 +1,5 @@
-//! The command line: `mxgate serve`, `mxgate check`, `mxgate sessions` and `mxgate healthcheck`.
+//! The command line: `mxgate serve`, `mxgate check`, `mxgate sessions`, `mxgate log` and
+//! `mxgate healthcheck`.
 //! Every setting comes from the config file, which `--config` or `MXGATE_CONFIG` names.
 
 use crate::config;
@@ -50,6 +51,9 @@ pub enum Command {
         #[arg(long, short, env = "MXGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Show the audit log (logins, consents, tokens issued, refreshed and revoked, logouts,
+    /// refusals): the current and rotated files in time order, filtered.
+    Log(LogArgs),
     /// Exit 0 when a running mxgate answers `GET <url>` with a success status, 1 otherwise: the
     /// container image's health check (the image has no shell and no curl).
     Healthcheck {
@@ -60,6 +64,44 @@ pub enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+}
+
+/// `mxgate log`: which records, and how to show them.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// mxgate.yml, whose `audit.path` names the log.
+    #[arg(long, short, env = "MXGATE_CONFIG", required_unless_present = "file")]
+    config: Option<PathBuf>,
+    /// Read this audit file (and its rotated `.1`, `.2` … files) instead of the configured one
+    /// (wins over `--config` and `MXGATE_CONFIG`).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Records from this time on: a duration back from now (`24h`, `30m`, `7d`), an RFC 3339
+    /// time (`2026-12-01T09:30:00Z`) or a date (`2026-12-01`).
+    #[arg(long, value_parser = parse_log_time)]
+    since: Option<u64>,
+    /// Records up to this time (same forms as `--since`).
+    #[arg(long, value_parser = parse_log_time)]
+    until: Option<u64>,
+    /// Only these events (repeat for several): login_succeeded, login_failed, token_issued, …
+    #[arg(long = "event", value_parser = crate::audit::query::parse_event)]
+    events: Vec<crate::audit::AuditEvent>,
+    /// Only this user: `provider:user-id`, username or email.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this OAuth client id.
+    #[arg(long)]
+    client: Option<String>,
+    /// Print the JSON lines as they are in the file instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Keep reading: print records as they are written (also across rotations) until stopped.
+    #[arg(long, short)]
+    follow: bool,
+}
+
+fn parse_log_time(text: &str) -> Result<u64, String> {
+    crate::audit::query::parse_time(text, crate::support::now_ms())
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::gateway::serve(settings)
         }
         Command::Sessions { action } => sessions(action),
+        Command::Log(args) => log(args),
         Command::Healthcheck { url, timeout } => {
             // Docker reads exit 1 as "unhealthy" (2 is reserved), so this one error has its own code.
             if let Err(e) = healthcheck(&url, timeout) {
@@ -148,6 +191,73 @@ fn healthcheck(url: &url::Url, timeout: Duration) -> anyhow::Result<()> {
         .status();
     anyhow::ensure!(status.is_success(), "GET {url} answered {status}");
     println!("healthy: GET {url} answered {status}");
+    Ok(())
+}
+
+/// How often `mxgate log --follow` looks for new records.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+fn log(args: LogArgs) -> anyhow::Result<()> {
+    use crate::audit::{query::Query, reader, table};
+    use std::io::Write as _;
+    let path = match (args.file, args.config) {
+        (Some(file), _) => file,
+        (None, Some(config)) => config::load(&config)?.audit.path,
+        (None, None) => anyhow::bail!("name the configuration (--config or MXGATE_CONFIG) or the audit file (--file)"),
+    };
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        anyhow::ensure!(since <= until, "--since is after --until: nothing can match");
+    }
+    let query = Query {
+        since_ms: args.since,
+        until_ms: args.until,
+        events: args.events,
+        user: args.user,
+        client: args.client,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if !args.json {
+        writeln!(out, "{}", table::header())?;
+    }
+    let mut shown = 0u64;
+    let mut emit = |line: &str, record: &crate::audit::AuditRecord| {
+        shown += 1;
+        match args.json {
+            true => writeln!(out, "{line}"),
+            false => writeln!(out, "{}", table::format(record)),
+        }?;
+        if args.follow {
+            out.flush()?;
+        }
+        Ok(())
+    };
+    let mut scan = reader::Scan::new(&query);
+    let result = if args.follow {
+        let reported = std::cell::Cell::new(0);
+        let report_malformed = |scan: &reader::Scan<'_>| {
+            if scan.malformed > reported.get() {
+                eprintln!("mxgate: skipped {} malformed line(s)", scan.malformed - reported.get());
+                reported.set(scan.malformed);
+            }
+            true
+        };
+        reader::follow(&path, &mut scan, &mut emit, FOLLOW_POLL, &report_malformed)
+    } else {
+        reader::read(&path, &mut scan, &mut emit)
+    };
+    match result.and_then(|()| out.flush()) {
+        // `mxgate log | head`: the reader went away; that is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other.with_context(|| format!("reading the audit log {}", path.display()))?,
+    }
+    if !path.exists() {
+        eprintln!("mxgate: no audit file at {} yet", path.display());
+    }
+    if scan.malformed > 0 {
+        eprintln!("mxgate: skipped {} malformed line(s)", scan.malformed);
+    }
+    eprintln!("{shown} record(s)");
     Ok(())
 }
 

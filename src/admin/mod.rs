@@ -5,6 +5,7 @@
 
 pub mod client;
 
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::session::Sessions;
 use crate::store::{Store, StoreError, Table};
 use crate::support::now;
@@ -126,8 +127,15 @@ impl SessionAdmin {
     pub async fn revoke(&self, selector: &Selector) -> Result<usize, StoreError> {
         let mut revoked = 0;
         for session in self.list(selector).await? {
-            if self.sessions.revoke_session(&session.session_id).await {
+            if let Some(user) = self.sessions.revoke_session_of_user(&session.session_id).await {
                 tracing::info!(user = %session.username, session = %session.session_id, "session revoked by an administrator");
+                crate::audit::record(
+                    AuditRecord::new(AuditEvent::TokenRevoked)
+                        .user(&user)
+                        .client_id(&session.client_id)
+                        .session_id(&session.session_id)
+                        .reason("session revoked by an administrator (mxgate sessions revoke)"),
+                );
                 revoked += 1;
             }
         }

@@ -7,6 +7,13 @@
 //! when auditing is off, records go to the `mxgate::audit` tracing target only. A record never
 //! holds a token or a secret: it has no field that could.
 
+pub mod file_sink;
+mod log_files;
+pub mod query;
+pub mod reader;
+mod rotating_file;
+pub mod table;
+
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -141,6 +148,14 @@ impl AuditRecord {
         self
     }
 
+    /// [`Self::user`] when the user is known.
+    pub fn user_if_known(self, user: Option<&crate::identity::user::UserIdentity>) -> Self {
+        match user {
+            Some(user) => self.user(user),
+            None => self,
+        }
+    }
+
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
         self
@@ -207,6 +222,39 @@ pub fn record(record: AuditRecord) {
     );
     if let Some(sink) = SINK.get() {
         sink.write(&record);
+    }
+}
+
+/// For tests anywhere in the crate: every record of this process, captured by a sink that is
+/// installed on first use (tests run in parallel, so each picks its own records, by client id).
+#[cfg(test)]
+pub(crate) mod captured {
+    use super::{AuditRecord, AuditSink};
+    use std::sync::{Arc, Mutex};
+
+    static RECORDS: Mutex<Vec<AuditRecord>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    impl AuditSink for Capture {
+        fn write(&self, record: &AuditRecord) {
+            RECORDS.lock().unwrap().push(record.clone());
+        }
+    }
+
+    /// Starts capturing (call before the records of interest are made).
+    pub fn start() {
+        super::install(Arc::new(Capture));
+    }
+
+    /// The captured records of `client_id`, in the order they were made.
+    pub fn of_client(client_id: &str) -> Vec<AuditRecord> {
+        let records = RECORDS.lock().unwrap();
+        records
+            .iter()
+            .filter(|r| r.client_id.as_deref() == Some(client_id))
+            .cloned()
+            .collect()
     }
 }
 

@@ -98,6 +98,9 @@ pub struct GatewayFile {
     /// Rules evaluated at login and on each request; the first whose condition is true decides.
     #[serde(default)]
     pub policies: Vec<super::access_policy::PolicyRule>,
+    /// The audit log of authentication events (a JSON-lines file).
+    #[serde(default)]
+    pub audit: super::audit::AuditFile,
 }
 
 /// A map of booleans, each also accepted as a string (`${VAR}` references resolve to strings).

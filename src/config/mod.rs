@@ -4,6 +4,7 @@
 //! and print redacted.
 
 pub mod access_policy;
+pub mod audit;
 mod encryption_key;
 mod error;
 pub mod gateway_file;

@@ -61,6 +61,8 @@ pub struct Settings {
     pub role_mappings: RoleMappingsFile,
     /// `policies`, in file order (bounds checked; compiled by `policy::PolicySet`).
     pub policies: Vec<PolicyRule>,
+    /// The audit log (`audit:`).
+    pub audit: super::audit::AuditSettings,
 }
 
 /// Client ID Metadata Documents.
@@ -437,6 +439,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         .map(|o| parse_allowed_origin(o))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|m| gw_err("allowed_origins", m))?;
+    let audit = super::audit::AuditSettings::build(gateway.audit, base_dir, &data_dir, gateway_path)?;
     let forward_auth_path = forward_auth_path(&gateway.forward_auth, gateway_path, &provider, &gateway.mcp_path)?;
     super::access_policy::validate(&gateway.role_mappings, &gateway.policies).map_err(|(key, m)| gw_err(&key, m))?;
     let encryption_key = auth
@@ -514,6 +517,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         forward_auth_path,
         role_mappings: gateway.role_mappings,
         policies: gateway.policies,
+        audit,
     })
 }
 

@@ -7,6 +7,7 @@
 use super::local_response::json_error;
 use super::mcp_session_binding::{SessionCheck, MCP_SESSION_HEADER};
 use super::mcp_session_registry::McpSessionRegistry;
+use crate::audit::AuditEvent;
 use crate::identity::assertion::AssertionMinter;
 use crate::metrics::{metrics, AuthReason};
 use crate::oauth::challenge::Challenge;
@@ -41,6 +42,8 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     pub origin: Option<&'a PublicOrigin>,
     pub mode: Admission,
+    /// The client's address (see `proxy_trust`), for the audit log.
+    pub client_addr: Option<std::net::IpAddr>,
 }
 
 /// Who forwards the admitted request to the core, which decides what admission can know.
@@ -58,6 +61,12 @@ pub enum Admission {
 // === impl RequestHead ===
 
 impl RequestHead<'_> {
+    /// `METHOD /path` for the audit log: never the query, which may carry anything.
+    fn audit_line(&self) -> String {
+        let path = self.path_and_query.split(['?', '#']).next().unwrap_or("/");
+        format!("{} {path}", self.method)
+    }
+
     /// A browser loading a page (GET that accepts HTML), as opposed to an MCP or API client.
     fn is_page_navigation(&self) -> bool {
         *self.method == Method::GET
@@ -138,6 +147,18 @@ impl AuthParts {
             return Err(refuse(AuthReason::SessionEnded, ended));
         }
         if !self.required_scopes.satisfied_by(&session.record.scope) {
+            crate::audit::record(
+                session
+                    .record
+                    .audit(AuditEvent::RequestDenied)
+                    .client_addr(request.client_addr)
+                    .reason(format!(
+                        "insufficient scope: requires {}, granted {}",
+                        self.required_scopes.as_slice().join(" "),
+                        session.record.scope.join(" ")
+                    ))
+                    .request(request.audit_line()),
+            );
             return Err(refuse(AuthReason::InsufficientScope, Challenge::InsufficientScope));
         }
         if let Some(mcp_session) = headers.get(MCP_SESSION_HEADER) {

@@ -158,6 +158,7 @@ impl ForwardAuth {
             headers: check.headers,
             origin: original.origin.as_ref(),
             mode: Admission::ForwardAuth,
+            client_addr: original.client,
         };
         let (method, path, client) = (&original.method, original.logged_path(), original.client);
         let admitted = match auth.admit(&request, now).await {

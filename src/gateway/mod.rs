@@ -34,6 +34,7 @@ mod tls_handshake;
 pub use proxy::{HEALTH_PATH, READY_PATH};
 
 use crate::admin::SessionAdmin;
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::config::{Settings, StoreSettings};
 use crate::identity::assertion::AssertionMinter;
 use crate::identity::signing_key::AssertionSigner;
@@ -277,6 +278,8 @@ impl BuildAuth for KeptAuth {
 /// Runs mxgate until SIGTERM (graceful) or SIGINT (fast).
 pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    crate::audit::file_sink::install_from_settings(&settings.audit)
+        .with_context(|| format!("opening the audit log {}", settings.audit.path.display()))?;
     let Built {
         gateway,
         admin,
@@ -388,8 +391,18 @@ impl BackgroundService for StorePurge {
                 _ = shutdown.changed() => return,
                 _ = interval.tick() => {
                     match self.store.kv().purge_expired(crate::support::now()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(removed = n, "purged expired store entries"),
+                        Ok(purged) => {
+                            if purged.removed > 0 {
+                                tracing::info!(removed = purged.removed, "purged expired store entries");
+                            }
+                            for client_id in purged.expired_clients {
+                                crate::audit::record(
+                                    AuditRecord::new(AuditEvent::ClientExpired)
+                                        .client_id(client_id)
+                                        .reason("unused for dynamic_clients.idle_ttl; removed"),
+                                );
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "purging expired store entries failed"),
                     }
                 }

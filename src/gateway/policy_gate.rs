@@ -42,6 +42,7 @@ impl AuthParts {
         let Decision::Deny(denial) = policies.check_request(user, request, calls) else {
             return None;
         };
+        crate::metrics::metrics().authentication(crate::metrics::AuthReason::PolicyDenied);
         crate::audit::record(
             AuditRecord::new(AuditEvent::RequestDenied)
                 .user(&record.user)

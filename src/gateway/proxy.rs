@@ -204,6 +204,7 @@ impl McpGateway {
             headers: &header.headers,
             origin: ctx.origin.as_ref(),
             mode: Admission::Proxied,
+            client_addr: ctx.view.client_ip,
         };
         match auth.admit(&request, now).await {
             Ok(admitted) => {

@@ -133,6 +133,13 @@ impl AuthorizationServer {
             return request.redirect_error(&e);
         }
         if let Some(remembered) = self.remembered_login(req.headers(), &request) {
+            crate::audit::record(
+                crate::audit::AuditRecord::new(crate::audit::AuditEvent::ConsentGiven)
+                    .client_id(&request.client_id)
+                    .client_addr(super::ClientAddress::of(&req))
+                    .provider(&remembered.provider)
+                    .reason(format!("remembered approval; scope: {}", request.scope.join(" "))),
+            );
             return self
                 .start_login(request, Some(&remembered.provider), remembered.consent, None)
                 .await;

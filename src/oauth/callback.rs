@@ -10,8 +10,8 @@ use super::cookies;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::transactions::{AuthorizationRequest, CodeRecord, LoginState};
-use super::{response, AuthorizationServer};
-use crate::audit::{AuditEvent, AuditRecord};
+use super::{response, AuthorizationServer, ClientAddress};
+use crate::audit::{self, AuditEvent, AuditRecord};
 use crate::metrics::{metrics, LoginResult};
 use crate::policy::variables::{RequestFacts, UserFacts};
 use crate::policy::Decision;
@@ -43,6 +43,7 @@ impl AuthorizationServer {
             );
         };
         let Some(state) = params.get("state") else {
+            login_failed(&req, None, "the identity provider sent no state");
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Invalid request",
@@ -61,7 +62,14 @@ impl AuthorizationServer {
         };
         let login: LoginState = match self.store.get(Table::LoginStates, &key).await {
             Ok(Some(l)) => l,
-            Ok(None) => return expired(),
+            Ok(None) => {
+                login_failed(
+                    &req,
+                    None,
+                    "unknown or expired state (state mismatch, or a login already completed)",
+                );
+                return expired();
+            }
             Err(e) => return store_failure(e),
         };
         let Some(entry) = self
@@ -69,6 +77,11 @@ impl AuthorizationServer {
             .by_callback_path(req.uri().path())
             .filter(|e| login.provider.is_empty() || e.provider.name() == login.provider)
         else {
+            login_failed(
+                &req,
+                Some(&login),
+                "the callback came from another provider than the login went to",
+            );
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Sign-in not accepted",
@@ -81,6 +94,11 @@ impl AuthorizationServer {
             .is_some_and(|b| bool::from(token_hash(b).as_bytes().ct_eq(login.browser_binding_hash.as_bytes())));
         if !same_browser {
             tracing::warn!(client_id = %login.request.client_id, "login callback arrived in a browser that did not start it");
+            login_failed(
+                &req,
+                Some(&login),
+                "the callback arrived in a browser that did not start the login",
+            );
             return error_page(
                 StatusCode::FORBIDDEN,
                 "Sign-in not accepted",
@@ -89,7 +107,10 @@ impl AuthorizationServer {
         }
         match self.store.take::<LoginState>(Table::LoginStates, &key).await {
             Ok(Some(_)) => {}
-            Ok(None) => return expired(),
+            Ok(None) => {
+                login_failed(&req, Some(&login), "the login was already completed (state used twice)");
+                return expired();
+            }
             Err(e) => return store_failure(e),
         }
         let request = &login.request;
@@ -103,17 +124,13 @@ impl AuthorizationServer {
                 counted(LoginResult::Failed);
                 ErrorCode::ServerError
             };
-            return self.fail(
-                &login,
-                OAuthError::new(code, format!("the identity provider answered `{error}`")),
-            );
+            let error = OAuthError::new(code, format!("the identity provider answered `{error}`"));
+            return self.fail(&req, &login, error.description.clone(), error);
         }
         let Some(code) = params.get("code") else {
             counted(LoginResult::Failed);
-            return self.fail(
-                &login,
-                OAuthError::server_error("the identity provider sent no authorization code"),
-            );
+            let error = OAuthError::server_error("the identity provider sent no authorization code");
+            return self.fail(&req, &login, error.description.clone(), error);
         };
         let mut outcome = match entry
             .provider
@@ -139,8 +156,11 @@ impl AuthorizationServer {
                 } else {
                     LoginResult::Failed
                 });
+                let reason = format!("provider error: {e}");
                 return self.fail(
+                    &req,
                     &login,
+                    reason,
                     OAuthError::new(code, "signing in at the identity provider failed"),
                 );
             }
@@ -148,9 +168,18 @@ impl AuthorizationServer {
 
         if let Some(refused) = self.approver_mismatch(&login, &outcome.user) {
             counted(LoginResult::Denied);
+            audit::record(
+                login_failure(
+                    &req,
+                    Some(&login),
+                    "a remembered approval of another user was presented",
+                )
+                .user(&outcome.user),
+            );
             return self.finish(&request.issuer, refused);
         }
         if let Some(denied) = self.admit_login(&req, &login, &mut outcome) {
+            counted(LoginResult::Denied);
             return self.finish(&request.issuer, denied);
         }
 
@@ -167,8 +196,14 @@ impl AuthorizationServer {
         };
         if let Err(e) = self.sessions.create(&session).await {
             counted(LoginResult::Failed);
-            return self.fail(&login, OAuthError::from(e));
+            let reason = format!("the session could not be stored: {e}");
+            return self.fail(&req, &login, reason, OAuthError::from(e));
         }
+        audit::record(
+            session
+                .audit(AuditEvent::LoginSucceeded)
+                .client_addr(ClientAddress::of(&req)),
+        );
         tracing::info!(
             user = %session.user.username,
             provider = %session.user.provider,
@@ -195,7 +230,8 @@ impl AuthorizationServer {
                 }
                 Err(e) => {
                     counted(LoginResult::Failed);
-                    self.fail(&login, OAuthError::from(e))
+                    let reason = format!("the authorization code could not be stored: {e}");
+                    self.fail(&req, &login, reason, OAuthError::from(e))
                 }
             },
         }
@@ -226,6 +262,7 @@ impl AuthorizationServer {
             AuditRecord::new(AuditEvent::LoginFailed)
                 .user(&outcome.user)
                 .client_id(&login.request.client_id)
+                .client_addr(ClientAddress::of(req))
                 .reason(format!("policy rule {}: {}", denial.rule, denial.reason)),
         );
         Some(error_page(StatusCode::FORBIDDEN, "Access denied", &denial.reason))
@@ -249,8 +286,10 @@ impl AuthorizationServer {
         Ok(code)
     }
 
-    /// A failed login: back to the MCP client with the error, or a page for a person.
-    fn fail(&self, login: &LoginState, error: OAuthError) -> Response<Bytes> {
+    /// A failed login (audited with `reason`): back to the MCP client with the error, or a
+    /// page for a person.
+    fn fail(&self, req: &Request<Bytes>, login: &LoginState, reason: String, error: OAuthError) -> Response<Bytes> {
+        login_failed(req, Some(login), reason);
         let resp = match login.return_to {
             Some(_) => error_page(StatusCode::BAD_GATEWAY, "Sign-in failed", &error.description),
             None => login.request.redirect_error(&error),
@@ -263,4 +302,22 @@ impl AuthorizationServer {
         response::set_cookie(&mut resp, &Self::cookies_for(origin).clear(cookies::LOGIN));
         resp
     }
+}
+
+/// The audit record of a login that did not complete; `login` once its state was found.
+fn login_failure(req: &Request<Bytes>, login: Option<&LoginState>, reason: impl Into<String>) -> AuditRecord {
+    let mut record = AuditRecord::new(AuditEvent::LoginFailed)
+        .client_addr(ClientAddress::of(req))
+        .reason(reason);
+    if let Some(login) = login {
+        record = record.client_id(&login.request.client_id);
+        if !login.provider.is_empty() {
+            record = record.provider(&login.provider);
+        }
+    }
+    record
+}
+
+fn login_failed(req: &Request<Bytes>, login: Option<&LoginState>, reason: impl Into<String>) {
+    audit::record(login_failure(req, login, reason));
 }

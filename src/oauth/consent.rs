@@ -13,7 +13,8 @@ use super::cookies;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::transactions::{AuthorizationRequest, ConsentTransaction, LoginConsent};
-use super::{metadata::CONSENT_PATH, pages, response, AuthorizationServer};
+use super::{metadata::CONSENT_PATH, pages, response, AuthorizationServer, ClientAddress};
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::store::Table;
 use crate::support::{new_opaque_token, now, random_id, token_hash};
 use bytes::Bytes;
@@ -165,14 +166,28 @@ impl AuthorizationServer {
             );
         }
         // One provider: `decision=approve`. Several: the button pressed names the provider.
+        let audit = |event| {
+            AuditRecord::new(event)
+                .client_id(&record.request.client_id)
+                .client_addr(ClientAddress::of(&req))
+        };
         match (params.get("decision"), params.get("provider")) {
             (Some("approve"), provider) | (None, provider @ Some(_)) => {
+                let mut given =
+                    audit(AuditEvent::ConsentGiven).reason(format!("scope: {}", record.request.scope.join(" ")));
+                if let Some(provider) = provider {
+                    given = given.provider(provider);
+                }
+                crate::audit::record(given);
                 self.start_login(record.request, provider, LoginConsent::Approved, None)
                     .await
             }
-            _ => record
-                .request
-                .redirect_error(&OAuthError::new(ErrorCode::AccessDenied, "the user denied access")),
+            _ => {
+                crate::audit::record(audit(AuditEvent::ConsentDenied).reason("the user denied access"));
+                record
+                    .request
+                    .redirect_error(&OAuthError::new(ErrorCode::AccessDenied, "the user denied access"))
+            }
         }
     }
 }

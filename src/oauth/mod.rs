@@ -88,6 +88,15 @@ impl Route {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddress(pub std::net::IpAddr);
 
+// === impl ClientAddress ===
+
+impl ClientAddress {
+    /// The address the gateway set on `req` (none when no gateway did, as in handler tests).
+    pub fn of<B>(req: &Request<B>) -> Option<std::net::IpAddr> {
+        req.extensions().get::<ClientAddress>().map(|a| a.0)
+    }
+}
+
 /// The public URL a request reached mxgate by, when it differs from `public_url` (set by the
 /// gateway from a trusted proxy's `X-Forwarded-Proto/-Host`; see `gateway::proxy_trust`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,6 +24,13 @@ impl AuthorizationServer {
         record.client_id_issued_at = crate::support::now();
         self.clients.register(&record).await?;
         tracing::info!(client_id = %record.client_id, name = record.client_name.as_deref().unwrap_or(""), "client registered");
+        let mut registered = crate::audit::AuditRecord::new(crate::audit::AuditEvent::ClientRegistered)
+            .client_id(&record.client_id)
+            .client_addr(super::ClientAddress::of(&req));
+        if let Some(name) = &record.client_name {
+            registered = registered.reason(format!("client_name: {name}"));
+        }
+        crate::audit::record(registered);
 
         let mut body = serde_json::json!({
             "client_id": record.client_id,

@@ -15,13 +15,17 @@ use super::cookies;
 use super::error::{ErrorCode, OAuthError};
 use super::metadata::LOGOUT_PATH;
 use super::params::Params;
-use super::{pages, response, AuthorizationServer};
+use super::{pages, response, AuthorizationServer, ClientAddress};
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::identity::user::UserIdentity;
 use crate::session::bearer::{bearer_token, BearerError};
 use crate::session::lifecycle::TokenRevocation;
+use crate::session::SessionRecord;
 use crate::support::{new_opaque_token, now};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
+use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 impl AuthorizationServer {
@@ -47,11 +51,18 @@ impl AuthorizationServer {
                 ));
             }
         }
+        let address = ClientAddress::of(&req);
         match self.sessions.revoke_token(token, &client.client_id).await? {
-            TokenRevocation::SessionEnded { session_id } => {
+            TokenRevocation::SessionEnded { session_id, user } => {
                 tracing::info!(client_id = %client.client_id, session = %session_id, "refresh token revoked; session ended");
+                let record = revoked(user.as_ref(), &client.client_id, &session_id, address);
+                crate::audit::record(record.reason("refresh token revoked (/revoke); the session ended"));
             }
-            TokenRevocation::AccessToken => tracing::info!(client_id = %client.client_id, "access token revoked"),
+            TokenRevocation::AccessToken { session_id, user } => {
+                tracing::info!(client_id = %client.client_id, "access token revoked");
+                let record = revoked(user.as_ref(), &client.client_id, &session_id, address);
+                crate::audit::record(record.reason("access token revoked (/revoke)"));
+            }
             TokenRevocation::OtherClients => {
                 tracing::warn!(client_id = %client.client_id, "a client tried to revoke another client's token")
             }
@@ -80,6 +91,7 @@ impl AuthorizationServer {
             .into_iter()
             .flatten()
             .any(|p| matches!(p.get("all"), Some("true") | Some("1")));
+        let address = ClientAddress::of(&req);
         let revoked = if all {
             match self.sessions.revoke_user_sessions(&session.record.user.key()).await {
                 Ok(n) => n,
@@ -90,6 +102,11 @@ impl AuthorizationServer {
             1
         };
         tracing::info!(user = %session.record.user.username, all, revoked, "logout");
+        let reason = match all {
+            true => format!("every session of the user ended ({revoked})"),
+            false => "this session ended".to_string(),
+        };
+        audit_logout(&session.record, address, &reason);
         response::json(StatusCode::OK, &json!({"revoked_sessions": revoked}))
     }
 
@@ -121,15 +138,18 @@ impl AuthorizationServer {
                     "This sign-out did not come from mxgate's own page. Open /logout to sign out.",
                 );
             }
+            let address = ClientAddress::of(req);
             if let Ok(session) = self.sessions.bearer().authenticate(token, now()).await {
                 self.sessions.revoke_session(session.id()).await;
                 tracing::info!(user = %session.record.user.username, "browser logout");
+                audit_logout(&session.record, address, "browser sign-out");
             } else if let Ok((snapshot, _)) = crate::session::stateless::open_sealed(self.store.cipher(), token) {
                 // A stateless browser token past its short life still names a session that could
                 // be renewed: end it too.
                 if snapshot.client_id == super::browser_login::BROWSER_CLIENT_ID {
                     self.sessions.revoke_session(&snapshot.id).await;
                     tracing::info!(user = %snapshot.user.username, "browser logout");
+                    audit_logout(&snapshot, address, "browser sign-out");
                 }
             }
         }
@@ -148,4 +168,24 @@ impl AuthorizationServer {
         }
         resp
     }
+}
+
+/// A `token_revoked` record for a token of `client_id` in session `session_id`.
+fn revoked(user: Option<&UserIdentity>, client_id: &str, session_id: &str, address: Option<IpAddr>) -> AuditRecord {
+    AuditRecord::new(AuditEvent::TokenRevoked)
+        .user_if_known(user)
+        .client_id(client_id)
+        .session_id(session_id)
+        .client_addr(address)
+}
+
+/// A logout of `session`'s user: the tokens it ended (`token_revoked`), then the `logout`.
+fn audit_logout(session: &SessionRecord, address: Option<IpAddr>, reason: &str) {
+    crate::audit::record(
+        session
+            .audit(AuditEvent::TokenRevoked)
+            .client_addr(address)
+            .reason(format!("logout: {reason}")),
+    );
+    crate::audit::record(session.audit(AuditEvent::Logout).client_addr(address).reason(reason));
 }

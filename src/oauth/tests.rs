@@ -1253,3 +1253,107 @@ async fn registered_clients_are_bounded_in_number() {
     assert_eq!(full.status(), 503);
     assert_eq!(json(&full)["error"], "temporarily_unavailable");
 }
+
+#[tokio::test]
+async fn the_audit_trail_follows_a_client_from_registration_to_revocation_and_holds_no_secret() {
+    use crate::audit::{captured, AuditEvent};
+    captured::start();
+    let h = harness();
+    let client = h.register_public().await;
+    // Denied at the consent page, then refused by the provider, then signed in.
+    let page = h.call(get(&Harness::authorize_uri(&client, ""), "")).await;
+    let html = String::from_utf8(page.body().to_vec()).unwrap();
+    let form = format!(
+        "transaction={}&csrf_token={}&decision=deny",
+        hidden(&html, "transaction"),
+        hidden(&html, "csrf_token")
+    );
+    let headers = [
+        ("cookie", cookies_of(&page)),
+        ("content-type", "application/x-www-form-urlencoded".into()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    h.call(post("/consent", &form, &headers)).await;
+    let (to_idp, jar) = h.approve(&client).await;
+    let state = query(&location(&to_idp))["state"].clone();
+    h.call(get(&format!("/callback?code=bad-code&state={state}"), &jar))
+        .await;
+    let code = h.code_for(&client).await;
+    let mut exchange = post(
+        "/token",
+        &format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&client_id={client}&code_verifier={VERIFIER}",
+            urlencode(REDIRECT)
+        ),
+        &[],
+    );
+    let address: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    exchange.extensions_mut().insert(ClientAddress(address));
+    let tokens = json(&h.call(exchange).await);
+    let refresh = |token: &Value| {
+        format!(
+            "grant_type=refresh_token&refresh_token={}&client_id={client}",
+            token.as_str().unwrap()
+        )
+    };
+    let refreshed = json(&h.call(post("/token", &refresh(&tokens["refresh_token"]), &[])).await);
+    // Past the grace retry: the third use of the first refresh token is a reuse.
+    h.call(post("/token", &refresh(&tokens["refresh_token"]), &[])).await;
+    h.call(post("/token", &refresh(&tokens["refresh_token"]), &[])).await;
+    let revoke = format!(
+        "token={}&client_id={client}",
+        refreshed["access_token"].as_str().unwrap()
+    );
+    h.call(post("/revoke", &revoke, &[])).await;
+
+    let records = captured::of_client(&client);
+    let events: Vec<&str> = records.iter().map(|r| r.event.name()).collect();
+    assert_eq!(
+        events,
+        [
+            "client_registered",
+            "consent_denied",
+            "consent_given",
+            "login_failed",
+            "consent_given",
+            "login_succeeded",
+            "token_issued",
+            "token_refreshed",
+            "token_refreshed",
+            "refresh_token_reuse",
+            "token_revoked",
+        ]
+    );
+    let failed = &records[3];
+    assert!(
+        failed.reason.as_deref().unwrap().contains("invalid_grant"),
+        "{failed:?}"
+    );
+    let issued = records.iter().find(|r| r.event == AuditEvent::TokenIssued).unwrap();
+    assert_eq!(
+        (issued.user.as_deref(), issued.username.as_deref()),
+        (Some("oidc:alice"), Some("alice"))
+    );
+    assert_eq!(issued.client_addr, Some(address));
+    assert!(issued.session_id.is_some());
+    let reuse = records
+        .iter()
+        .find(|r| r.event == AuditEvent::RefreshTokenReuse)
+        .unwrap();
+    assert_eq!(
+        reuse.user.as_deref(),
+        Some("oidc:alice"),
+        "the user of the revoked session"
+    );
+    let text = serde_json::to_string(&records).unwrap();
+    for secret in [
+        &tokens["access_token"],
+        &tokens["refresh_token"],
+        &refreshed["refresh_token"],
+    ] {
+        assert!(!text.contains(secret.as_str().unwrap()), "a token in the audit trail");
+    }
+    for secret in [code.as_str(), VERIFIER, "idp-access", &state] {
+        assert!(!text.contains(secret), "`{secret}` in the audit trail");
+    }
+}

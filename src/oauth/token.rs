@@ -9,7 +9,8 @@ use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::pkce::verify_s256;
 use super::transactions::{AuthorizationRequest, CodeRecord};
-use super::{response, AuthorizationServer};
+use super::{response, AuthorizationServer, ClientAddress};
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::metrics::metrics;
 use crate::session::provider_refresh::Renewal;
 use crate::session::rotation::RotationOutcome;
@@ -20,6 +21,7 @@ use crate::support::{now, token_hash};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use serde_json::json;
+use std::net::IpAddr;
 
 impl AuthorizationServer {
     pub(super) async fn token(&self, req: Request<Bytes>) -> Result<Response<Bytes>, OAuthError> {
@@ -32,16 +34,17 @@ impl AuthorizationServer {
             .clients
             .authenticate(req.headers(), params.get("client_id"), params.get("client_secret"))
             .await?;
-        let (session, issued) = match params.get("grant_type") {
+        let address = ClientAddress::of(&req);
+        let (event, (session, issued)) = match params.get("grant_type") {
             Some(GRANT_AUTHORIZATION_CODE) => {
-                let issued = self.redeem_code(&params, &client).await?;
+                let issued = self.redeem_code(&params, &client, address).await?;
                 metrics().token_issued();
-                issued
+                (AuditEvent::TokenIssued, issued)
             }
             Some(GRANT_REFRESH_TOKEN) => {
-                let refreshed = self.refresh(&params, &client).await?;
+                let refreshed = self.refresh(&params, &client, address).await?;
                 metrics().token_refreshed();
-                refreshed
+                (AuditEvent::TokenRefreshed, refreshed)
             }
             Some(other) => {
                 return Err(OAuthError::new(
@@ -51,6 +54,11 @@ impl AuthorizationServer {
             }
             None => return Err(OAuthError::invalid_request("grant_type is required")),
         };
+        crate::audit::record(session.audit(event).client_addr(address).reason(format!(
+            "{} grant; scope: {}",
+            params.get("grant_type").unwrap_or_default(),
+            session.scope.join(" ")
+        )));
         let mut body = json!({
             "access_token": issued.access_token,
             "token_type": "Bearer",
@@ -76,6 +84,7 @@ impl AuthorizationServer {
         &self,
         params: &Params,
         client: &ClientRecord,
+        address: Option<IpAddr>,
     ) -> Result<(SessionRecord, IssuedTokens), OAuthError> {
         let code = params
             .get("code")
@@ -91,7 +100,7 @@ impl AuthorizationServer {
             CodeRecord::Issued { request, session_id } => (request, session_id),
             CodeRecord::Redeemed { request, session_id } => {
                 return Err(self
-                    .code_replayed(request.as_ref(), &session_id, params, client, verifier)
+                    .code_replayed(request.as_ref(), &session_id, params, client, verifier, address)
                     .await)
             }
         };
@@ -116,7 +125,7 @@ impl AuthorizationServer {
             // Redeemed meanwhile by a request that proved the same: a replay by the code's holder.
             Update::Unchanged(_) => {
                 return Err(self
-                    .code_replayed(Some(&request), &session_id, params, client, verifier)
+                    .code_replayed(Some(&request), &session_id, params, client, verifier, address)
                     .await)
             }
         }
@@ -181,13 +190,21 @@ impl AuthorizationServer {
         params: &Params,
         client: &ClientRecord,
         verifier: &str,
+        address: Option<IpAddr>,
     ) -> OAuthError {
         let by_holder = request.is_none_or(|r| self.check_code_holder(r, params, client, verifier).is_ok());
         if !by_holder {
             return OAuthError::invalid_grant("the authorization code is invalid or expired");
         }
-        self.sessions.revoke_session(session_id).await;
+        let user = self.sessions.revoke_session_of_user(session_id).await;
         tracing::warn!(client_id = %client.client_id, "authorization code replayed; its session is revoked");
+        let record = AuditRecord::new(AuditEvent::TokenRevoked)
+            .client_id(&client.client_id)
+            .session_id(session_id)
+            .client_addr(address)
+            .reason("authorization code replayed; the tokens it issued are revoked")
+            .user_if_known(user.as_ref());
+        crate::audit::record(record);
         OAuthError::invalid_grant("the authorization code was already used; the tokens it issued are revoked")
     }
 
@@ -195,6 +212,7 @@ impl AuthorizationServer {
         &self,
         params: &Params,
         client: &ClientRecord,
+        address: Option<IpAddr>,
     ) -> Result<(SessionRecord, IssuedTokens), OAuthError> {
         if !client.may_use_grant(GRANT_REFRESH_TOKEN) {
             return Err(OAuthError::new(
@@ -213,10 +231,17 @@ impl AuthorizationServer {
             .await?
         {
             RotationOutcome::Rotated { session_id } | RotationOutcome::GraceRetry { session_id } => session_id,
-            RotationOutcome::Reused { .. } => {
+            RotationOutcome::Reused { session_id, user } => {
+                let record = AuditRecord::new(AuditEvent::RefreshTokenReuse)
+                    .client_id(&client.client_id)
+                    .session_id(session_id)
+                    .client_addr(address)
+                    .reason("a spent refresh token was presented again; the session is revoked")
+                    .user_if_known(user.as_deref());
+                crate::audit::record(record);
                 return Err(OAuthError::invalid_grant(
                     "the refresh token was already used; the session is revoked",
-                ))
+                ));
             }
             RotationOutcome::Invalid => {
                 return Err(OAuthError::invalid_grant(

@@ -388,7 +388,7 @@ mod tests {
         async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
             self.inner.list_prefix(table, prefix).await
         }
-        async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+        async fn purge_expired(&self, now: u64) -> Result<crate::store::Purged, StoreError> {
             self.inner.purge_expired(now).await
         }
     }

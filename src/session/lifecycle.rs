@@ -11,6 +11,7 @@
 use super::bearer::BearerAuthenticator;
 use super::tokens::{IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
 use super::{user_session_key, SessionRecord, INDEX_SEPARATOR};
+use crate::identity::user::UserIdentity;
 use crate::providers::ProviderSet;
 use crate::store::{ReplicaEvent, Store, StoreError, Table};
 use crate::support::token_hash;
@@ -26,12 +27,18 @@ pub struct Sessions {
 }
 
 /// What `/revoke` did with a token.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum TokenRevocation {
-    /// A refresh token: its whole session ended (RFC 7009 §2.1).
-    SessionEnded { session_id: String },
-    /// An access token: only it.
-    AccessToken,
+    /// A refresh token: its whole session ended (RFC 7009 §2.1). `user`: whose it was.
+    SessionEnded {
+        session_id: String,
+        user: Option<UserIdentity>,
+    },
+    /// An access token: only it; its session goes on.
+    AccessToken {
+        session_id: String,
+        user: Option<UserIdentity>,
+    },
     /// Another client's token: nothing was revoked.
     OtherClients,
     /// Unknown, expired or already revoked.
@@ -137,6 +144,18 @@ impl Sessions {
         existed
     }
 
+    /// Ends a session like [`Self::revoke_session`], and says whose it was (read just before,
+    /// for the audit record); `None` when there was no such session.
+    pub async fn revoke_session_of_user(&self, session_id: &str) -> Option<UserIdentity> {
+        let user = self.user_of(session_id).await;
+        self.revoke_session(session_id).await.then_some(user).flatten()
+    }
+
+    /// The user of a stored session, if it can be read.
+    async fn user_of(&self, session_id: &str) -> Option<UserIdentity> {
+        self.load(session_id).await.ok().flatten().map(|s| s.user)
+    }
+
     /// Ends every session of a user (`provider:user id`); returns how many there were.
     pub async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
         let mut revoked = 0;
@@ -170,15 +189,16 @@ impl Sessions {
             return Ok(TokenRevocation::OtherClients);
         }
         Ok(match record.kind {
-            TokenKind::Refresh => {
-                self.revoke_session(&record.session_id).await;
-                TokenRevocation::SessionEnded {
-                    session_id: record.session_id,
-                }
-            }
+            TokenKind::Refresh => TokenRevocation::SessionEnded {
+                user: self.revoke_session_of_user(&record.session_id).await,
+                session_id: record.session_id,
+            },
             TokenKind::Access => {
                 self.revoke_access_token(&hash).await?;
-                TokenRevocation::AccessToken
+                TokenRevocation::AccessToken {
+                    user: self.user_of(&record.session_id).await,
+                    session_id: record.session_id,
+                }
             }
         })
     }
@@ -249,14 +269,18 @@ mod tests {
         );
         assert_eq!(
             f.sessions.revoke_token(&first.access_token, "c").await.unwrap(),
-            TokenRevocation::AccessToken
+            TokenRevocation::AccessToken {
+                session_id: "sid".into(),
+                user: Some(session.user.clone())
+            }
         );
         assert!(f.bearer.authenticate(&first.access_token, now()).await.is_err());
         assert!(f.bearer.authenticate(&second.access_token, now()).await.is_ok());
         assert_eq!(
             f.sessions.revoke_token(&refresh, "c").await.unwrap(),
             TokenRevocation::SessionEnded {
-                session_id: "sid".into()
+                session_id: "sid".into(),
+                user: Some(session.user.clone())
             }
         );
         assert!(f.bearer.authenticate(&second.access_token, now()).await.is_err());

@@ -19,6 +19,7 @@ pub mod tokens;
 
 pub use lifecycle::Sessions;
 
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::identity::assertion::{AssertionMinter, AssertionSlot, AssertionSubject};
 use crate::identity::signing_key::KeyError;
 use crate::identity::user::{ProviderTokens, UserIdentity};
@@ -44,6 +45,14 @@ pub struct SessionRecord {
 // === impl SessionRecord ===
 
 impl SessionRecord {
+    /// An audit record of `event` for this session: its user, client and id.
+    pub fn audit(&self, event: AuditEvent) -> AuditRecord {
+        AuditRecord::new(event)
+            .user(&self.user)
+            .client_id(&self.client_id)
+            .session_id(&self.id)
+    }
+
     /// A stored session (stored only by [`Sessions`]).
     async fn load(store: &Store, id: &str) -> Result<Option<Self>, StoreError> {
         store.get_sealed(Table::Sessions, id).await

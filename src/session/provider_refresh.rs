@@ -22,6 +22,7 @@
 //! session lifetime governs those.
 
 use super::{ActiveSession, SessionRecord, Sessions};
+use crate::audit::AuditEvent;
 use crate::metrics::RefreshResult;
 use crate::providers::ProviderError;
 use crate::store::Table;
@@ -203,12 +204,16 @@ impl Sessions {
             Err(ProviderError::Rejected { error, .. }) => {
                 counted(RefreshResult::Rejected);
                 tracing::info!(session = %session.id, provider_error = %error, "the provider refused the refresh; the session ends");
+                let reason = format!("the provider refused the refresh (`{error}`); the session ends");
+                crate::audit::record(session.audit(AuditEvent::ProviderRefreshFailed).reason(reason));
                 self.revoke_session(&session.id).await;
                 Renewal::Ended
             }
             Err(e) => {
                 counted(RefreshResult::Failed);
                 tracing::warn!(error = %e, session = %session.id, "provider token refresh failed; keeping the current token");
+                let reason = format!("{e}; the current provider token is kept");
+                crate::audit::record(session.audit(AuditEvent::ProviderRefreshFailed).reason(reason));
                 Renewal::Kept
             }
         }

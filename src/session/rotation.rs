@@ -37,14 +37,17 @@ impl RotationState {
 }
 
 /// What presenting a refresh token came to.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum RotationOutcome {
     /// Its first use: the token is spent, and the access token issued with it is revoked.
     Rotated { session_id: String },
     /// The one retry within the grace window.
     GraceRetry { session_id: String },
-    /// A spent token presented again: the session was revoked.
-    Reused { session_id: String },
+    /// A spent token presented again: the session was revoked. `user`: whose it was.
+    Reused {
+        session_id: String,
+        user: Option<Box<crate::identity::user::UserIdentity>>,
+    },
     /// Unknown, expired, revoked, not a refresh token, or another client's.
     Invalid,
 }
@@ -80,10 +83,11 @@ impl Sessions {
             Update::Missing => Ok(RotationOutcome::Invalid),
             Update::Unchanged(t) if !t.is_refresh_token_of(client_id) => Ok(RotationOutcome::Invalid),
             Update::Unchanged(t) => {
-                self.revoke_session(&t.session_id).await;
+                let user = self.revoke_session_of_user(&t.session_id).await.map(Box::new);
                 tracing::warn!(client_id, session = %t.session_id, "a spent refresh token was presented again; its session is revoked");
                 Ok(RotationOutcome::Reused {
                     session_id: t.session_id,
+                    user,
                 })
             }
             Update::Changed { from, .. } if from.rotation == RotationState::Active => {
@@ -164,7 +168,8 @@ mod tests {
         assert_eq!(
             reuse,
             RotationOutcome::Reused {
-                session_id: "sid".into()
+                session_id: "sid".into(),
+                user: Some(Box::new(record("sid", 0).user))
             }
         );
         assert!(f.sessions.load("sid").await.unwrap().is_none());
@@ -200,7 +205,14 @@ mod tests {
         let sid = || "sid".to_string();
         let cases = [
             ("retry", false, RotationOutcome::GraceRetry { session_id: sid() }),
-            ("spent", true, RotationOutcome::Reused { session_id: sid() }),
+            (
+                "spent",
+                true,
+                RotationOutcome::Reused {
+                    session_id: sid(),
+                    user: Some(Box::new(record("sid", 0).user)),
+                },
+            ),
         ];
         for (hash, grace_used, expected) in cases {
             let stored = format!(

@@ -126,6 +126,19 @@ pub enum StoreError {
     },
 }
 
+/// What one purge of expired entries removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired entries removed, all tables together.
+    pub removed: usize,
+    /// The ids of the registered clients among them (the first [`MAX_REPORTED_CLIENTS`]), for
+    /// the audit log's `client_expired`.
+    pub expired_clients: Vec<String>,
+}
+
+/// The most expired client ids one purge reports.
+pub const MAX_REPORTED_CLIENTS: usize = 1000;
+
 /// A key-value store with per-entry expiry. Expired entries read as absent.
 /// `expires_at` is Unix seconds; 0 means never.
 #[async_trait]
@@ -160,8 +173,8 @@ pub trait KvStore: Send + Sync + 'static {
     async fn stored_entries(&self, table: Table) -> Result<u64, StoreError>;
     /// Live entries whose key starts with `prefix`, in key order.
     async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
-    /// Removes expired entries; returns how many.
-    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError>;
+    /// Removes expired entries; says how many, and which registered clients expired.
+    async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError>;
 
     /// Whether other replicas share this store (and so must hear of revocations).
     fn is_shared(&self) -> bool {

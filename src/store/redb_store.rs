@@ -8,7 +8,7 @@
 //! durable write (a session, a token, a client) flushes them; a crash loses at most logins in
 //! progress, never a session or a token.
 
-use super::{KvStore, StoreError, Table};
+use super::{KvStore, Purged, StoreError, Table, MAX_REPORTED_CLIENTS};
 use crate::support::{create_private_dir, create_private_file, now, restrict_permissions};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -274,17 +274,22 @@ impl KvStore for RedbStore {
         .await
     }
 
-    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+    async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
         self.blocking(move |db| {
             let txn = write_txn(db, None)?;
-            let mut purged = 0usize;
+            let mut purged = Purged::default();
             for table in Table::ALL {
                 let mut t = txn
                     .open_table(definition(table))
                     .map_err(|e| backend("open table", e))?;
-                t.retain(|_, v| {
+                t.retain(|key, v| {
                     let keep = !is_expired(v, now);
-                    purged += usize::from(!keep);
+                    if !keep {
+                        purged.removed += 1;
+                        if table == Table::Clients && purged.expired_clients.len() < MAX_REPORTED_CLIENTS {
+                            purged.expired_clients.push(key.to_string());
+                        }
+                    }
                     keep
                 })
                 .map_err(|e| backend("retain", e))?;

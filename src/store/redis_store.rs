@@ -15,7 +15,7 @@
 //! ([`KvStore::publish`], [`KvStore::listen`]).
 
 use super::redis_connection::{redis_error, RedisConnection, RedisRuntime, SubscriptionTarget};
-use super::{Heard, KvStore, ReplicaEvent, StoreError, Table};
+use super::{Heard, KvStore, Purged, ReplicaEvent, StoreError, Table, MAX_REPORTED_CLIENTS};
 use crate::config::RedisSettings;
 use crate::support::now;
 use async_trait::async_trait;
@@ -324,12 +324,30 @@ impl KvStore for RedisStore {
         Ok(out)
     }
 
-    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+    async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
         // Redis expires the records; only the indexes need trimming.
         let mut conn = self.conn();
-        let mut purged = 0usize;
+        let mut purged = Purged::default();
         for table in Table::ALL {
             let index = self.expiry_index(table);
+            if table == Table::Clients {
+                // Taken one by one: of replicas purging at once, only the one whose ZREM
+                // removed a client reports it.
+                let expired: Vec<String> = conn
+                    .zrangebyscore_limit(&index, "-inf", now, 0, MAX_REPORTED_CLIENTS as isize)
+                    .await
+                    .map_err(|e| redis_error("ZRANGEBYSCORE", e))?;
+                for client_id in expired {
+                    let removed: usize = conn
+                        .zrem(&index, &client_id)
+                        .await
+                        .map_err(|e| redis_error("ZREM", e))?;
+                    if removed == 1 {
+                        purged.removed += 1;
+                        purged.expired_clients.push(client_id);
+                    }
+                }
+            }
             if table.is_listed() {
                 let expired: Vec<String> = conn
                     .zrangebyscore(&index, "-inf", now)
@@ -346,7 +364,7 @@ impl KvStore for RedisStore {
                 .zrembyscore(&index, "-inf", now)
                 .await
                 .map_err(|e| redis_error("ZREMRANGEBYSCORE", e))?;
-            purged += removed;
+            purged.removed += removed;
         }
         Ok(purged)
     }

@@ -258,8 +258,27 @@ async fn counts_and_purge_see_only_live_entries(store: Arc<dyn KvStore>) {
         1,
         "taken entries are not counted"
     );
+    store
+        .put(Table::Clients, "mxc_dying", b"1".to_vec(), dying)
+        .await
+        .unwrap();
+    store
+        .put(Table::Clients, "mxc_live", b"1".to_vec(), now() + 600)
+        .await
+        .unwrap();
     wait_past(dying).await;
-    store.purge_expired(now()).await.unwrap();
+    let purged = store.purge_expired(now()).await.unwrap();
+    assert_eq!(
+        purged.expired_clients,
+        ["mxc_dying"],
+        "expired clients are named for the audit log"
+    );
+    assert!(purged.removed >= 2, "the token and the client: {purged:?}");
+    assert_eq!(
+        store.purge_expired(now()).await.unwrap().expired_clients,
+        Vec::<String>::new(),
+        "named once"
+    );
     assert_eq!(store.stored_entries(Table::Tokens).await.unwrap(), 0);
     assert_eq!(store.stored_entries(Table::Sessions).await.unwrap(), 2);
     assert!(store.get(Table::Sessions, "live").await.unwrap().is_some());

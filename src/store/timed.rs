@@ -74,7 +74,7 @@ impl KvStore for TimedKvStore {
         timed(StoreOp::ListPrefix, self.0.list_prefix(table, prefix)).await
     }
 
-    async fn purge_expired(&self, now: u64) -> Result<usize, StoreError> {
+    async fn purge_expired(&self, now: u64) -> Result<super::Purged, StoreError> {
         timed(StoreOp::Purge, self.0.purge_expired(now)).await
     }
 

@@ -15,6 +15,21 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
+/// Opens a file for appending, creating it readable only by its owner (0600) when it does not
+/// exist; an existing file is made private too (the returned flag says it was not: log it).
+pub fn open_private_append(path: &Path) -> std::io::Result<(std::fs::File, bool)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    let loosened = restrict_permissions(path)?;
+    Ok((file, loosened))
+}
+
 /// Creates a folder (and its parents) that only its owner may enter (0700); an existing
 /// folder is left as it is.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -69,5 +84,16 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(restrict_permissions(&file).unwrap());
         assert_eq!(mode(&file), 0o600);
+
+        let log = nested.join("log");
+        let (mut f, loosened) = open_private_append(&log).unwrap();
+        std::io::Write::write_all(&mut f, b"a").unwrap();
+        assert!(!loosened);
+        assert_eq!(mode(&log), 0o600);
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (mut f, loosened) = open_private_append(&log).unwrap();
+        std::io::Write::write_all(&mut f, b"b").unwrap();
+        assert!(loosened, "a loosened file is reported and restricted");
+        assert_eq!((mode(&log), std::fs::read(&log).unwrap()), (0o600, b"ab".to_vec()));
     }
 }

@@ -5,6 +5,8 @@ metadata advertises the scopes."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -54,6 +56,18 @@ def test_a_token_without_every_required_scope_is_refused(scoped: Stack) -> None:
     challenge = r.headers["www-authenticate"]
     assert 'error="insufficient_scope"' in challenge and 'scope="mxcp:access mxcp:admin"' in challenge
     assert f'resource_metadata="{scoped.url}/.well-known/oauth-protected-resource/mcp"' in challenge
+
+    # The refusal is in the audit log: who, which client, from where, why, and the path without its query.
+    audit = scoped.gateway.data_dir / "audit" / "audit.jsonl"
+    deadline = time.monotonic() + 10
+    denied: list[dict] = []
+    while not denied and time.monotonic() < deadline:
+        records = [json.loads(line) for line in audit.read_text().splitlines()]
+        denied = [r for r in records if r["event"] == "request_denied" and r.get("client_id") == lg.client_id]
+        time.sleep(0.05)
+    assert denied, "no request_denied record"
+    assert (denied[0]["user"], denied[0]["client_addr"], denied[0]["request"]) == ("oidc:alice", "127.0.0.1", "GET /mcp/x")
+    assert denied[0]["reason"] == "insufficient scope: requires mxcp:access mxcp:admin, granted mxcp:access"
 
 
 def test_a_token_with_every_required_scope_is_admitted(scoped: Stack) -> None:
