@@ -5,12 +5,10 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read {file}: {source}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS error is part of the message and not also a `source`, so that `{:#}` (which
+    /// prints the chain) says it once.
+    #[error("cannot read {file}: {cause}")]
+    Read { file: PathBuf, cause: std::io::Error },
 
     #[error("{file}: not valid YAML: {message}")]
     Yaml { file: PathBuf, message: String },
@@ -41,6 +39,11 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// A key the schema does not know (as [`super::unknown_key::explain`] words it).
+    pub fn is_unknown_key(&self) -> bool {
+        matches!(self, Self::Schema { message, .. } if message.starts_with("unknown key"))
+    }
+
     pub fn invalid(file: impl Into<PathBuf>, key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             file: file.into(),

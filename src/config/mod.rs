@@ -14,6 +14,7 @@ pub mod references;
 mod secret;
 mod settings;
 pub mod tls;
+mod unknown_key;
 mod vault;
 
 pub use error::ConfigError;
@@ -105,12 +106,25 @@ struct Sources<'a> {
     user_raw: Value,
 }
 
+/// Reads the locator keys of mxgate.yml, after checking that every key in it is known: a
+/// misspelled key is reported before the MXCP user config is looked for.
 fn locate(path: &Path, gateway_raw: &Value, reach: Reach) -> Result<Locator, ConfigError> {
+    check_gateway_keys(path, gateway_raw)?;
     let backend = reach.plain_backend();
     typed(
         path,
         resolved(path, gateway_raw.clone(), &is_locator, backend.as_ref())?,
     )
+}
+
+/// Reads mxgate.yml as written (references unresolved) only for its unknown keys; a value
+/// that is a `${VAR}` reference may not have its type yet, so other errors wait until the
+/// references are resolved.
+fn check_gateway_keys(path: &Path, gateway_raw: &Value) -> Result<(), ConfigError> {
+    match typed::<gateway_file::GatewayFile>(path, gateway_raw.clone()) {
+        Err(e @ ConfigError::Schema { .. }) if e.is_unknown_key() => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn load_trees(sources: Sources<'_>, reach: Reach) -> Result<Settings, ConfigError> {
@@ -195,7 +209,7 @@ fn secret_backend(
     let config: mxcp_user::VaultConfig = serde_path_to_error::deserialize(block).map_err(|e| ConfigError::Schema {
         file: mxcp_path.to_path_buf(),
         key: format!("vault.{}", e.path()),
-        message: strip_location(&e.inner().to_string()),
+        message: unknown_key::explain(&strip_location(&e.inner().to_string())),
     })?;
     if !config.enabled || reach == Reach::TextOnly {
         return Ok(plain);
@@ -206,9 +220,9 @@ fn secret_backend(
 }
 
 fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         file: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse_yaml(path, &text)
 }
@@ -232,7 +246,7 @@ fn typed<T: DeserializeOwned>(path: &Path, tree: Value) -> Result<T, ConfigError
         ConfigError::Schema {
             file: path.to_path_buf(),
             key: if key == "." { "(top level)".into() } else { key },
-            message: strip_location(&message),
+            message: unknown_key::explain(&strip_location(&message)),
         }
     })
 }

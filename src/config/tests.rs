@@ -366,3 +366,50 @@ fn loading_from_text_reads_no_file_and_looks_up_no_host() {
     let err = load_from_texts(&named, user).unwrap_err().to_string();
     assert!(err.contains("upstream") && err.contains("not looked up"), "{err}");
 }
+
+#[test]
+fn a_misspelled_gateway_key_is_reported_before_the_mxcp_config_is_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mxgate.yml");
+    // No mxcp.yml at all: the misspelling is what is reported.
+    fs::write(&path, "listen: 127.0.0.1:18000\nupstrem: http://127.0.0.1:18001\n").unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("mxgate.yml"), "{err}");
+    assert!(err.contains("unknown key `upstrem`; did you mean `upstream`?"), "{err}");
+    assert!(!err.contains("config.yml"), "{err}");
+}
+
+#[test]
+fn a_misspelled_nested_gateway_key_suggests_the_nearest_known_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}store:\n  purge_intervall: 5m\n"),
+        "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n",
+    );
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("`store.purge_intervall`"), "{err}");
+    assert!(err.contains("did you mean `purge_interval`?"), "{err}");
+}
+
+#[test]
+fn a_reference_in_a_typed_value_does_not_count_as_a_schema_error_before_it_is_resolved() {
+    // `${MXGATE_TEST_ACCESS_TTL}` is no duration until it is resolved.
+    std::env::set_var("MXGATE_TEST_ACCESS_TTL", "2m");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}tokens: {{access_token_ttl: '${{MXGATE_TEST_ACCESS_TTL}}'}}\n"),
+        "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n",
+    );
+    assert_eq!(load(&path).unwrap().tokens.access_token.as_secs(), 120);
+}
+
+#[test]
+fn a_file_that_cannot_be_read_names_its_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load(&dir.path().join("absent.yml")).unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(chain.contains("absent.yml"), "{chain}");
+    assert_eq!(chain.matches("os error 2").count(), 1, "{chain}");
+}

@@ -109,20 +109,16 @@ pub enum StoreError {
     /// `503` with `Retry-After`, and `/readyz` fails.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    #[error("store: cannot decode a `{table}` record: {source}")]
+    // The causes below are in the message and not also a `source`, so `{:#}` says them once.
+    #[error("store: cannot decode a `{table}` record: {cause}")]
     Decode {
         table: &'static str,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("store: a sealed `{0}` record cannot be opened (wrong encryption key?)")]
     Unseal(&'static str),
-    #[error("store: {context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("store: {context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
 }
 
 /// A key-value store with per-entry expiry. Expired entries read as absent.
@@ -430,9 +426,9 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+    serde_json::from_slice(bytes).map_err(|cause| StoreError::Decode {
         table: table.name(),
-        source,
+        cause,
     })
 }
 
