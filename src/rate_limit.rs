@@ -25,6 +25,7 @@ pub enum Endpoint {
     Token,
     Revoke,
     Logout,
+    BackchannelLogout,
 }
 
 /// A refusal: how long to wait.
@@ -61,6 +62,7 @@ impl RateLimiter {
             Endpoint::Token => r.token,
             Endpoint::Revoke => r.revoke,
             Endpoint::Logout => r.logout,
+            Endpoint::BackchannelLogout => r.backchannel_logout,
         }
     }
 

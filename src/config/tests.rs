@@ -413,3 +413,66 @@ fn a_file_that_cannot_be_read_names_its_os_error_once() {
     assert!(chain.contains("absent.yml"), "{chain}");
     assert_eq!(chain.matches("os error 2").count(), 1, "{chain}");
 }
+
+#[test]
+fn backchannel_logout_is_for_configured_openid_providers_on_their_own_paths() {
+    std::env::set_var("MXGATE_TEST_OIDC_SECRET", "x");
+    let dir = tempfile::tempdir().unwrap();
+    let load_with = |extra: &str| {
+        let path = write(dir.path(), &format!("{GATEWAY}{extra}"), &oidc_user_config(""));
+        load(&path)
+    };
+    let settings = load_with("").unwrap();
+    assert!(settings.backchannel_logout.is_empty(), "off by default");
+
+    let settings = load_with("backchannel_logout:\n  oidc:\n").unwrap();
+    assert_eq!(
+        settings.backchannel_logout,
+        [BackchannelLogout {
+            provider: "oidc".into(),
+            path: "/backchannel-logout/oidc".into()
+        }]
+    );
+    let settings = load_with("backchannel_logout: {oidc: {path: /idp/logout}}\n").unwrap();
+    assert_eq!(settings.backchannel_logout[0].path, "/idp/logout");
+
+    for (extra, expected) in [
+        (
+            "backchannel_logout: {github: {}}\n",
+            "no configured provider is named `github`",
+        ),
+        (
+            "backchannel_logout: {oidc: {path: idp/logout}}\n",
+            "must be a path starting with `/`",
+        ),
+        (
+            "backchannel_logout: {oidc: {path: /callback}}\n",
+            "already another endpoint's",
+        ),
+        (
+            "backchannel_logout: {oidc: {path: /mcp}}\n",
+            "already another endpoint's",
+        ),
+        ("backchannel_logout: {oidc: {pth: /x}}\n", "did you mean `path`?"),
+    ] {
+        let err = load_with(extra).unwrap_err().to_string();
+        assert!(err.contains(expected), "{extra}: {err}");
+        assert!(
+            err.contains("backchannel_logout.oidc") || err.contains("backchannel_logout.github"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn backchannel_logout_is_refused_for_a_provider_without_logout_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = "mxcp: 1\nprojects: {p: {profiles: {default: {auth: {provider: github, github: {client_id: c, client_secret: s, callback_path: /cb, auth_url: 'https://github.com/login/oauth/authorize', token_url: 'https://github.com/login/oauth/access_token'}}}}}}\n";
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}backchannel_logout: {{github: {{}}}}\n"),
+        user,
+    );
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("not an OpenID Connect provider"), "{err}");
+}

@@ -86,6 +86,25 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// How long start-up waits for a shared store to hand out the signing key.
 const SHARED_KEY_WAIT: Duration = Duration::from_secs(30);
 
+/// Refuses a `backchannel_logout` path that one of mxgate's fixed endpoints already has.
+fn check_backchannel_logout_paths(settings: &Settings, auth: Option<&AuthParts>) -> anyhow::Result<()> {
+    for endpoint in &settings.backchannel_logout {
+        let path = endpoint.path.as_str();
+        let routed = auth.and_then(|a| a.server.route(path));
+        if routed != Some(crate::oauth::Route::BackchannelLogout)
+            || path == proxy::HEALTH_PATH
+            || path == proxy::READY_PATH
+        {
+            anyhow::bail!(
+                "{}: backchannel_logout.{}.path `{path}` is one of mxgate's own endpoints; choose another",
+                settings.config_file.display(),
+                endpoint.provider
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The assertion signing key: from `data_dir`, or, with a shared store and no key file there,
 /// the one all replicas share (waiting a while for the store to answer).
 fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<AssertionSigner> {
@@ -191,6 +210,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         Some(auth) => forward_auth::ForwardAuth::from_settings(&settings, &auth.server)?,
         None => None,
     };
+    check_backchannel_logout_paths(&settings, auth.as_ref())?;
     let gateway = McpGateway {
         forward_auth,
         auth,

@@ -46,6 +46,12 @@ pub enum Table {
     /// Which sessions a user has: `<provider:user id>\u{1f}<session id>` → expiry (for logout of
     /// every session, and the admin listing).
     UserSessions,
+    /// Which sessions belong to a provider's session (OpenID Connect `sid`), for back-channel
+    /// logout: `<provider>\u{1f}<sid>\u{1f}<session id>` → expiry.
+    IdpSessions,
+    /// `jti`s of back-channel logout tokens already used (by hash), until they are too old to
+    /// be accepted anyway.
+    LogoutTokens,
     /// Short locks between replicas (a session's provider refresh), by session id.
     Locks,
     /// MCP session ids and who may use them (shared store only): id → `provider:user id`.
@@ -58,7 +64,7 @@ pub enum Table {
 // === impl Table ===
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Clients,
         Table::ConsentTransactions,
         Table::LoginStates,
@@ -66,6 +72,8 @@ impl Table {
         Table::Sessions,
         Table::Tokens,
         Table::UserSessions,
+        Table::IdpSessions,
+        Table::LogoutTokens,
         Table::Locks,
         Table::McpSessions,
         Table::Keys,
@@ -74,14 +82,14 @@ impl Table {
     /// Tables read by key prefix ([`KvStore::list_prefix`]); a shared store keeps an ordered
     /// index of their keys.
     pub fn is_listed(self) -> bool {
-        matches!(self, Table::UserSessions)
+        matches!(self, Table::UserSessions | Table::IdpSessions)
     }
 
     /// Short-lived records of logins in progress, which a crash may lose (see `redb_store`).
     pub fn is_ephemeral(self) -> bool {
         matches!(
             self,
-            Table::ConsentTransactions | Table::LoginStates | Table::Codes | Table::Locks
+            Table::ConsentTransactions | Table::LoginStates | Table::Codes | Table::Locks | Table::LogoutTokens
         )
     }
 
@@ -94,6 +102,8 @@ impl Table {
             Table::Sessions => "sessions",
             Table::Tokens => "tokens",
             Table::UserSessions => "user_sessions",
+            Table::IdpSessions => "idp_sessions",
+            Table::LogoutTokens => "logout_tokens",
             Table::Locks => "locks",
             Table::McpSessions => "mcp_sessions",
             Table::Keys => "keys",
