@@ -55,6 +55,7 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use proxy::McpGateway;
 use proxy_trust::ProxyTrust;
+use readiness::Readiness;
 use request_guard::RequestGuard;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -157,10 +158,12 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
     let mut session_closer = None;
     let mut replica_events = None;
+    let mut ready_providers = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
             let providers = Arc::new(providers);
+            ready_providers = Some(providers.clone());
             let store = open_store(&settings)?;
             let signer = Arc::new(load_signer(&settings, &store)?);
             let mut bearer = BearerAuthenticator::new(
@@ -226,7 +229,11 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         ),
         guard: RequestGuard::new(&settings),
         body_timeout: settings.limits.body_timeout,
-        store_ready: stateful.as_ref().map(|(store, _)| store.clone()),
+        readiness: Arc::new(Readiness::new(
+            stateful.as_ref().map(|(store, _)| store.clone()),
+            settings.upstream.address,
+            ready_providers,
+        )),
     };
     Ok(Built {
         gateway,
@@ -256,7 +263,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let store_ready = gateway.store_ready.clone();
+    let readiness = gateway.readiness.clone();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     proxy.h2_options = Some(h2::options());
     proxy.server_options = Some(h2::server_options(settings.limits.idle_timeout));
@@ -281,7 +288,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
     if let Some(redirect_listen) = settings.tls.as_ref().and_then(|tls| tls.redirect_listen) {
-        let redirect = HttpsRedirect::new(settings.public_url.clone(), store_ready);
+        let redirect = HttpsRedirect::new(settings.public_url.clone(), readiness);
         let guarded = ConnectionGuard::new(redirect, admissions, None);
         let mut service = pingora::services::listening::Service::new("https redirect".into(), guarded);
         service.add_tcp(&redirect_listen.to_string());

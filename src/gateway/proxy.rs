@@ -40,7 +40,8 @@ pub struct McpGateway {
     pub trust: ProxyTrust,
     pub guard: RequestGuard,
     pub body_timeout: Duration,
-    pub store_ready: Option<crate::store::Store>,
+    /// What `/readyz` checks (shared with the https redirect listener).
+    pub readiness: Arc<super::readiness::Readiness>,
     /// The forward-auth endpoint, when it is on (answered here, never forwarded).
     pub forward_auth: Option<ForwardAuth>,
 }
@@ -90,10 +91,6 @@ impl McpGateway {
         }
         tracing::info!(reason = ?refusal, client = ?ctx.view.client_ip, "request refused");
         self.answer(session, ctx, refusal.response()).await
-    }
-
-    async fn ready(&self) -> http::Response<bytes::Bytes> {
-        super::readiness::ready(self.store_ready.as_ref()).await
     }
 
     /// Answers a request to one of mxgate's own OAuth endpoints.
@@ -235,7 +232,7 @@ impl ProxyHttp for McpGateway {
         }
         if path == READY_PATH {
             ctx.local = true;
-            let resp = self.ready().await;
+            let resp = self.readiness.answer().await;
             return self.answer(session, ctx, resp).await;
         }
         if let Some(endpoint) = self.forward_auth.as_ref().filter(|f| f.path() == path) {
