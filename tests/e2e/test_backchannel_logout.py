@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 import browser
-from support import McpHttp, Stack
+from support import McpHttp, RecordingUpstream, Stack
+from test_provider_keycloak import REALM, keycloak_auth_block
 
 PATH = "/backchannel-logout/oidc"
 
@@ -79,3 +80,25 @@ def test_nothing_about_it_is_advertised_to_mcp_clients(stack: Stack) -> None:
     for path in ("/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource"):
         text = httpx.get(stack.url + path).text
         assert "backchannel" not in text, (path, text)
+
+
+def test_keycloak_back_channel_logout_at_its_own_path(
+    tmp_path_factory: pytest.TempPathFactory, echo_upstream: RecordingUpstream
+) -> None:
+    """The ``keycloak`` provider (the fixture at Keycloak's realm paths) on a configured path."""
+    path = "/kc-logout"
+    stack = Stack(tmp_path_factory.mktemp("backchannel-keycloak"), echo_upstream.url,
+                  idp_args=("--keycloak-realm", REALM), auth=keycloak_auth_block,
+                  gateway_extra={"backchannel_logout": {"keycloak": {"path": path}}})  # fmt: skip
+    stack.idp.extra = (*stack.idp.extra, "--backchannel-logout-uri", stack.url + path)
+    with stack:
+        alice = browser.login(stack.url, login_hint="alice").tokens["access_token"]
+        bob = browser.login(stack.url, login_hint="bob").tokens["access_token"]
+        assert _status(stack, alice) == _status(stack, bob) == 200
+        assert _admin_logout(stack, "alice") == {"sessions": 1, "delivered": 1, "errors": []}, stack.logs()
+        assert _status(stack, alice) == 401
+        assert _status(stack, bob) == 200
+
+
+def _status(stack: Stack, token: str) -> int:
+    return httpx.get(stack.gateway.mcp_url, headers={"authorization": f"Bearer {token}"}, timeout=10).status_code
