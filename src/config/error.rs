@@ -39,11 +39,6 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// A key the schema does not know (as [`super::unknown_key::explain`] words it).
-    pub fn is_unknown_key(&self) -> bool {
-        matches!(self, Self::Schema { message, .. } if message.starts_with("unknown key"))
-    }
-
     pub fn invalid(file: impl Into<PathBuf>, key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             file: file.into(),

@@ -117,13 +117,44 @@ fn locate(path: &Path, gateway_raw: &Value, reach: Reach) -> Result<Locator, Con
     )
 }
 
-/// Reads mxgate.yml as written (references unresolved) only for its unknown keys; a value
-/// that is a `${VAR}` reference may not have its type yet, so other errors wait until the
-/// references are resolved.
+/// Reads mxgate.yml as written, before the MXCP config is looked for, so that its own mistakes
+/// (a misspelled key, a wrong type, a missing `upstream`) are reported first. An error at a value
+/// that holds a reference (`${VAR}`, `file://`, `vault://`, `op://`) waits: the value may not
+/// have its type until it is resolved.
 fn check_gateway_keys(path: &Path, gateway_raw: &Value) -> Result<(), ConfigError> {
-    match typed::<gateway_file::GatewayFile>(path, gateway_raw.clone()) {
-        Err(e @ ConfigError::Schema { .. }) if e.is_unknown_key() => Err(e),
-        _ => Ok(()),
+    let Err(err) = serde_path_to_error::deserialize::<_, gateway_file::GatewayFile>(gateway_raw.clone()) else {
+        return Ok(());
+    };
+    if value_at(gateway_raw, err.path()).is_none_or(has_reference) {
+        return Ok(());
+    }
+    typed::<gateway_file::GatewayFile>(path, gateway_raw.clone()).map(|_| ())
+}
+
+/// The part of `tree` at `path` (`None` when the path leads nowhere).
+fn value_at<'a>(tree: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a Value> {
+    use serde_path_to_error::Segment;
+    path.iter().try_fold(tree, |value, segment| match segment {
+        Segment::Map { key } => value.get(key.as_str()),
+        Segment::Seq { index } => value.get(*index),
+        Segment::Enum { .. } => Some(value),
+        Segment::Unknown => None,
+    })
+}
+
+/// Whether any string in `value` is (or contains) a reference.
+fn has_reference(value: &Value) -> bool {
+    match value {
+        Value::String(s) => {
+            s.contains("${")
+                || ["file://", "vault://", "op://"]
+                    .iter()
+                    .any(|scheme| s.starts_with(scheme))
+        }
+        Value::Sequence(items) => items.iter().any(has_reference),
+        Value::Mapping(map) => map.values().any(has_reference),
+        Value::Tagged(tagged) => has_reference(&tagged.value),
+        _ => false,
     }
 }
 

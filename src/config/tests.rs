@@ -476,3 +476,27 @@ fn backchannel_logout_is_refused_for_a_provider_without_logout_tokens() {
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("not an OpenID Connect provider"), "{err}");
 }
+
+#[test]
+fn a_wrong_type_or_missing_key_in_mxgate_yml_is_reported_before_the_mxcp_config_is_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mxgate.yml");
+    fs::write(
+        &path,
+        "upstream: http://127.0.0.1:1\nthreads: many\nmxcp_config: absent.yml\n",
+    )
+    .unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("mxgate.yml: `threads`"), "{err}");
+    fs::write(&path, "listen: 127.0.0.1:1\nmxcp_config: absent.yml\n").unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("missing field `upstream`"), "{err}");
+    // A reference's value has no type before it is resolved: then the MXCP config comes first.
+    fs::write(
+        &path,
+        "upstream: http://127.0.0.1:1\nthreads: '${MXGATE_TEST_NO_SUCH_VAR}'\nmxcp_config: absent.yml\n",
+    )
+    .unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("absent.yml"), "{err}");
+}
