@@ -57,7 +57,7 @@ pub enum Command {
     /// Exit 0 when a running mxgate answers `GET <url>` with a success status, 1 otherwise: the
     /// container image's health check (the image has no shell and no curl).
     Healthcheck {
-        /// `/healthz` (alive) or `/readyz` (store readable) of the running mxgate.
+        /// `/healthz` (alive) or `/readyz` (store, core and providers reachable) of the running mxgate.
         #[arg(long, env = "MXGATE_HEALTHCHECK_URL", default_value = DEFAULT_HEALTHCHECK_URL)]
         url: url::Url,
         /// Give up after this long (`3s`, `500ms`).

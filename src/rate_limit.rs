@@ -25,12 +25,13 @@ pub enum Endpoint {
     Token,
     Revoke,
     Logout,
+    BackchannelLogout,
 }
 
 // === impl Endpoint ===
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::Register,
         Endpoint::Authorize,
         Endpoint::Consent,
@@ -39,6 +40,7 @@ impl Endpoint {
         Endpoint::Token,
         Endpoint::Revoke,
         Endpoint::Logout,
+        Endpoint::BackchannelLogout,
     ];
 
     /// The key of its limit under `rate_limits.per_address` (and `per_client`).
@@ -52,6 +54,7 @@ impl Endpoint {
             Endpoint::Token => "token",
             Endpoint::Revoke => "revoke",
             Endpoint::Logout => "logout",
+            Endpoint::BackchannelLogout => "backchannel_logout",
         }
     }
 
@@ -102,6 +105,7 @@ impl RateLimiter {
             Endpoint::Token => r.token,
             Endpoint::Revoke => r.revoke,
             Endpoint::Logout => r.logout,
+            Endpoint::BackchannelLogout => r.backchannel_logout,
         }
     }
 
@@ -111,7 +115,12 @@ impl RateLimiter {
             Endpoint::Authorize => r.authorize,
             Endpoint::Token => r.token,
             Endpoint::Revoke => r.revoke,
-            Endpoint::Register | Endpoint::Consent | Endpoint::Login | Endpoint::Callback | Endpoint::Logout => 0,
+            Endpoint::Register
+            | Endpoint::Consent
+            | Endpoint::Login
+            | Endpoint::Callback
+            | Endpoint::Logout
+            | Endpoint::BackchannelLogout => 0,
         }
     }
 

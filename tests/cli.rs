@@ -268,3 +268,46 @@ fn serve_refuses_to_start_on_a_bad_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("store.type") && stderr.contains("postgres"), "{stderr}");
 }
+
+#[test]
+fn check_reports_a_misspelled_key_with_a_suggestion_before_looking_for_the_mxcp_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mxgate.yml");
+    std::fs::write(&config, "upstrem: http://127.0.0.1:1\ntokens:\n  acess_token_ttl: 1h\n").unwrap();
+    let out = mxgate()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("HOME", dir.path())
+        .env_remove("MXCP_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("unknown key `upstrem`; did you mean `upstream`?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".mxcp"), "{stderr}");
+
+    std::fs::write(
+        &config,
+        "upstream: http://127.0.0.1:1\ntokens:\n  acess_token_ttl: 1h\n",
+    )
+    .unwrap();
+    let out = mxgate().args(["check", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`tokens.acess_token_ttl`"), "{stderr}");
+    assert!(stderr.contains("did you mean `access_token_ttl`?"), "{stderr}");
+}
+
+#[test]
+fn check_names_an_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mxgate.yml");
+    std::fs::write(&config, "upstream: http://127.0.0.1:1\nmxcp_config: absent.yml\n").unwrap();
+    let out = mxgate().args(["check", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("absent.yml"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}

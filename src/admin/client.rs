@@ -8,21 +8,28 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminClientError {
-    #[error("cannot reach mxgate's admin socket {path}: {source} (is `mxgate serve` running with this config?)")]
-    Connect { path: String, source: std::io::Error },
+    // Causes are in the messages and not also a `source`, so `{:#}` says them once.
+    #[error("cannot reach mxgate's admin socket {path}: {cause} (is `mxgate serve` running with this config?)")]
+    Connect { path: String, cause: std::io::Error },
     #[error("admin socket: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("admin socket: unexpected answer: {0}")]
     Answer(String),
     #[error("mxgate refused: {0}")]
     Refused(String),
 }
 
+impl From<std::io::Error> for AdminClientError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
 /// Sends `method path?query` and returns the JSON body of a 200 answer.
 pub fn request(socket: &Path, method: &str, path_and_query: &str) -> Result<serde_json::Value, AdminClientError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| AdminClientError::Connect {
+    let mut stream = UnixStream::connect(socket).map_err(|cause| AdminClientError::Connect {
         path: socket.display().to_string(),
-        source,
+        cause,
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(

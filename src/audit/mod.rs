@@ -176,6 +176,12 @@ impl AuditRecord {
         self
     }
 
+    /// Who, when only `provider:user id` is known (a back-channel logout naming a `sub`).
+    pub fn user_key(mut self, key: impl Into<String>) -> Self {
+        self.user = Some(key.into());
+        self
+    }
+
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(cut(reason.into()));
         self

@@ -5,12 +5,10 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read {file}: {source}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS error is part of the message and not also a `source`, so that `{:#}` (which
+    /// prints the chain) says it once.
+    #[error("cannot read {file}: {cause}")]
+    Read { file: PathBuf, cause: std::io::Error },
 
     #[error("{file}: not valid YAML: {message}")]
     Yaml { file: PathBuf, message: String },

@@ -101,6 +101,19 @@ pub struct GatewayFile {
     /// The audit log of authentication events (a JSON-lines file).
     #[serde(default)]
     pub audit: super::audit::AuditFile,
+    /// OpenID Connect Back-Channel Logout: per OpenID provider name, the endpoint its IdP posts
+    /// logout tokens to (`{}` or no value: `/backchannel-logout/<name>`).
+    #[serde(default)]
+    pub backchannel_logout: BTreeMap<String, Option<BackchannelLogoutFile>>,
+}
+
+/// One provider's back-channel logout endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackchannelLogoutFile {
+    /// Default `/backchannel-logout/<provider name>`.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// A map of booleans, each also accepted as a string (`${VAR}` references resolve to strings).

@@ -72,6 +72,8 @@ pub struct AddressRates {
     pub token: u32,
     pub revoke: u32,
     pub logout: u32,
+    /// An identity provider's back-channel logout posts (one per ended provider session).
+    pub backchannel_logout: u32,
 }
 
 impl Default for AddressRates {
@@ -85,6 +87,7 @@ impl Default for AddressRates {
             token: 300,
             revoke: 120,
             logout: 60,
+            backchannel_logout: 120,
         }
     }
 }

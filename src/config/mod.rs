@@ -17,6 +17,7 @@ pub mod reload;
 mod secret;
 mod settings;
 pub mod tls;
+mod unknown_key;
 mod vault;
 
 pub use error::ConfigError;
@@ -108,12 +109,56 @@ struct Sources<'a> {
     user_raw: Value,
 }
 
+/// Reads the locator keys of mxgate.yml, after checking that every key in it is known: a
+/// misspelled key is reported before the MXCP user config is looked for.
 fn locate(path: &Path, gateway_raw: &Value, reach: Reach) -> Result<Locator, ConfigError> {
+    check_gateway_keys(path, gateway_raw)?;
     let backend = reach.plain_backend();
     typed(
         path,
         resolved(path, gateway_raw.clone(), &is_locator, backend.as_ref())?,
     )
+}
+
+/// Reads mxgate.yml as written, before the MXCP config is looked for, so that its own mistakes
+/// (a misspelled key, a wrong type, a missing `upstream`) are reported first. An error at a value
+/// that holds a reference (`${VAR}`, `file://`, `vault://`, `op://`) waits: the value may not
+/// have its type until it is resolved.
+fn check_gateway_keys(path: &Path, gateway_raw: &Value) -> Result<(), ConfigError> {
+    let Err(err) = serde_path_to_error::deserialize::<_, gateway_file::GatewayFile>(gateway_raw.clone()) else {
+        return Ok(());
+    };
+    if value_at(gateway_raw, err.path()).is_none_or(has_reference) {
+        return Ok(());
+    }
+    typed::<gateway_file::GatewayFile>(path, gateway_raw.clone()).map(|_| ())
+}
+
+/// The part of `tree` at `path` (`None` when the path leads nowhere).
+fn value_at<'a>(tree: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a Value> {
+    use serde_path_to_error::Segment;
+    path.iter().try_fold(tree, |value, segment| match segment {
+        Segment::Map { key } => value.get(key.as_str()),
+        Segment::Seq { index } => value.get(*index),
+        Segment::Enum { .. } => Some(value),
+        Segment::Unknown => None,
+    })
+}
+
+/// Whether any string in `value` is (or contains) a reference.
+fn has_reference(value: &Value) -> bool {
+    match value {
+        Value::String(s) => {
+            s.contains("${")
+                || ["file://", "vault://", "op://"]
+                    .iter()
+                    .any(|scheme| s.starts_with(scheme))
+        }
+        Value::Sequence(items) => items.iter().any(has_reference),
+        Value::Mapping(map) => map.values().any(has_reference),
+        Value::Tagged(tagged) => has_reference(&tagged.value),
+        _ => false,
+    }
 }
 
 fn load_trees(sources: Sources<'_>, reach: Reach) -> Result<Settings, ConfigError> {
@@ -198,7 +243,7 @@ fn secret_backend(
     let config: mxcp_user::VaultConfig = serde_path_to_error::deserialize(block).map_err(|e| ConfigError::Schema {
         file: mxcp_path.to_path_buf(),
         key: format!("vault.{}", e.path()),
-        message: strip_location(&e.inner().to_string()),
+        message: unknown_key::explain(&strip_location(&e.inner().to_string())),
     })?;
     if !config.enabled || reach == Reach::TextOnly {
         return Ok(plain);
@@ -209,9 +254,9 @@ fn secret_backend(
 }
 
 fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         file: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse_yaml(path, &text)
 }
@@ -235,7 +280,7 @@ fn typed<T: DeserializeOwned>(path: &Path, tree: Value) -> Result<T, ConfigError
         ConfigError::Schema {
             file: path.to_path_buf(),
             key: if key == "." { "(top level)".into() } else { key },
-            message: strip_location(&message),
+            message: unknown_key::explain(&strip_location(&message)),
         }
     })
 }

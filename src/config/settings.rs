@@ -63,6 +63,17 @@ pub struct Settings {
     pub policies: Vec<PolicyRule>,
     /// The audit log (`audit:`).
     pub audit: super::audit::AuditSettings,
+    /// The back-channel logout endpoints (`backchannel_logout`), one per OpenID provider that
+    /// has one.
+    pub backchannel_logout: Vec<BackchannelLogout>,
+}
+
+/// Where a provider's IdP posts back-channel logout tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackchannelLogout {
+    /// The provider's name (as the core sees it).
+    pub provider: String,
+    pub path: String,
 }
 
 /// Client ID Metadata Documents.
@@ -310,6 +321,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     let endpoints = provider_endpoints(&gateway, gateway_path, provider.kind())?;
     let extra_providers = extra_providers(&gateway, gateway_path, &provider)?;
     let assume_email_verified = assume_email_verified(&gateway, gateway_path, &provider, &extra_providers)?;
+    let backchannel_logout = backchannel_logout(&gateway, gateway_path, &provider, &extra_providers)?;
 
     let listen = parse_listen(&gateway.listen, resolve_host_names).map_err(|m| gw_err("listen", m))?;
     let upstream = parse_upstream(&gateway.upstream, resolve_host_names).map_err(|m| gw_err("upstream", m))?;
@@ -518,7 +530,82 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         role_mappings: gateway.role_mappings,
         policies: gateway.policies,
         audit,
+        backchannel_logout,
     })
+}
+
+/// `backchannel_logout`: each key names a configured OpenID provider (`oidc`, `keycloak`,
+/// `google`); each path is absolute, without query, and no other endpoint's (the MCP endpoint,
+/// a callback, forward auth, another provider's). Clashes with mxgate's fixed endpoints are
+/// refused when the gateway is built.
+fn backchannel_logout(
+    gateway: &GatewayFile,
+    file: &Path,
+    primary: &ProviderSettings,
+    extra: &[(ProviderSettings, ProviderEndpoints)],
+) -> Result<Vec<BackchannelLogout>, ConfigError> {
+    let configured: Vec<&ProviderSettings> = std::iter::once(primary)
+        .chain(extra.iter().map(|(settings, _)| settings))
+        .collect();
+    let mut taken: Vec<String> = configured
+        .iter()
+        .filter_map(|settings| settings.callback_path().map(str::to_string))
+        .chain([gateway.mcp_path.clone()])
+        .chain(gateway.forward_auth.enabled.then(|| gateway.forward_auth.path.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for (name, endpoint) in &gateway.backchannel_logout {
+        let key = format!("backchannel_logout.{name}");
+        match configured.iter().find(|settings| settings.name() == *name) {
+            Some(ProviderSettings::Oidc(_) | ProviderSettings::Keycloak(_) | ProviderSettings::Google(_)) => {}
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    file,
+                    key,
+                    format!(
+                        "provider `{name}` ({}) is not an OpenID Connect provider and sends no logout tokens",
+                        other.kind().as_str()
+                    ),
+                ))
+            }
+            None => {
+                let names: Vec<String> = configured.iter().map(|settings| settings.name()).collect();
+                return Err(ConfigError::invalid(
+                    file,
+                    key,
+                    format!(
+                        "no configured provider is named `{name}` (configured: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        let path = endpoint
+            .as_ref()
+            .and_then(|e| e.path.clone())
+            .unwrap_or_else(|| format!("/backchannel-logout/{name}"));
+        if !path.starts_with('/') || path.len() > 256 || path.contains(['?', '#']) || path.contains(char::is_whitespace)
+        {
+            return Err(ConfigError::invalid(
+                file,
+                format!("{key}.path"),
+                format!("`{path}` must be a path starting with `/`, without query or spaces"),
+            ));
+        }
+        if taken.contains(&path) {
+            return Err(ConfigError::invalid(
+                file,
+                format!("{key}.path"),
+                format!("`{path}` is already another endpoint's (MCP, a callback, forward auth or another provider's logout)"),
+            ));
+        }
+        taken.push(path.clone());
+        out.push(BackchannelLogout {
+            provider: name.clone(),
+            path,
+        });
+    }
+    Ok(out)
 }
 
 /// `forward_auth.path` when forward auth is on: an absolute path (no query), not the MCP

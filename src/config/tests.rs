@@ -389,3 +389,137 @@ fn admin_listen_is_read_and_needs_its_own_port() {
     let path = write(dir.path(), &gateway, &oidc_user_config(""));
     assert!(load(&path).unwrap_err().to_string().contains("admin_listen"));
 }
+
+#[test]
+fn a_misspelled_gateway_key_is_reported_before_the_mxcp_config_is_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mxgate.yml");
+    // No mxcp.yml at all: the misspelling is what is reported.
+    fs::write(&path, "listen: 127.0.0.1:18000\nupstrem: http://127.0.0.1:18001\n").unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("mxgate.yml"), "{err}");
+    assert!(err.contains("unknown key `upstrem`; did you mean `upstream`?"), "{err}");
+    assert!(!err.contains("config.yml"), "{err}");
+}
+
+#[test]
+fn a_misspelled_nested_gateway_key_suggests_the_nearest_known_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}store:\n  purge_intervall: 5m\n"),
+        "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n",
+    );
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("`store.purge_intervall`"), "{err}");
+    assert!(err.contains("did you mean `purge_interval`?"), "{err}");
+}
+
+#[test]
+fn a_reference_in_a_typed_value_does_not_count_as_a_schema_error_before_it_is_resolved() {
+    // `${MXGATE_TEST_ACCESS_TTL}` is no duration until it is resolved.
+    std::env::set_var("MXGATE_TEST_ACCESS_TTL", "2m");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}tokens: {{access_token_ttl: '${{MXGATE_TEST_ACCESS_TTL}}'}}\n"),
+        "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n",
+    );
+    assert_eq!(load(&path).unwrap().tokens.access_token.as_secs(), 120);
+}
+
+#[test]
+fn a_file_that_cannot_be_read_names_its_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load(&dir.path().join("absent.yml")).unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(chain.contains("absent.yml"), "{chain}");
+    assert_eq!(chain.matches("os error 2").count(), 1, "{chain}");
+}
+
+#[test]
+fn backchannel_logout_is_for_configured_openid_providers_on_their_own_paths() {
+    std::env::set_var("MXGATE_TEST_OIDC_SECRET", "x");
+    let dir = tempfile::tempdir().unwrap();
+    let load_with = |extra: &str| {
+        let path = write(dir.path(), &format!("{GATEWAY}{extra}"), &oidc_user_config(""));
+        load(&path)
+    };
+    let settings = load_with("").unwrap();
+    assert!(settings.backchannel_logout.is_empty(), "off by default");
+
+    let settings = load_with("backchannel_logout:\n  oidc:\n").unwrap();
+    assert_eq!(
+        settings.backchannel_logout,
+        [BackchannelLogout {
+            provider: "oidc".into(),
+            path: "/backchannel-logout/oidc".into()
+        }]
+    );
+    let settings = load_with("backchannel_logout: {oidc: {path: /idp/logout}}\n").unwrap();
+    assert_eq!(settings.backchannel_logout[0].path, "/idp/logout");
+
+    for (extra, expected) in [
+        (
+            "backchannel_logout: {github: {}}\n",
+            "no configured provider is named `github`",
+        ),
+        (
+            "backchannel_logout: {oidc: {path: idp/logout}}\n",
+            "must be a path starting with `/`",
+        ),
+        (
+            "backchannel_logout: {oidc: {path: /callback}}\n",
+            "already another endpoint's",
+        ),
+        (
+            "backchannel_logout: {oidc: {path: /mcp}}\n",
+            "already another endpoint's",
+        ),
+        ("backchannel_logout: {oidc: {pth: /x}}\n", "did you mean `path`?"),
+    ] {
+        let err = load_with(extra).unwrap_err().to_string();
+        assert!(err.contains(expected), "{extra}: {err}");
+        assert!(
+            err.contains("backchannel_logout.oidc") || err.contains("backchannel_logout.github"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn backchannel_logout_is_refused_for_a_provider_without_logout_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = "mxcp: 1\nprojects: {p: {profiles: {default: {auth: {provider: github, github: {client_id: c, client_secret: s, callback_path: /cb, auth_url: 'https://github.com/login/oauth/authorize', token_url: 'https://github.com/login/oauth/access_token'}}}}}}\n";
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}backchannel_logout: {{github: {{}}}}\n"),
+        user,
+    );
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("not an OpenID Connect provider"), "{err}");
+}
+
+#[test]
+fn a_wrong_type_or_missing_key_in_mxgate_yml_is_reported_before_the_mxcp_config_is_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mxgate.yml");
+    fs::write(
+        &path,
+        "upstream: http://127.0.0.1:1\nthreads: many\nmxcp_config: absent.yml\n",
+    )
+    .unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("mxgate.yml: `threads`"), "{err}");
+    fs::write(&path, "listen: 127.0.0.1:1\nmxcp_config: absent.yml\n").unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("missing field `upstream`"), "{err}");
+    // A reference's value has no type before it is resolved: then the MXCP config comes first.
+    fs::write(
+        &path,
+        "upstream: http://127.0.0.1:1\nthreads: '${MXGATE_TEST_NO_SUCH_VAR}'\nmxcp_config: absent.yml\n",
+    )
+    .unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("absent.yml"), "{err}");
+}

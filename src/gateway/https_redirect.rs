@@ -18,20 +18,20 @@ use std::sync::Arc;
 pub struct HttpsRedirect {
     /// `https://host[:port]`, no trailing slash.
     public_url: String,
-    store: Option<crate::store::Store>,
+    readiness: Arc<readiness::Readiness>,
 }
 
 // === impl HttpsRedirect ===
 
 impl HttpsRedirect {
-    pub fn new(public_url: String, store: Option<crate::store::Store>) -> Self {
-        Self { public_url, store }
+    pub fn new(public_url: String, readiness: Arc<readiness::Readiness>) -> Self {
+        Self { public_url, readiness }
     }
 
     async fn answer(&self, uri: &Uri) -> Response<Bytes> {
         match uri.path() {
             HEALTH_PATH => readiness::alive(),
-            READY_PATH => readiness::ready(self.store.as_ref()).await,
+            READY_PATH => self.readiness.answer().await,
             _ => self.redirect(uri),
         }
     }
@@ -112,12 +112,17 @@ impl HttpServerApp for HttpsRedirect {
 mod tests {
     use super::*;
 
-    fn redirect() -> HttpsRedirect {
-        HttpsRedirect::new("https://mcp.example.com:8443".into(), None)
+    /// The redirect listener of a gateway whose core listens on `upstream`.
+    fn redirect(upstream: std::net::SocketAddr) -> HttpsRedirect {
+        let readiness = readiness::Readiness::new(None, upstream, None);
+        HttpsRedirect::new("https://mcp.example.com:8443".into(), Arc::new(readiness))
     }
 
     async fn answer(target: &str) -> Response<Bytes> {
-        redirect().answer(&target.parse::<Uri>().unwrap()).await
+        let core = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        redirect(core.local_addr().unwrap())
+            .answer(&target.parse::<Uri>().unwrap())
+            .await
     }
 
     #[tokio::test]

@@ -5,25 +5,26 @@
 
 use super::local_response::json_error;
 use super::proxy::{HEALTH_PATH, READY_PATH};
-use super::readiness;
+use super::readiness::{self, Readiness};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
 
 pub const METRICS_PATH: &str = "/metrics";
 
 pub struct MetricsListener {
-    /// The store whose sessions are counted, and whose health `/readyz` reports.
-    store: Option<crate::store::Store>,
+    /// What `/readyz` checks (the public listener's own), and the store whose sessions are counted.
+    readiness: Arc<Readiness>,
 }
 
 // === impl MetricsListener ===
 
 impl MetricsListener {
-    pub fn new(store: Option<crate::store::Store>) -> Self {
-        Self { store }
+    pub fn new(readiness: Arc<Readiness>) -> Self {
+        Self { readiness }
     }
 
     async fn answer(&self, method: &Method, path: &str) -> Response<Bytes> {
@@ -36,7 +37,7 @@ impl MetricsListener {
         }
         match path {
             METRICS_PATH => {
-                let text = crate::metrics::metrics().scrape(self.store.as_ref()).await;
+                let text = crate::metrics::metrics().scrape(self.readiness.checked_store()).await;
                 let mut response = Response::new(Bytes::from(text));
                 let headers = response.headers_mut();
                 headers.insert(
@@ -47,7 +48,7 @@ impl MetricsListener {
                 response
             }
             HEALTH_PATH => readiness::alive(),
-            READY_PATH => readiness::ready(self.store.as_ref()).await,
+            READY_PATH => self.readiness.answer().await,
             _ => json_error(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -79,7 +80,10 @@ mod tests {
 
     #[tokio::test]
     async fn serves_metrics_and_probes_and_nothing_else() {
-        let listener = MetricsListener::new(None);
+        // A core that accepts connections, so `/readyz` is ready.
+        let core = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let readiness = Readiness::new(None, core.local_addr().unwrap(), None);
+        let listener = MetricsListener::new(Arc::new(readiness));
         let metrics = listener.answer(&Method::GET, METRICS_PATH).await;
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(

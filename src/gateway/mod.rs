@@ -64,6 +64,7 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use proxy::McpGateway;
 use proxy_trust::ProxyTrust;
+use readiness::Readiness;
 use request_guard::RequestGuard;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -94,6 +95,25 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// How long start-up waits for a shared store to hand out the signing key.
 const SHARED_KEY_WAIT: Duration = Duration::from_secs(30);
+
+/// Refuses a `backchannel_logout` path that one of mxgate's fixed endpoints already has.
+fn check_backchannel_logout_paths(settings: &Settings, auth: Option<&AuthParts>) -> anyhow::Result<()> {
+    for endpoint in &settings.backchannel_logout {
+        let path = endpoint.path.as_str();
+        let routed = auth.and_then(|a| a.server.route(path));
+        if routed != Some(crate::oauth::Route::BackchannelLogout)
+            || path == proxy::HEALTH_PATH
+            || path == proxy::READY_PATH
+        {
+            anyhow::bail!(
+                "{}: backchannel_logout.{}.path `{path}` is one of mxgate's own endpoints; choose another",
+                settings.config_file.display(),
+                endpoint.provider
+            );
+        }
+    }
+    Ok(())
+}
 
 /// The assertion signing key: from `data_dir`, or, with a shared store and no key file there,
 /// the one all replicas share (waiting a while for the store to answer).
@@ -150,10 +170,13 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let mut session_closer = None;
     let mut replica_events = None;
     let mut reload = None;
+    let mut ready_providers = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
             crate::metrics::metrics().register_providers(providers.iter().map(|entry| entry.provider.name()));
+            let providers = Arc::new(providers);
+            ready_providers = Some(providers.clone());
             let store = open_store(&settings)?;
             let signer = Arc::new(load_signer(&settings, &store)?);
             let mut bearer = BearerAuthenticator::new(
@@ -180,7 +203,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                     &store,
                 )),
             };
-            let parts = kept.parts(settings.clone(), Arc::new(providers), policies, None);
+            let parts = kept.parts(settings.clone(), providers, policies, None);
             let admin = SessionAdmin::new(store.clone(), parts.sessions.clone());
             let live: LiveAuth = Arc::new(ArcSwap::from_pointee(parts));
             reload = Some(ConfigReload::new(live.clone(), settings.clone(), Box::new(kept)));
@@ -191,6 +214,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         Some(auth) => forward_auth::ForwardAuth::from_settings(&settings, &auth.load().server)?,
         None => None,
     };
+    check_backchannel_logout_paths(&settings, auth.as_ref().map(|live| live.load_full()).as_deref())?;
     let gateway = McpGateway {
         forward_auth,
         auth,
@@ -207,7 +231,11 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         guard: RequestGuard::new(&settings),
         body_timeout: settings.limits.body_timeout,
         max_inspected_body: settings.limits.max_inspected_body,
-        store_ready: stateful.as_ref().map(|(store, _)| store.clone()),
+        readiness: Arc::new(Readiness::new(
+            stateful.as_ref().map(|(store, _)| store.clone()),
+            settings.upstream.address,
+            ready_providers,
+        )),
     };
     Ok(Built {
         gateway,
@@ -298,8 +326,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let store_ready = gateway.store_ready.clone();
-    let metrics_store = gateway.store_ready.clone();
+    let readiness = gateway.readiness.clone();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     proxy.h2_options = Some(h2::options());
     proxy.server_options = Some(h2::server_options(settings.limits.idle_timeout));
@@ -324,7 +351,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
     if let Some(redirect_listen) = settings.tls.as_ref().and_then(|tls| tls.redirect_listen) {
-        let redirect = HttpsRedirect::new(settings.public_url.clone(), store_ready);
+        let redirect = HttpsRedirect::new(settings.public_url.clone(), readiness.clone());
         let guarded = ConnectionGuard::new(redirect, admissions, None);
         let mut service = pingora::services::listening::Service::new("https redirect".into(), guarded);
         service.add_tcp(&redirect_listen.to_string());
@@ -335,8 +362,10 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         server.add_service(background_service("configuration reload", reload));
     }
     if let Some(admin_listen) = settings.admin_listen {
-        let mut service =
-            pingora::services::listening::Service::new("admin listener".into(), MetricsListener::new(metrics_store));
+        let mut service = pingora::services::listening::Service::new(
+            "admin listener".into(),
+            MetricsListener::new(readiness.clone()),
+        );
         service.add_tcp(&admin_listen.to_string());
         server.add_service(service);
         tracing::info!(listen = %admin_listen, "serving /metrics on the admin listener");

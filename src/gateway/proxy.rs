@@ -52,7 +52,8 @@ pub struct McpGateway {
     pub body_timeout: Duration,
     /// `limits.max_inspected_body`: the largest body read for policies on `rpc`/`tool`.
     pub max_inspected_body: usize,
-    pub store_ready: Option<crate::store::Store>,
+    /// What `/readyz` checks (shared with the https redirect listener).
+    pub readiness: Arc<super::readiness::Readiness>,
     /// The forward-auth endpoint, when it is on (answered here, never forwarded).
     pub forward_auth: Option<ForwardAuth>,
 }
@@ -112,10 +113,6 @@ impl McpGateway {
         }
         tracing::info!(reason = ?refusal, client = ?ctx.view.client_ip, "request refused");
         self.answer(session, ctx, refusal.response()).await
-    }
-
-    async fn ready(&self) -> http::Response<bytes::Bytes> {
-        super::readiness::ready(self.store_ready.as_ref()).await
     }
 
     /// Answers a request to one of mxgate's own OAuth endpoints.
@@ -398,7 +395,7 @@ impl ProxyHttp for McpGateway {
             let resp = if path == HEALTH_PATH {
                 super::readiness::alive()
             } else {
-                self.ready().await
+                self.readiness.answer().await
             };
             return self.answer(session, ctx, resp).await;
         }
@@ -648,9 +645,13 @@ impl ProxyHttp for McpGateway {
 fn route_class(route: Route) -> RouteClass {
     match route {
         Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata | Route::Jwks => RouteClass::WellKnown,
-        Route::Register | Route::Authorize | Route::Consent | Route::Callback | Route::Token | Route::Revoke => {
-            RouteClass::OAuth
-        }
+        Route::Register
+        | Route::Authorize
+        | Route::Consent
+        | Route::Callback
+        | Route::Token
+        | Route::Revoke
+        | Route::BackchannelLogout => RouteClass::OAuth,
         Route::Login | Route::Logout => RouteClass::Login,
     }
 }

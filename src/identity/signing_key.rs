@@ -30,8 +30,15 @@ const JWKS_FILE: &str = "jwks.json";
 pub enum KeyError {
     #[error("signing key {path}: {message}")]
     Key { path: PathBuf, message: String },
+    /// The cause is in the message and not also a `source`, so `{:#}` says it once.
     #[error("signing an assertion failed: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(jsonwebtoken::errors::Error),
+}
+
+impl From<jsonwebtoken::errors::Error> for KeyError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        Self::Sign(e)
+    }
 }
 
 /// Signs assertions; knows its `kid` and its public JWKS.

@@ -193,6 +193,7 @@ impl AuthorizationServer {
             resource: request.resource.clone(),
             created_at,
             expires_at: created_at + self.settings.tokens.session.as_secs(),
+            idp_session: outcome.idp_session,
         };
         if let Err(e) = self.sessions.create(&session).await {
             counted(LoginResult::Failed);

@@ -5,6 +5,7 @@
 //! forward a client's token anywhere.
 
 mod authorize;
+mod backchannel_logout;
 pub mod browser_login;
 mod callback;
 pub mod challenge;
@@ -55,6 +56,8 @@ pub enum Route {
     Revoke,
     Logout,
     Login,
+    /// An identity provider's back-channel logout (`backchannel_logout` in mxgate.yml).
+    BackchannelLogout,
 }
 
 // === impl Route ===
@@ -79,6 +82,7 @@ impl Route {
             Route::Token => Endpoint::Token,
             Route::Revoke => Endpoint::Revoke,
             Route::Logout => Endpoint::Logout,
+            Route::BackchannelLogout => Endpoint::BackchannelLogout,
             Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata | Route::Jwks => return None,
         })
     }
@@ -226,6 +230,7 @@ impl AuthorizationServer {
             LOGOUT_PATH => Route::Logout,
             LOGIN_PATH => Route::Login,
             p if self.providers.by_callback_path(p).is_some() => Route::Callback,
+            p if self.settings.backchannel_logout.iter().any(|b| b.path == p) => Route::BackchannelLogout,
             _ => return None,
         })
     }
@@ -234,7 +239,7 @@ impl AuthorizationServer {
     pub async fn handle(&self, route: Route, req: Request<Bytes>) -> Response<Bytes> {
         let method = req.method().clone();
         let allowed = match route {
-            Route::Register | Route::Token | Route::Consent | Route::Revoke => Method::POST,
+            Route::Register | Route::Token | Route::Consent | Route::Revoke | Route::BackchannelLogout => Method::POST,
             Route::Logout if method == Method::POST => Method::POST,
             _ => Method::GET,
         };
@@ -272,6 +277,7 @@ impl AuthorizationServer {
             Route::Authorize => self.authorize(req).await,
             Route::Consent => self.consent(req).await,
             Route::Callback => self.callback(req).await,
+            Route::BackchannelLogout => self.backchannel_logout(req).await,
         }
     }
 

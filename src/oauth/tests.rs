@@ -36,6 +36,32 @@ impl Provider for StandInProvider {
     async fn refresh(&self, _refresh_token: &str) -> Result<ProviderTokens, ProviderError> {
         Err(ProviderError::Unsupported("stand-in"))
     }
+    /// `logout;<sub>;<sid>;<jti>` (empty for absent) stands for a verified logout token;
+    /// `unreachable` for keys that cannot be fetched; anything else does not verify.
+    async fn verify_logout_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<crate::providers::logout_token::LogoutToken, ProviderError> {
+        let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        match token.split(';').collect::<Vec<_>>().as_slice() {
+            ["logout", sub, sid, jti] => Ok(crate::providers::logout_token::LogoutToken {
+                subject: some(sub),
+                session: some(sid),
+                jti: jti.to_string(),
+                issued_at: now,
+            }),
+            ["unreachable"] => Err(ProviderError::Unreachable {
+                provider: self.0.into(),
+                what: "the JWKS",
+                message: "connection refused".into(),
+            }),
+            _ => Err(ProviderError::Invalid {
+                provider: self.0.into(),
+                message: "logout token rejected: bad signature".into(),
+            }),
+        }
+    }
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError> {
         let user = match callback.code {
             "good-code" => "alice",
@@ -62,6 +88,7 @@ impl Provider for StandInProvider {
             },
             profile: serde_json::json!({"sub": user, "email": format!("{user}@example.test"),
                                         "groups": if user == "alice" { vec!["engineering"] } else { vec![] }}),
+            idp_session: Some(format!("idp-session-{user}")),
         })
     }
 }
@@ -253,11 +280,17 @@ impl Harness {
 
     /// The whole browser part; returns the authorization code.
     async fn code_for(&self, client_id: &str) -> String {
+        self.code_for_user(client_id, "good-code").await
+    }
+
+    /// The whole browser part, signing in at the IdP with `idp_code` (`good-code`: alice,
+    /// `bob-code`: bob); returns the authorization code.
+    async fn code_for_user(&self, client_id: &str, idp_code: &str) -> String {
         let (to_idp, jar) = self.approve(client_id).await;
         assert_eq!(to_idp.status(), 302);
         let state = query(&location(&to_idp))["state"].clone();
         let back = self
-            .call(get(&format!("/callback?code=good-code&state={state}"), &jar))
+            .call(get(&format!("/callback?code={idp_code}&state={state}"), &jar))
             .await;
         assert_eq!(back.status(), 302, "{:?}", back.body());
         let q = query(&location(&back));
@@ -871,8 +904,13 @@ async fn a_public_origin_from_a_trusted_proxy_names_issuer_resource_and_callback
 impl Harness {
     /// A logged-in public client: (client id, token response).
     async fn logged_in(&self) -> (String, Value) {
+        self.logged_in_as("good-code").await
+    }
+
+    /// A new client's tokens for the user `idp_code` signs in (see [`Self::code_for_user`]).
+    async fn logged_in_as(&self, idp_code: &str) -> (String, Value) {
         let client = self.register_public().await;
-        let code = self.code_for(&client).await;
+        let code = self.code_for_user(&client, idp_code).await;
         let tokens = json(&self.exchange(&client, &code, VERIFIER).await);
         (client, tokens)
     }
@@ -1356,4 +1394,74 @@ async fn the_audit_trail_follows_a_client_from_registration_to_revocation_and_ho
     for secret in [code.as_str(), VERIFIER, "idp-access", &state] {
         assert!(!text.contains(secret), "`{secret}` in the audit trail");
     }
+}
+
+#[tokio::test]
+async fn back_channel_logout_ends_the_provider_sessions_once_per_token() {
+    let h = harness_with("backchannel_logout:\n  oidc: {}\n");
+    const PATH: &str = "/backchannel-logout/oidc";
+    assert_eq!(h.server.route(PATH), Some(Route::BackchannelLogout));
+    let (_, alice_1) = h.logged_in().await;
+    let (_, alice_2) = h.logged_in().await;
+    let (_, bob) = h.logged_in_as("bob-code").await;
+    let logout = |token: &str| post(PATH, &format!("logout_token={}", urlencode(token)), &[]);
+
+    let ended = h.call(logout("logout;;idp-session-alice;j-1")).await;
+    assert_eq!(ended.status(), 200, "{:?}", ended.body());
+    assert_eq!(ended.headers()["cache-control"], "no-store");
+    assert!(!h.works(&alice_1["access_token"]).await);
+    assert!(!h.works(&alice_2["access_token"]).await);
+    assert!(h.works(&bob["access_token"]).await, "bob's session goes on");
+
+    let replayed = h.call(logout("logout;bob;;j-1")).await;
+    assert_eq!(replayed.status(), 400);
+    assert_eq!(json(&replayed)["error"], "invalid_request");
+    assert!(json(&replayed)["error_description"].as_str().unwrap().contains("jti"));
+    assert!(h.works(&bob["access_token"]).await, "a replayed token ends nothing");
+
+    let by_subject = h.call(logout("logout;bob;;j-2")).await;
+    assert_eq!(by_subject.status(), 200);
+    assert!(
+        !h.works(&bob["access_token"]).await,
+        "only `sub`: every session of the user"
+    );
+}
+
+#[tokio::test]
+async fn back_channel_logout_answers_400_to_bad_input_and_503_when_keys_are_out_of_reach() {
+    let h = harness_with("backchannel_logout:\n  oidc: {path: /idp/logout}\n");
+    assert_eq!(
+        h.server.route("/backchannel-logout/oidc"),
+        None,
+        "the configured path only"
+    );
+    let (_, alice) = h.logged_in().await;
+    for (body, expected) in [
+        ("logout_token=forged", "bad signature"),
+        ("", "logout_token is required"),
+        ("logout_token=a&logout_token=b", "more than once"),
+        (&*format!("logout_token={}", "a".repeat(9 * 1024)), "larger than"),
+    ] {
+        let resp = h.call(post("/idp/logout", body, &[])).await;
+        assert_eq!(resp.status(), 400, "{body:.40}");
+        assert_eq!(json(&resp)["error"], "invalid_request");
+        let description = json(&resp)["error_description"].as_str().unwrap().to_string();
+        assert!(description.contains(expected), "{description}");
+    }
+    let wrong_method = h.call(get("/idp/logout", "")).await;
+    assert_eq!(wrong_method.status(), 405);
+    let unreachable = h.call(post("/idp/logout", "logout_token=unreachable", &[])).await;
+    assert_eq!(unreachable.status(), 503);
+    assert!(h.works(&alice["access_token"]).await);
+}
+
+#[tokio::test]
+async fn back_channel_logout_is_rate_limited_per_address() {
+    let h = harness_with("backchannel_logout:\n  oidc: {}\nrate_limits: {per_address: {backchannel_logout: 2}}\n");
+    let address: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    assert!(h.server.check_address_rate(Route::BackchannelLogout, address).is_ok());
+    assert!(h.server.check_address_rate(Route::BackchannelLogout, address).is_ok());
+    assert!(h.server.check_address_rate(Route::BackchannelLogout, address).is_err());
+    let other: std::net::IpAddr = "192.0.2.8".parse().unwrap();
+    assert!(h.server.check_address_rate(Route::BackchannelLogout, other).is_ok());
 }

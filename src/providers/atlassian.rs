@@ -125,7 +125,12 @@ impl Provider for AtlassianProvider {
         .await?;
         let mut user = user_from_profile(&profile, self.email_without_flag)?;
         user.capabilities = derive_capabilities(&self.claim_mappings, &profile);
-        Ok(LoginOutcome { user, tokens, profile })
+        Ok(LoginOutcome {
+            user,
+            tokens,
+            profile,
+            idp_session: None,
+        })
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError> {

@@ -259,7 +259,12 @@ impl Provider for GithubProvider {
         let mut user = user_from_profile(&profile, emails.as_deref())?;
         user.groups = groups;
         user.capabilities = derive_capabilities(&self.claim_mappings, &profile);
-        Ok(LoginOutcome { user, tokens, profile })
+        Ok(LoginOutcome {
+            user,
+            tokens,
+            profile,
+            idp_session: None,
+        })
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError> {

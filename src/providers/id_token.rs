@@ -3,7 +3,8 @@
 //! spellings), `aud`, `exp`, `nonce`, and `azp` when there are several audiences. Symmetric and
 //! `none` algorithms are refused.
 //!
-//! Also: reading the claims of a JWT access token the provider issued to this client (Keycloak's
+//! Also: the signature and registered claims of a back-channel logout token (the logout rules
+//! themselves are in `logout_token`), and reading the claims of a JWT access token the provider issued to this client (Keycloak's
 //! `realm_access`, Auth0's custom claims), verified the same way, never merely decoded.
 
 use super::ProviderError;
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 
 const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Clock skew allowed on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECS: u64 = 60;
 const ALLOWED: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -67,19 +70,13 @@ impl JwksCache {
         id_token: &str,
         expected: &Expected<'_>,
     ) -> Result<Value, ProviderError> {
-        let header = decode_header(id_token).map_err(|e| self.invalid(format!("ID token is malformed: {e}")))?;
-        if !ALLOWED.contains(&header.alg) {
-            return Err(self.invalid(format!("ID token algorithm {:?} is not accepted", header.alg)));
-        }
-        let key = self.key_for(http, header.kid.as_deref(), header.alg).await?;
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(expected.issuers);
-        validation.set_audience(&[expected.client_id]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 60;
-        let claims = decode::<Value>(id_token, &key, &validation)
-            .map_err(|e| self.invalid(format!("ID token rejected: {e}")))?
-            .claims;
+        let claims = self
+            .decode_signed(http, id_token, "ID token", |validation| {
+                validation.set_issuer(expected.issuers);
+                validation.set_audience(&[expected.client_id]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            })
+            .await?;
         if claims.get("nonce").and_then(Value::as_str) != Some(expected.nonce) {
             return Err(self.invalid("ID token nonce does not match this login"));
         }
@@ -89,6 +86,47 @@ impl JwksCache {
             }
         }
         Ok(claims)
+    }
+
+    /// The claims of a back-channel logout token whose signature, `iss`, `aud` and (when
+    /// present) `exp` verify; the logout-specific rules are [`super::logout_token`]'s.
+    pub async fn logout_token_claims(
+        &self,
+        http: &reqwest::Client,
+        logout_token: &str,
+        issuers: &[String],
+        client_id: &str,
+    ) -> Result<Value, ProviderError> {
+        self.decode_signed(http, logout_token, "logout token", |validation| {
+            validation.set_issuer(issuers);
+            validation.set_audience(&[client_id]);
+            // `exp` is optional in Back-Channel Logout 1.0 (checked when present); `iat` is
+            // required and checked for recency by the caller.
+            validation.set_required_spec_claims(&["iss", "aud"]);
+        })
+        .await
+    }
+
+    /// A JWT's claims after its algorithm (asymmetric only), signature (the provider's JWKS) and
+    /// the registered claims `configure` asks for are checked; `what` names it in errors.
+    async fn decode_signed(
+        &self,
+        http: &reqwest::Client,
+        token: &str,
+        what: &str,
+        configure: impl FnOnce(&mut Validation),
+    ) -> Result<Value, ProviderError> {
+        let header = decode_header(token).map_err(|e| self.invalid(format!("{what} is malformed: {e}")))?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(self.invalid(format!("{what} algorithm {:?} is not accepted", header.alg)));
+        }
+        let key = self.key_for(http, header.kid.as_deref(), header.alg).await?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_SECS;
+        configure(&mut validation);
+        Ok(decode::<Value>(token, &key, &validation)
+            .map_err(|e| self.invalid(format!("{what} rejected: {e}")))?
+            .claims)
     }
 
     /// The claims of an access token, when it is a JWT signed with the provider's keys by one of
@@ -106,21 +144,16 @@ impl JwksCache {
         if access_token.split('.').count() != 3 {
             return Ok(None);
         }
-        let Ok(header) = decode_header(access_token) else {
+        if decode_header(access_token).is_err() {
             return Ok(None);
-        };
-        if !ALLOWED.contains(&header.alg) {
-            return Err(self.invalid(format!("access token algorithm {:?} is not accepted", header.alg)));
         }
-        let key = self.key_for(http, header.kid.as_deref(), header.alg).await?;
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(issuers);
-        validation.validate_aud = false; // Keycloak: `account`; Auth0: the API; checked below instead
-        validation.set_required_spec_claims(&["exp", "iss"]);
-        validation.leeway = 60;
-        let claims = decode::<Value>(access_token, &key, &validation)
-            .map_err(|e| self.invalid(format!("access token rejected: {e}")))?
-            .claims;
+        let claims = self
+            .decode_signed(http, access_token, "access token", |validation| {
+                validation.set_issuer(issuers);
+                validation.validate_aud = false; // Keycloak: `account`; Auth0: the API; checked below instead
+                validation.set_required_spec_claims(&["exp", "iss"]);
+            })
+            .await?;
         if !issued_to(&claims, client_id) {
             return Err(self.invalid("access token was not issued to this client"));
         }
@@ -157,7 +190,7 @@ impl JwksCache {
                 });
                 let only = candidates.next()?;
                 if candidates.next().is_some() {
-                    return Some(Err(self.invalid("ID token has no `kid` and the JWKS has several keys")));
+                    return Some(Err(self.invalid("the token has no `kid` and the JWKS has several keys")));
                 }
                 only
             }

@@ -9,6 +9,7 @@ pub mod google;
 mod http_client;
 mod id_token;
 pub mod keycloak;
+pub mod logout_token;
 mod oauth_client;
 pub mod oidc;
 pub mod salesforce;
@@ -18,6 +19,7 @@ use crate::config::{AuthSettings, ProviderEndpoints, ProviderSettings};
 use crate::identity::user::{ProviderTokens, UserIdentity};
 use async_trait::async_trait;
 use email_verified::WithoutFlag;
+use logout_token::LogoutToken;
 use std::sync::Arc;
 use thiserror::Error;
 use url::Url;
@@ -51,6 +53,9 @@ pub struct LoginOutcome {
     /// The raw profile `claim_mappings` read (the provider's claims; GitHub's `/user` plus
     /// `groups`), for `role_mappings` (see `policy::role_mappings`). Never stored.
     pub profile: serde_json::Value,
+    /// The provider's own session (OpenID Connect `sid` of the ID token), which a back-channel
+    /// logout names; at most [`logout_token::MAX_CLAIM_LEN`] bytes.
+    pub idp_session: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -81,6 +86,22 @@ pub trait Provider: Send + Sync {
     async fn complete_login(&self, callback: &LoginCallback<'_>) -> Result<LoginOutcome, ProviderError>;
     /// New tokens for a refresh token. A response without a refresh token keeps the old one.
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError>;
+
+    /// Verifies an OpenID Connect back-channel logout token (signature with the provider's keys,
+    /// issuer, audience, and the logout rules of [`logout_token`]). Only OpenID providers send
+    /// them.
+    async fn verify_logout_token(&self, _token: &str, _now: u64) -> Result<LogoutToken, ProviderError> {
+        Err(ProviderError::Invalid {
+            provider: self.name().to_string(),
+            message: "this provider sends no back-channel logout tokens".into(),
+        })
+    }
+
+    /// Whether logins can start (an OpenID provider: its discovery document is loaded, fetching
+    /// it when it is not yet). For `/readyz`; the caller caches the answer.
+    async fn ready(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// A configured provider, the path it redirects back to, and the name people see for it.

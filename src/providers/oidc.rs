@@ -16,6 +16,7 @@
 
 use super::email_verified::{verified_email, WithoutFlag};
 use super::id_token::{Expected, JwksCache};
+use super::logout_token::{LogoutToken, MAX_CLAIM_LEN, MAX_TOKEN_LEN};
 use super::oauth_client::{CodeExchange, OAuthClient};
 use super::{http_client::get_json, LoginCallback, LoginOutcome, LoginRequest, Provider, ProviderError};
 use crate::config::mxcp_user::{ClaimMappings, OidcConfig};
@@ -381,8 +382,14 @@ impl OidcProvider {
         }
     }
 
-    /// The raw profile: verified access-token claims < verified ID token claims < userinfo.
-    async fn profile(&self, d: &Discovered, tokens: &ProviderTokens, nonce: &str) -> Result<Value, ProviderError> {
+    /// The raw profile: verified access-token claims < verified ID token claims < userinfo; and
+    /// the provider's session id (`sid` of the ID token, when it has a usable one).
+    async fn profile(
+        &self,
+        d: &Discovered,
+        tokens: &ProviderTokens,
+        nonce: &str,
+    ) -> Result<(Value, Option<String>), ProviderError> {
         let id_token = tokens
             .id_token
             .as_deref()
@@ -395,6 +402,11 @@ impl OidcProvider {
         let Value::Object(id_claims) = d.jwks.verify(&self.http, id_token, &expected).await? else {
             return Err(self.invalid("the ID token's claims are not a JSON object"));
         };
+        let idp_session = id_claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .filter(|sid| !sid.is_empty() && sid.len() <= MAX_CLAIM_LEN)
+            .map(str::to_string);
         let mut profile = match d
             .jwks
             .access_token_claims(&self.http, &tokens.access_token, &d.issuers, &self.settings.client_id)
@@ -426,7 +438,7 @@ impl OidcProvider {
             profile.extend(userinfo);
         }
         self.settings.profile.extend_profile(&mut profile);
-        Ok(Value::Object(profile))
+        Ok((Value::Object(profile), idp_session))
     }
 }
 
@@ -477,7 +489,7 @@ impl Provider for OidcProvider {
                 crate::support::now(),
             )
             .await?;
-        let profile = self.profile(&d, &tokens, callback.nonce).await?;
+        let (profile, idp_session) = self.profile(&d, &tokens, callback.nonce).await?;
         let user = user_from_profile(
             &self.settings.name,
             &profile,
@@ -485,7 +497,12 @@ impl Provider for OidcProvider {
             self.settings.profile.as_ref(),
             self.settings.email_without_flag,
         )?;
-        Ok(LoginOutcome { user, tokens, profile })
+        Ok(LoginOutcome {
+            user,
+            tokens,
+            profile,
+            idp_session,
+        })
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError> {
@@ -499,6 +516,22 @@ impl Provider for OidcProvider {
                 crate::support::now(),
             )
             .await
+    }
+
+    async fn verify_logout_token(&self, token: &str, now: u64) -> Result<LogoutToken, ProviderError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(self.invalid(format!("the logout token is larger than {MAX_TOKEN_LEN} bytes")));
+        }
+        let d = self.discovered().await?;
+        let claims = d
+            .jwks
+            .logout_token_claims(&self.http, token, &d.issuers, &self.settings.client_id)
+            .await?;
+        LogoutToken::from_claims(&claims, now).map_err(|rule| self.invalid(format!("logout token rejected: {rule}")))
+    }
+
+    async fn ready(&self) -> Result<(), ProviderError> {
+        self.discovered().await.map(|_| ())
     }
 }
 
@@ -964,5 +997,143 @@ mod tests {
         assert_eq!(with_openid("email profile"), "openid email profile");
         assert_eq!(with_openid("email  openid"), "email openid");
         assert_eq!(with_openid(""), "openid");
+    }
+    fn logout_claims() -> Value {
+        json!({"iss": ISSUER, "aud": "mxgate", "iat": now(), "exp": now() + 120, "jti": "j-1",
+               "sub": "u1", "sid": "idp-s1",
+               "events": {"http://schemas.openid.net/event/backchannel-logout": {}}})
+    }
+
+    async fn logout_provider() -> (ScriptedIdp, OidcProvider) {
+        let idp = self::idp(ISSUER, id_claims(ISSUER), "at").await;
+        let provider = OidcProvider::new(
+            oidc_config(&format!("{}/.well-known/openid-configuration", idp.base)),
+            http(),
+        );
+        (idp, provider)
+    }
+
+    #[tokio::test]
+    async fn the_login_keeps_the_id_tokens_sid_for_back_channel_logout() {
+        let mut claims = id_claims(ISSUER);
+        claims["sid"] = json!("idp-s1");
+        let idp = self::idp(ISSUER, claims, "at").await;
+        let provider = OidcProvider::new(
+            oidc_config(&format!("{}/.well-known/openid-configuration", idp.base)),
+            http(),
+        );
+        let outcome = provider.complete_login(&callback(Some(ISSUER))).await.unwrap();
+        assert_eq!(outcome.idp_session.as_deref(), Some("idp-s1"));
+
+        let mut claims = id_claims(ISSUER);
+        claims["sid"] = json!("s".repeat(MAX_CLAIM_LEN + 1));
+        let idp = self::idp(ISSUER, claims, "at").await;
+        let provider = OidcProvider::new(
+            oidc_config(&format!("{}/.well-known/openid-configuration", idp.base)),
+            http(),
+        );
+        let outcome = provider.complete_login(&callback(Some(ISSUER))).await.unwrap();
+        assert_eq!(outcome.idp_session, None, "an oversized sid is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_logout_token_signed_by_the_provider_for_this_client_verifies() {
+        let (_idp, provider) = logout_provider().await;
+        let token = signer().sign(&logout_claims()).unwrap();
+        let logout = provider.verify_logout_token(&token, now()).await.unwrap();
+        assert_eq!(logout.subject.as_deref(), Some("u1"));
+        assert_eq!(logout.session.as_deref(), Some("idp-s1"));
+        assert_eq!(logout.jti, "j-1");
+    }
+
+    #[tokio::test]
+    async fn a_logout_token_breaking_any_rule_is_refused_with_the_reason() {
+        let (_idp, provider) = logout_provider().await;
+        let changed = |change: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut claims = logout_claims();
+            change(claims.as_object_mut().unwrap());
+            signer().sign(&claims).unwrap()
+        };
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "bad signature",
+                other_signer().sign(&logout_claims()).unwrap(),
+                "no key",
+            ),
+            (
+                "tampered payload",
+                {
+                    let token = signer().sign(&logout_claims()).unwrap();
+                    let forged = other_signer().sign(&json!({"sub": "bob"})).unwrap();
+                    let parts: Vec<&str> = token.split('.').collect();
+                    let forged_payload = forged.split('.').nth(1).unwrap();
+                    format!("{}.{forged_payload}.{}", parts[0], parts[2])
+                },
+                "rejected",
+            ),
+            (
+                "wrong issuer",
+                changed(&|c| {
+                    c.insert("iss".into(), json!("https://evil.example"));
+                }),
+                "rejected",
+            ),
+            (
+                "wrong audience",
+                changed(&|c| {
+                    c.insert("aud".into(), json!("another-client"));
+                }),
+                "rejected",
+            ),
+            (
+                "expired",
+                changed(&|c| {
+                    c.insert("exp".into(), json!(now() - 3600));
+                }),
+                "rejected",
+            ),
+            (
+                "nonce present",
+                changed(&|c| {
+                    c.insert("nonce".into(), json!("n-1"));
+                }),
+                "nonce",
+            ),
+            (
+                "events missing",
+                changed(&|c| {
+                    c.remove("events");
+                }),
+                "events",
+            ),
+            (
+                "neither sub nor sid",
+                changed(&|c| {
+                    c.remove("sub");
+                    c.remove("sid");
+                }),
+                "neither `sub` nor `sid`",
+            ),
+            (
+                "no jti",
+                changed(&|c| {
+                    c.remove("jti");
+                }),
+                "jti",
+            ),
+            (
+                "no iat",
+                changed(&|c| {
+                    c.remove("iat");
+                }),
+                "iat",
+            ),
+            ("too large", "a".repeat(MAX_TOKEN_LEN + 1), "larger than"),
+            ("not a JWT", "not-a-jwt".into(), "malformed"),
+        ];
+        for (case, token, expected) in cases {
+            let err = error_of(provider.verify_logout_token(&token, now()).await);
+            assert!(err.contains(expected), "{case}: {err}");
+        }
     }
 }

@@ -131,7 +131,12 @@ impl Provider for SalesforceProvider {
         .await?;
         let mut user = user_from_identity(&profile, self.email_without_flag)?;
         user.capabilities = derive_capabilities(&self.claim_mappings, &profile);
-        Ok(LoginOutcome { user, tokens, profile })
+        Ok(LoginOutcome {
+            user,
+            tokens,
+            profile,
+            idp_session: None,
+        })
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<ProviderTokens, ProviderError> {

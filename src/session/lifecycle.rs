@@ -10,7 +10,7 @@
 
 use super::bearer::BearerAuthenticator;
 use super::tokens::{IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
-use super::{user_session_key, SessionRecord, INDEX_SEPARATOR};
+use super::{idp_session_prefix, user_session_key, SessionRecord, INDEX_SEPARATOR};
 use crate::identity::user::UserIdentity;
 use crate::providers::ProviderSet;
 use crate::store::{ReplicaEvent, Store, StoreError, Table};
@@ -69,7 +69,8 @@ impl Sessions {
         &self.bearer
     }
 
-    /// Stores a new session (sealed) and its entry in its user's index.
+    /// Stores a new session (sealed), its entry in its user's index and, when the provider
+    /// named its own session, in the provider-session index (for back-channel logout).
     pub async fn create(&self, session: &SessionRecord) -> Result<(), StoreError> {
         self.store
             .put_sealed(Table::Sessions, &session.id, session, session.expires_at)
@@ -77,7 +78,14 @@ impl Sessions {
         let entry = user_session_key(&session.user.key(), &session.id);
         self.store
             .put(Table::UserSessions, &entry, &session.expires_at, session.expires_at)
-            .await
+            .await?;
+        if let Some(idp_session) = &session.idp_session {
+            let entry = idp_session_prefix(&session.user.provider, idp_session) + &session.id;
+            self.store
+                .put(Table::IdpSessions, &entry, &session.expires_at, session.expires_at)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Stores a session's changed record, only while it lives: a session revoked meanwhile is
@@ -158,14 +166,33 @@ impl Sessions {
 
     /// Ends every session of a user (`provider:user id`); returns how many there were.
     pub async fn revoke_user_sessions(&self, user: &str) -> Result<usize, StoreError> {
-        let mut revoked = 0;
-        for (_, session_id) in self.indexed(Some(user)).await? {
-            revoked += usize::from(self.revoke_session(&session_id).await);
-            self.store
-                .delete(Table::UserSessions, &user_session_key(user, &session_id))
-                .await?;
+        let prefix = format!("{user}{INDEX_SEPARATOR}");
+        Ok(self.revoke_indexed(Table::UserSessions, &prefix).await?.len())
+    }
+
+    /// Ends every session signed in within the provider's session `idp_session` (OpenID
+    /// Connect `sid`, named by a back-channel logout); returns their users, one per session.
+    pub async fn revoke_idp_session(&self, provider: &str, idp_session: &str) -> Result<Vec<UserIdentity>, StoreError> {
+        self.revoke_indexed(Table::IdpSessions, &idp_session_prefix(provider, idp_session))
+            .await
+    }
+
+    /// Ends the sessions an index lists under `prefix` (keys end with the session id) and
+    /// removes their entries; returns the users of the sessions that were still there.
+    async fn revoke_indexed(&self, index: Table, prefix: &str) -> Result<Vec<UserIdentity>, StoreError> {
+        let entries: Vec<(String, u64)> = self.store.list_prefix(index, prefix).await?;
+        let mut ended = Vec::new();
+        for (key, _) in entries {
+            let Some((_, session_id)) = key.rsplit_once(INDEX_SEPARATOR) else {
+                continue;
+            };
+            let user = self.load(session_id).await.ok().flatten().map(|s| s.user);
+            if self.revoke_session(session_id).await {
+                ended.push(user.unwrap_or_default());
+            }
+            self.store.delete(index, &key).await?;
         }
-        Ok(revoked)
+        Ok(ended)
     }
 
     /// Ends one access token (by hash), here and in the request cache; its session goes on.
@@ -252,6 +279,48 @@ mod tests {
             "bob's session goes on"
         );
         assert_eq!(f.sessions.revoke_user_sessions(&user).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn revoking_a_provider_session_ends_the_logins_made_in_it_and_no_others() {
+        let f = Fixture::new();
+        let in_session = |id: &str, user: &str, idp_session: Option<&str>| SessionRecord {
+            idp_session: idp_session.map(str::to_string),
+            ..record_of(id, user)
+        };
+        let sessions = [
+            in_session("a1", "alice", Some("idp-1")),
+            in_session("a2", "alice", Some("idp-1")),
+            in_session("a3", "alice", Some("idp-2")),
+            in_session("b1", "bob", Some("idp-3")),
+            in_session("n1", "alice", None),
+        ];
+        let mut tokens = Vec::new();
+        for session in &sessions {
+            f.sessions.create(session).await.unwrap();
+            let issued = f.sessions.issue_tokens(session, POLICY, now()).await.unwrap();
+            f.bearer.authenticate(&issued.access_token, now()).await.unwrap(); // cached
+            tokens.push(issued.access_token);
+        }
+        let provider = &sessions[0].user.provider;
+        let ended = f.sessions.revoke_idp_session(provider, "idp-1").await.unwrap();
+        assert_eq!(ended.len(), 2);
+        assert!(ended.iter().all(|u| u.user_id == "alice"));
+        for (token, alive) in tokens.iter().zip([false, false, true, true, true]) {
+            assert_eq!(f.bearer.authenticate(token, now()).await.is_ok(), alive);
+        }
+        assert!(f
+            .sessions
+            .revoke_idp_session(provider, "idp-1")
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(f
+            .sessions
+            .revoke_idp_session("other", "idp-2")
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]

@@ -40,6 +40,10 @@ pub struct SessionRecord {
     pub created_at: u64,
     /// Absolute end of the session: no token outlives it.
     pub expires_at: u64,
+    /// The provider's session this login belongs to (OpenID Connect `sid`), by which a
+    /// back-channel logout ends it; bounded in size by the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_session: Option<String>,
 }
 
 // === impl SessionRecord ===
@@ -65,6 +69,11 @@ const INDEX_SEPARATOR: char = '\u{1f}';
 /// The key of a session in the `user_sessions` index.
 fn user_session_key(user: &str, session_id: &str) -> String {
     format!("{user}{INDEX_SEPARATOR}{session_id}")
+}
+
+/// The key prefix of a provider's session in the `idp_sessions` index.
+fn idp_session_prefix(provider: &str, idp_session: &str) -> String {
+    format!("{provider}{INDEX_SEPARATOR}{idp_session}{INDEX_SEPARATOR}")
 }
 
 /// A session in memory, on the request path: the record, the provider's current tokens (which a

@@ -84,6 +84,7 @@ mod tests {
             resource: "r".into(),
             created_at: 100,
             expires_at: 10_000,
+            idp_session: None,
         }
     }
 

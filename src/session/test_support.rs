@@ -56,6 +56,7 @@ pub fn record(id: &str, expires_at: u64) -> SessionRecord {
         resource: "r".into(),
         created_at: now(),
         expires_at,
+        idp_session: None,
     }
 }
 

@@ -49,7 +49,7 @@ impl RecordCipher {
     /// Loads `<data_dir>/store.key`, creating it (0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(KEY_FILE);
-        let io = |context: String| move |source| StoreError::Io { context, source };
+        let io = |context: String| move |cause| StoreError::Io { context, cause };
         match std::fs::read(&path) {
             Ok(bytes) if bytes.len() == 32 => Ok(Self::from_secret(&bytes)),
             Ok(_) => Err(StoreError::Backend(format!(
@@ -67,7 +67,7 @@ impl RecordCipher {
             }
             Err(e) => Err(StoreError::Io {
                 context: format!("reading {}", path.display()),
-                source: e,
+                cause: e,
             }),
         }
     }

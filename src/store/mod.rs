@@ -47,6 +47,12 @@ pub enum Table {
     /// Which sessions a user has: `<provider:user id>\u{1f}<session id>` → expiry (for logout of
     /// every session, and the admin listing).
     UserSessions,
+    /// Which sessions belong to a provider's session (OpenID Connect `sid`), for back-channel
+    /// logout: `<provider>\u{1f}<sid>\u{1f}<session id>` → expiry.
+    IdpSessions,
+    /// `jti`s of back-channel logout tokens already used (by hash), until they are too old to
+    /// be accepted anyway.
+    LogoutTokens,
     /// Short locks between replicas (a session's provider refresh), by session id.
     Locks,
     /// MCP session ids and who may use them (shared store only): id → `provider:user id`.
@@ -59,7 +65,7 @@ pub enum Table {
 // === impl Table ===
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Clients,
         Table::ConsentTransactions,
         Table::LoginStates,
@@ -67,6 +73,8 @@ impl Table {
         Table::Sessions,
         Table::Tokens,
         Table::UserSessions,
+        Table::IdpSessions,
+        Table::LogoutTokens,
         Table::Locks,
         Table::McpSessions,
         Table::Keys,
@@ -75,14 +83,14 @@ impl Table {
     /// Tables read by key prefix ([`KvStore::list_prefix`]); a shared store keeps an ordered
     /// index of their keys.
     pub fn is_listed(self) -> bool {
-        matches!(self, Table::UserSessions)
+        matches!(self, Table::UserSessions | Table::IdpSessions)
     }
 
     /// Short-lived records of logins in progress, which a crash may lose (see `redb_store`).
     pub fn is_ephemeral(self) -> bool {
         matches!(
             self,
-            Table::ConsentTransactions | Table::LoginStates | Table::Codes | Table::Locks
+            Table::ConsentTransactions | Table::LoginStates | Table::Codes | Table::Locks | Table::LogoutTokens
         )
     }
 
@@ -95,6 +103,8 @@ impl Table {
             Table::Sessions => "sessions",
             Table::Tokens => "tokens",
             Table::UserSessions => "user_sessions",
+            Table::IdpSessions => "idp_sessions",
+            Table::LogoutTokens => "logout_tokens",
             Table::Locks => "locks",
             Table::McpSessions => "mcp_sessions",
             Table::Keys => "keys",
@@ -110,20 +120,16 @@ pub enum StoreError {
     /// `503` with `Retry-After`, and `/readyz` fails.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    #[error("store: cannot decode a `{table}` record: {source}")]
+    // The causes below are in the message and not also a `source`, so `{:#}` says them once.
+    #[error("store: cannot decode a `{table}` record: {cause}")]
     Decode {
         table: &'static str,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("store: a sealed `{0}` record cannot be opened (wrong encryption key?)")]
     Unseal(&'static str),
-    #[error("store: {context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("store: {context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
 }
 
 /// What one purge of expired entries removed.
@@ -445,9 +451,9 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(table: Table, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+    serde_json::from_slice(bytes).map_err(|cause| StoreError::Decode {
         table: table.name(),
-        source,
+        cause,
     })
 }
 

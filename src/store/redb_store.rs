@@ -30,7 +30,7 @@ pub struct RedbStore {
 impl RedbStore {
     /// Opens (or creates) the store file; its folder is created with mode 0700.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let io = |context: String| move |source| StoreError::Io { context, source };
+        let io = |context: String| move |cause| StoreError::Io { context, cause };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir).map_err(io(format!("creating {}", dir.display())))?;
         }

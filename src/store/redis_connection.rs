@@ -59,9 +59,9 @@ impl RedisRuntime {
             .enable_all()
             .build()
             .map(|rt| Self(Some(rt)))
-            .map_err(|source| StoreError::Io {
+            .map_err(|cause| StoreError::Io {
                 context: "starting the Redis connection runtime".into(),
-                source,
+                cause,
             })
     }
 

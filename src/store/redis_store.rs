@@ -63,9 +63,9 @@ impl RedisStore {
             .handle()
             .ok_or_else(|| StoreError::Backend("the Redis runtime is gone".into()))?;
         let ca = match &settings.ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|source| StoreError::Io {
+            Some(path) => Some(std::fs::read(path).map_err(|cause| StoreError::Io {
                 context: format!("reading store.ca_file {}", path.display()),
-                source,
+                cause,
             })?),
             None => None,
         };

@@ -301,10 +301,12 @@ class Gateway(Process):
         return env
 
     def wait_ready(self, deadline: float) -> None:
+        # Liveness, not readiness: `/readyz` also needs the core (which a stack starts beside
+        # mxgate, and some tests keep down) and the IdP's discovery document.
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0, verify=self.verify).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1.0, verify=self.verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

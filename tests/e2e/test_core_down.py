@@ -1,14 +1,19 @@
-"""Core unreachable: an authenticated request gets a prompt 502 with a JSON body."""
+"""Core unreachable: an authenticated request gets a prompt 502 with a JSON body, and `/readyz`
+says 503 with the reason (liveness, `/healthz`, stays 200) until the core listens again.
+An IdP whose discovery document cannot be loaded makes `/readyz` fail with that reason too."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import socket
+import time
+
 import httpx
 import pytest
 
 import browser
-from support import Stack, free_port
+from support import RecordingUpstream, Stack, free_port
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +21,48 @@ def down_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     closed = free_port()  # nothing listens there
     with Stack(tmp_path_factory.mktemp("core-down"), f"http://127.0.0.1:{closed}") as stack:
         yield stack
+
+
+def _ready(stack: Stack) -> httpx.Response:
+    return httpx.get(stack.url + "/readyz", timeout=10)
+
+
+def _poll_ready(stack: Stack, status: int, seconds: float = 10.0) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        r = _ready(stack)
+        if r.status_code == status or time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)
+
+
+def test_readyz_fails_with_the_reason_while_the_core_is_down_and_passes_once_it_listens(
+    down_stack: Stack,
+) -> None:
+    upstream = down_stack.gateway.upstream.removeprefix("http://")
+    r = _poll_ready(down_stack, 503)
+    assert r.status_code == 503, r.text
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json() == {"ready": False, "reasons": [f"upstream {upstream} unreachable: connection refused"]}, r.text
+    assert httpx.get(down_stack.url + "/healthz", timeout=10).status_code == 200, "liveness stays up"
+
+    host, port = upstream.rsplit(":", 1)
+    with socket.create_server((host, int(port))):  # the core comes up (accepting is enough)
+        r = _poll_ready(down_stack, 200)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"ready": True}
+    assert _poll_ready(down_stack, 503).status_code == 503, "down again"
+
+
+def test_readyz_fails_while_the_providers_discovery_cannot_be_loaded(
+    tmp_path_factory: pytest.TempPathFactory, echo_upstream: RecordingUpstream
+) -> None:
+    with Stack(tmp_path_factory.mktemp("idp-down"), echo_upstream.url) as stack:
+        stack.idp.stop()  # before anything asked mxgate for the discovery document
+        r = _ready(stack)
+        assert r.status_code == 503, r.text
+        [reason] = r.json()["reasons"]
+        assert reason.startswith("provider `oidc` discovery not loaded: oidc: cannot reach the discovery document"), reason
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
