@@ -29,10 +29,11 @@ mod tls_handshake;
 
 pub use proxy::{HEALTH_PATH, READY_PATH};
 
+use crate::admin::keys::KeyAdmin;
 use crate::admin::SessionAdmin;
 use crate::config::{Settings, StoreSettings};
 use crate::identity::assertion::AssertionMinter;
-use crate::identity::signing_key::AssertionSigner;
+use crate::identity::signing_keys::SigningKeys;
 use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
 use crate::providers::ProviderSet;
@@ -86,27 +87,23 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// How long start-up waits for a shared store to hand out the signing key.
 const SHARED_KEY_WAIT: Duration = Duration::from_secs(30);
 
-/// The assertion signing key: from `data_dir`, or, with a shared store and no key file there,
-/// the one all replicas share (waiting a while for the store to answer).
-fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<AssertionSigner> {
-    if !store.kv().is_shared() {
-        return AssertionSigner::from_settings(&settings.assertion, &settings.data_dir)
-            .context("loading the assertion signing key");
-    }
+/// The assertion signing keys: the key ring in `data_dir`, or, with a shared store, the one
+/// all replicas share (waiting a while for the store to answer).
+fn load_signing_keys(settings: &Settings, store: &Store) -> anyhow::Result<SigningKeys> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting a runtime to read the shared signing key")?;
+        .context("starting a runtime to read the signing keys")?;
     runtime.block_on(async {
         let deadline = tokio::time::Instant::now() + SHARED_KEY_WAIT;
         loop {
-            match AssertionSigner::shared(&settings.assertion, &settings.data_dir, store).await {
-                Ok(signer) => return Ok(signer),
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(error = %e, "waiting for the shared store to load the signing key");
+            match SigningKeys::load(&settings.assertion, &settings.data_dir, Some(store)).await {
+                Ok(keys) => return Ok(keys),
+                Err(e) if store.kv().is_shared() && tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "waiting for the shared store to load the signing keys");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => return Err(e).context("loading the shared assertion signing key (is the store reachable?)"),
+                Err(e) => return Err(e).context("loading the assertion signing keys"),
             }
         }
     })
@@ -115,9 +112,10 @@ fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<AssertionSi
 /// The proxy and what runs beside it when authentication is on.
 struct Built {
     gateway: McpGateway,
-    admin: Option<SessionAdmin>,
+    admin: Option<(SessionAdmin, KeyAdmin)>,
     session_closer: Option<McpSessionCloserService>,
     replica_events: Option<ReplicaEvents>,
+    signing_keys: Option<Arc<SigningKeys>>,
 }
 
 /// Builds the proxy from the settings.
@@ -138,12 +136,14 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let providers = ProviderSet::build(&settings.auth).context("setting up the identity providers")?;
     let mut session_closer = None;
     let mut replica_events = None;
+    let mut signing_keys = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
             let providers = Arc::new(providers);
             let store = open_store(&settings)?;
-            let signer = Arc::new(load_signer(&settings, &store)?);
+            let keys = Arc::new(load_signing_keys(&settings, &store)?);
+            signing_keys = Some(keys.clone());
             let mut bearer = BearerAuthenticator::new(
                 store.clone(),
                 settings.limits.max_cached_tokens,
@@ -153,20 +153,20 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                 bearer = bearer.with_outage_grace(redis.outage_grace);
             }
             let bearer = Arc::new(bearer);
-            replica_events = ReplicaEvents::for_shared_store(&store, &bearer);
+            replica_events = ReplicaEvents::for_shared_store(&store, &bearer, &keys);
             let sessions = Sessions::new(store.clone(), bearer.clone(), providers.clone());
             let server = Arc::new(AuthorizationServer::new(
                 settings.clone(),
                 store.clone(),
                 providers,
                 sessions.clone(),
-                signer.jwks().clone(),
+                keys.clone(),
             ));
-            let minter = AssertionMinter::new(signer, &settings);
+            let minter = AssertionMinter::new(keys.clone(), &settings);
             let (mcp_closer, closer_service) =
                 mcp_session_closer(format!("{}{}", settings.upstream.url, settings.mcp_path));
             session_closer = Some(closer_service);
-            let admin = SessionAdmin::new(store.clone(), sessions.clone());
+            let admin = (SessionAdmin::new(store.clone(), sessions.clone()), KeyAdmin::new(keys));
             (
                 Some(AuthParts {
                     server,
@@ -213,6 +213,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         admin: stateful.map(|(_, admin)| admin),
         session_closer,
         replica_events,
+        signing_keys,
     })
 }
 
@@ -224,6 +225,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         admin,
         session_closer,
         replica_events,
+        signing_keys,
     } = build_gateway(settings.clone())?;
 
     let conf = ServerConf {
@@ -271,10 +273,13 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(events) = replica_events {
         server.add_service(background_service("replica events", events));
     }
+    if let Some(keys) = signing_keys {
+        server.add_service(background_service("signing key ring", SigningKeyRefresh(keys)));
+    }
     if let Some(closer) = session_closer {
         server.add_service(background_service("MCP session closer", closer));
     }
-    if let Some(admin) = admin {
+    if let Some((admin, key_admin)) = admin {
         let store = admin.store().clone();
         let every = settings.purge_interval;
         server.add_service(background_service("store purge", StorePurge { store, every }));
@@ -282,11 +287,17 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         if socket.len() < MAX_SOCKET_PATH {
             // A socket left by an earlier run that did not shut down cleanly would block the bind.
             let _ = std::fs::remove_file(&socket);
-            let mut service = pingora::services::listening::Service::new("admin socket".into(), AdminSocket(admin));
+            let mut service = pingora::services::listening::Service::new(
+                "admin socket".into(),
+                AdminSocket {
+                    sessions: admin,
+                    keys: key_admin,
+                },
+            );
             service.add_uds(&socket, Some(std::fs::Permissions::from_mode(0o600)));
             server.add_service(service);
         } else {
-            tracing::warn!(path = %socket, "data_dir path too long for a Unix socket; `mxgate sessions` is unavailable");
+            tracing::warn!(path = %socket, "data_dir path too long for a Unix socket; `mxgate sessions` and `mxgate keys` work on the ring directly");
         }
     }
     if settings.transport.stateless {
@@ -301,6 +312,19 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         "mxgate serving"
     );
     server.run_forever()
+}
+
+/// Keeps the signing keys in use up to date with the key ring (see [`SigningKeys::run`]).
+struct SigningKeyRefresh(Arc<SigningKeys>);
+
+#[async_trait]
+impl BackgroundService for SigningKeyRefresh {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = self.0.run() => {}
+        }
+    }
 }
 
 /// Removes expired entries from the store every few minutes.

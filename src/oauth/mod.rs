@@ -28,6 +28,7 @@ mod token;
 pub mod transactions;
 
 use crate::config::Settings;
+use crate::identity::signing_keys::SigningKeys;
 use crate::providers::{ProviderEntry, ProviderSet};
 use crate::rate_limit::{Endpoint, Limited, RateLimiter};
 use crate::session::Sessions;
@@ -107,7 +108,8 @@ pub struct AuthorizationServer {
     dynamic_scopes: Vec<String>,
     /// The metadata for `public_url` (other origins are rendered when asked).
     metadata: Metadata,
-    jwks: Bytes,
+    /// The signing keys whose public halves `/.well-known/jwks.json` publishes.
+    keys: Arc<SigningKeys>,
     limiter: RateLimiter,
 }
 
@@ -119,7 +121,7 @@ impl AuthorizationServer {
         store: Store,
         providers: Arc<ProviderSet>,
         sessions: Sessions,
-        jwks: Bytes,
+        keys: Arc<SigningKeys>,
     ) -> Self {
         let scopes = supported_scopes(&settings);
         let settings_rate_limits = settings.rate_limits.clone();
@@ -140,7 +142,7 @@ impl AuthorizationServer {
             store,
             providers,
             sessions,
-            jwks,
+            keys,
             limiter: RateLimiter::new(settings_rate_limits),
         }
     }
@@ -238,7 +240,7 @@ impl AuthorizationServer {
             Route::AuthorizationServerMetadata => {
                 response::public_json(self.metadata_for(self.origin_of(&req)).authorization_server.clone())
             }
-            Route::Jwks => response::public_json(self.jwks.clone()),
+            Route::Jwks => response::public_json(self.keys.jwks()),
             Route::Register => self
                 .register(req)
                 .await
