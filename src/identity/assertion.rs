@@ -167,6 +167,7 @@ impl AssertionMinter {
             ext: subject.external_token.filter(|_| self.include_external_token),
         };
         let jwt = signer.sign(&claims)?;
+        tracing::debug!(kid = %signer.kid().unwrap_or("-"), "assertion minted");
         let mut value = HeaderValue::from_str(&jwt).map_err(|e| KeyError::Key {
             path: Default::default(),
             message: format!("assertion is not a header value: {e}"),

@@ -234,6 +234,8 @@ impl SigningKeys {
         let now = crate::support::now();
         let added = home.rotate(now, *timing, immediate).await?;
         self.reload(now).await?;
+        // `run` waits for the next state change of the keys it knew: there is a new one.
+        self.changed.notify_one();
         Ok(added)
     }
 
