@@ -249,10 +249,10 @@ impl Default for KeyRotationFile {
     }
 }
 
-/// Past the core adapter's JWKS cache lifetime (5 min) plus a replica's periodic re-read of
-/// the ring (30 s).
+/// Past the core adapter's JWKS cache lifetime (5 min), the JWKS response's HTTP cache lifetime
+/// (1 min) and a replica's periodic re-read of the ring (30 s).
 fn default_publish_before() -> Duration {
-    Duration::from_secs(6 * 60)
+    Duration::from_secs(7 * 60)
 }
 /// Well past an assertion's lifetime (5 min by default) and clock skew.
 fn default_overlap() -> Duration {

@@ -373,7 +373,7 @@ fn key_rotation_timings_have_defaults_and_bounds() {
     let user = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n";
     let settings = load(&write(dir.path(), GATEWAY, user)).unwrap();
     let rotation = settings.assertion.key_rotation;
-    assert_eq!(rotation.publish_before, std::time::Duration::from_secs(360));
+    assert_eq!(rotation.publish_before, std::time::Duration::from_secs(420));
     assert_eq!(rotation.overlap, std::time::Duration::from_secs(600));
 
     let path = write(

@@ -24,9 +24,10 @@ use std::time::Duration;
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long the core adapter keeps a fetched JWKS before fetching it again
-/// (`JWKS_MAX_AGE` in deploy/mxcp-core): a new key must be published longer than this plus
-/// [`RELOAD_INTERVAL`] before it signs, so every core knows it first.
-pub const ADAPTER_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+/// (`JWKS_MAX_AGE` in deploy/mxcp-core), plus the JWKS response's HTTP cache lifetime (1 min):
+/// a new key must be published longer than this plus [`RELOAD_INTERVAL`] before it signs, so
+/// every core knows it first.
+pub const JWKS_CACHE_LIFETIME: Duration = Duration::from_secs(300 + 60);
 
 /// Clock skew between mxgate and the core allowed for in the overlap advice.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
@@ -69,6 +70,8 @@ pub struct SigningKeys {
     /// Where `jwks.json` is written for cores that read a file (EdDSA only).
     jwks_dir: Option<PathBuf>,
     changed: tokio::sync::Notify,
+    /// One rotation at a time in this process (the data dir file has no compare-and-swap).
+    rotating: tokio::sync::Mutex<()>,
 }
 
 // === impl KeyView ===
@@ -173,6 +176,7 @@ impl SigningKeys {
             },
             jwks_dir: Some(data_dir.to_path_buf()),
             changed: tokio::sync::Notify::new(),
+            rotating: tokio::sync::Mutex::new(()),
         };
         keys.write_jwks_file()?;
         Ok(keys)
@@ -185,6 +189,7 @@ impl SigningKeys {
             source: Source::Fixed { why },
             jwks_dir,
             changed: tokio::sync::Notify::new(),
+            rotating: tokio::sync::Mutex::new(()),
         };
         if let Err(e) = keys.write_jwks_file() {
             tracing::warn!(error = %e, "cannot write the JWKS file");
@@ -231,6 +236,7 @@ impl SigningKeys {
             Source::Ring { home, timing } => (home, timing),
             Source::Fixed { why } => return Err(KeyError::NotRotatable(why.clone())),
         };
+        let _one_at_a_time = self.rotating.lock().await;
         let now = crate::support::now();
         let added = home.rotate(now, *timing, immediate).await?;
         self.reload(now).await?;
@@ -312,11 +318,11 @@ pub fn summaries(ring: &KeyRing, now: u64) -> Vec<KeySummary> {
 /// but said at start-up.
 fn warn_about_short_timings(settings: &AssertionSettings) {
     let rotation = &settings.key_rotation;
-    if rotation.publish_before < ADAPTER_JWKS_MAX_AGE + RELOAD_INTERVAL {
+    if rotation.publish_before < JWKS_CACHE_LIFETIME + RELOAD_INTERVAL {
         tracing::warn!(
             publish_before = ?rotation.publish_before,
-            "assertion.key_rotation.publish_before is shorter than the core adapter's JWKS cache lifetime \
-             plus the ring re-read (5m30s): a core may see a new kid before it fetched the JWKS that has it"
+            "assertion.key_rotation.publish_before is shorter than the JWKS cache lifetimes plus the ring \
+             re-read (6m30s): a core may see a new kid before it fetched the JWKS that has it"
         );
     }
     if rotation.overlap < settings.ttl + CLOCK_SKEW {
@@ -393,6 +399,15 @@ pub(crate) mod tests {
         // Another process (the offline command) sees the same ring.
         let again = SigningKeys::load(&eddsa_settings(60), dir.path(), None).await.unwrap();
         assert_eq!(again.jwks(), keys.jwks());
+    }
+
+    #[tokio::test]
+    async fn concurrent_rotations_add_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SigningKeys::load(&eddsa_settings(60), dir.path(), None).await.unwrap();
+        let (a, b) = tokio::join!(keys.rotate(false), keys.rotate(false));
+        assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "one wins, the other is told one is under way");
+        assert_eq!(kids(&keys.jwks()).len(), 2);
     }
 
     #[tokio::test]

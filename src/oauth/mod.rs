@@ -240,7 +240,7 @@ impl AuthorizationServer {
             Route::AuthorizationServerMetadata => {
                 response::public_json(self.metadata_for(self.origin_of(&req)).authorization_server.clone())
             }
-            Route::Jwks => response::public_json(self.keys.jwks()),
+            Route::Jwks => response::jwks_json(self.keys.jwks()),
             Route::Register => self
                 .register(req)
                 .await

@@ -41,7 +41,7 @@ JWKS_MAX_AGE = 300.0
 """Seconds a fetched JWKS is used before the next lookup fetches it again.
 
 mxgate publishes a new signing key ``assertion.key_rotation.publish_before``
-(6 min by default) before it signs with it: longer than this, so a core always
+(7 min by default) before it signs with it: longer than this, so a core always
 holds the new key before the first assertion it signs arrives.
 """
 
