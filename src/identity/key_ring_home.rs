@@ -11,9 +11,10 @@
 //! Never holds a key in the log: only `kid`s are logged.
 
 use super::key_ring::{KeyRing, RingKey, RotationTiming};
-use super::signing_key::{legacy_key_file, new_ed25519_pem, write_private_atomically, AssertionSigner, KeyError};
+use super::signing_key::{legacy_key_file, new_ed25519_pem, AssertionSigner, KeyError};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::store::{ReplicaEvent, Store, Table, Update};
+use crate::support::write_private_atomically;
 use std::path::{Path, PathBuf};
 
 /// The ring's file in the data dir (embedded store).

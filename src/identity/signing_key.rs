@@ -6,7 +6,6 @@
 //! at `/.well-known/jwks.json` and written to `<data_dir>/jwks.json` for cores that read a
 //! file. HS256 with a shared secret is the alternative; its JWKS is empty.
 
-use crate::support::create_private_file;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use bytes::Bytes;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -17,7 +16,6 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -178,16 +176,6 @@ pub fn legacy_key_file(data_dir: &Path) -> PathBuf {
     data_dir.join(KEY_FILE)
 }
 
-/// Writes `contents` to `path` readable by its owner only (0600), atomically: a new private
-/// file beside it, synced, then renamed over it.
-pub fn write_private_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp); // left by a crash between create and rename
-    let mut file = create_private_file(&tmp)?;
-    file.write_all(contents).and_then(|_| file.sync_all())?;
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,18 +211,5 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.to_string().contains("x.pem"), "{err}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn private_files_are_written_whole_and_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ring.json");
-        write_private_atomically(&path, b"one").unwrap();
-        write_private_atomically(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!path.with_extension("tmp").exists());
     }
 }

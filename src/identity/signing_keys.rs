@@ -406,7 +406,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = SigningKeys::load(&eddsa_settings(60), dir.path(), None).await.unwrap();
         let (a, b) = tokio::join!(keys.rotate(false), keys.rotate(false));
-        assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "one wins, the other is told one is under way");
+        assert_eq!(
+            a.is_ok() as u8 + b.is_ok() as u8,
+            1,
+            "one wins, the other is told one is under way"
+        );
         assert_eq!(kids(&keys.jwks()).len(), 2);
     }
 

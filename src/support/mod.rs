@@ -9,5 +9,5 @@ mod random;
 
 pub use clock::{now, now_ms};
 pub use hashing::{hex, token_hash};
-pub use private_files::{create_private_dir, create_private_file, restrict_permissions};
+pub use private_files::{create_private_dir, create_private_file, restrict_permissions, write_private_atomically};
 pub use random::{new_opaque_token, random_bytes, random_id};
