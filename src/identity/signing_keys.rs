@@ -273,12 +273,13 @@ impl SigningKeys {
             return std::future::pending().await;
         }
         loop {
-            let now = crate::support::now();
+            // To the millisecond, so that replicas change their JWKS together.
+            let now_ms = crate::support::now_ms();
             let wait = self
                 .view
                 .load()
-                .next_change(now)
-                .map(|at| Duration::from_secs(at - now))
+                .next_change(now_ms / 1000)
+                .map(|at| Duration::from_millis((at * 1000).saturating_sub(now_ms)))
                 .unwrap_or(RELOAD_INTERVAL)
                 .min(RELOAD_INTERVAL);
             tokio::select! {
