@@ -1,4 +1,4 @@
-//! The command line: `mxgate serve`, `mxgate check`, `mxgate sessions`, `mxgate log` and
+//! The command line: `mxgate serve`, `mxgate check`, `mxgate sessions`, `mxgate keys`, `mxgate log` and
 //! `mxgate healthcheck`.
 //! Every setting comes from the config file, which `--config` or `MXGATE_CONFIG` names.
 
@@ -44,6 +44,12 @@ pub enum Command {
     Sessions {
         #[command(subcommand)]
         action: SessionsAction,
+    },
+    /// List or rotate the assertion signing keys (through the running mxgate's admin socket, or
+    /// where the key ring is kept when none runs).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// Validate the configuration, resolve its secrets and print the effective settings
     /// (secrets redacted). Exits non-zero on any error.
@@ -133,6 +139,29 @@ pub enum SessionsAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// The keys of the ring and their states (next, current, retiring).
+    List {
+        #[arg(long, short, env = "MXGATE_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new signing key: published in the JWKS at once, signing after
+    /// `assertion.key_rotation.publish_before`; the old key stays published for
+    /// `assertion.key_rotation.overlap` after that.
+    Rotate {
+        #[arg(long, short, env = "MXGATE_CONFIG")]
+        config: PathBuf,
+        /// Sign with the new key at once (cores that cached the JWKS fetch it again when they
+        /// see the new kid, at most every 30 s: some requests may fail meanwhile).
+        #[arg(long)]
+        now: bool,
+    },
+}
+
 /// Log filter from `MXGATE_LOG` (or `RUST_LOG`), default `info`.
 pub fn init_tracing(format: LogFormat) {
     let filter = std::env::var("MXGATE_LOG")
@@ -157,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sessions { action } => sessions(action),
         Command::Log(args) => log(args),
+        Command::Keys { action } => crate::admin::keys_cli::run(action),
         Command::Healthcheck { url, timeout } => {
             // Docker reads exit 1 as "unhealthy" (2 is reserved), so this one error has its own code.
             if let Err(e) = healthcheck(&url, timeout) {

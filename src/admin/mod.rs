@@ -1,9 +1,11 @@
-//! Session administration — what `mxgate sessions list|revoke` does. A running mxgate serves it
+//! Administration of a running mxgate — what `mxgate sessions list|revoke` and `mxgate keys` do. A running mxgate serves it
 //! on a Unix socket in its data directory (mode 0600: only the owner of the data may use it;
 //! nothing is exposed on the network). Handlers work on plain values; the socket is in
 //! `gateway::admin_socket`, the command-line client in [`client`].
 
 pub mod client;
+pub mod keys;
+pub mod keys_cli;
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::session::Sessions;

@@ -236,6 +236,9 @@ pub struct AssertionFile {
     /// Put the provider access token into the `ext` claim (for `get_user_external_token()`).
     #[serde(default = "yes", deserialize_with = "lenient::bool")]
     pub include_external_token: bool,
+    /// Timings of `mxgate keys rotate` (EdDSA).
+    #[serde(default)]
+    pub key_rotation: KeyRotationFile,
 }
 
 impl Default for AssertionFile {
@@ -246,8 +249,40 @@ impl Default for AssertionFile {
             audience: default_audience(),
             ttl: default_assertion_ttl(),
             include_external_token: true,
+            key_rotation: KeyRotationFile::default(),
         }
     }
+}
+
+/// `assertion.key_rotation`: how a new signing key is brought in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotationFile {
+    /// How long a new key is in the JWKS before it signs.
+    #[serde(default = "default_publish_before", deserialize_with = "duration")]
+    pub publish_before: Duration,
+    /// How long the old key stays in the JWKS after the new one signs.
+    #[serde(default = "default_overlap", deserialize_with = "duration")]
+    pub overlap: Duration,
+}
+
+impl Default for KeyRotationFile {
+    fn default() -> Self {
+        Self {
+            publish_before: default_publish_before(),
+            overlap: default_overlap(),
+        }
+    }
+}
+
+/// Past the core adapter's JWKS cache lifetime (5 min), the JWKS response's HTTP cache lifetime
+/// (1 min) and a replica's periodic re-read of the ring (30 s).
+fn default_publish_before() -> Duration {
+    Duration::from_secs(7 * 60)
+}
+/// Well past an assertion's lifetime (5 min by default) and clock skew.
+fn default_overlap() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 fn default_algorithm() -> AssertionAlgorithm {

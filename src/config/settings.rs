@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use url::Url;
 
+/// The longest `assertion.key_rotation.publish_before` or `overlap` accepted.
+const MAX_KEY_ROTATION_STEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub config_file: PathBuf,
@@ -160,6 +163,37 @@ pub struct AssertionSettings {
     #[serde(serialize_with = "as_humantime")]
     pub ttl: Duration,
     pub include_external_token: bool,
+    pub key_rotation: KeyRotationSettings,
+}
+
+/// `assertion.key_rotation` (see `identity::key_ring`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct KeyRotationSettings {
+    #[serde(serialize_with = "as_humantime")]
+    pub publish_before: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub overlap: Duration,
+}
+
+// === impl KeyRotationSettings ===
+
+impl KeyRotationSettings {
+    pub fn timing(&self) -> crate::identity::key_ring::RotationTiming {
+        crate::identity::key_ring::RotationTiming {
+            publish_before: self.publish_before,
+            overlap: self.overlap,
+        }
+    }
+}
+
+impl Default for KeyRotationSettings {
+    fn default() -> Self {
+        let file = super::gateway_file::KeyRotationFile::default();
+        Self {
+            publish_before: file.publish_before,
+            overlap: file.overlap,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -418,6 +452,15 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
     if assertion.ttl < Duration::from_secs(30) {
         return Err(gw_err("assertion.ttl", "must be at least 30s".into()));
     }
+    let rotation = &assertion.key_rotation;
+    for (field, value) in [
+        ("assertion.key_rotation.publish_before", rotation.publish_before),
+        ("assertion.key_rotation.overlap", rotation.overlap),
+    ] {
+        if value.is_zero() || value > MAX_KEY_ROTATION_STEP {
+            return Err(gw_err(field, "must be between 1s and 7d".into()));
+        }
+    }
 
     let tokens = gateway.tokens;
     if tokens.refresh_token_ttl > tokens.session_ttl || tokens.access_token_ttl > tokens.session_ttl {
@@ -492,6 +535,10 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
             audience: assertion.audience,
             ttl: assertion.ttl,
             include_external_token: assertion.include_external_token,
+            key_rotation: KeyRotationSettings {
+                publish_before: assertion.key_rotation.publish_before,
+                overlap: assertion.key_rotation.overlap,
+            },
         },
         tokens: TokenLifetimes {
             access_token: tokens.access_token_ttl,

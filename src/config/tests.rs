@@ -523,3 +523,30 @@ fn a_wrong_type_or_missing_key_in_mxgate_yml_is_reported_before_the_mxcp_config_
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("absent.yml"), "{err}");
 }
+
+#[test]
+fn key_rotation_timings_have_defaults_and_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n";
+    let settings = load(&write(dir.path(), GATEWAY, user)).unwrap();
+    let rotation = settings.assertion.key_rotation;
+    assert_eq!(rotation.publish_before, std::time::Duration::from_secs(420));
+    assert_eq!(rotation.overlap, std::time::Duration::from_secs(600));
+
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}assertion: {{key_rotation: {{publish_before: 3s, overlap: 8s}}}}\n"),
+        user,
+    );
+    let rotation = load(&path).unwrap().assertion.key_rotation;
+    assert_eq!(rotation.publish_before, std::time::Duration::from_secs(3));
+    assert_eq!(rotation.overlap, std::time::Duration::from_secs(8));
+
+    let path = write(
+        dir.path(),
+        &format!("{GATEWAY}assertion: {{key_rotation: {{overlap: 0s}}}}\n"),
+        user,
+    );
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("assertion.key_rotation.overlap"), "{err}");
+}

@@ -1,13 +1,17 @@
 //! The admin socket: a Pingora HTTP service on a Unix socket in the data directory (mode 0600)
-//! that answers [`crate::admin::SessionAdmin`] requests.
+//! that answers [`crate::admin::SessionAdmin`] and [`crate::admin::keys::KeyAdmin`] requests.
 
+use crate::admin::keys::KeyAdmin;
 use crate::admin::SessionAdmin;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-pub struct AdminSocket(pub SessionAdmin);
+pub struct AdminSocket {
+    pub sessions: SessionAdmin,
+    pub keys: KeyAdmin,
+}
 
 #[async_trait]
 impl ServeHttp for AdminSocket {
@@ -15,7 +19,11 @@ impl ServeHttp for AdminSocket {
         let header = session.req_header();
         let (method, path) = (header.method.clone(), header.uri.path().to_string());
         let query = header.uri.query().unwrap_or_default().to_string();
-        let (status, body) = self.0.handle(&method, &path, &query).await;
+        let (status, body) = if KeyAdmin::owns(&path) {
+            self.keys.handle(&method, &path, &query).await
+        } else {
+            self.sessions.handle(&method, &path, &query).await
+        };
         let body = body.to_string().into_bytes();
         let mut resp = Response::new(body);
         *resp.status_mut() = status;

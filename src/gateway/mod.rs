@@ -33,11 +33,12 @@ mod tls_handshake;
 
 pub use proxy::{HEALTH_PATH, READY_PATH};
 
+use crate::admin::keys::KeyAdmin;
 use crate::admin::SessionAdmin;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::config::{Settings, StoreSettings};
 use crate::identity::assertion::AssertionMinter;
-use crate::identity::signing_key::AssertionSigner;
+use crate::identity::signing_keys::SigningKeys;
 use crate::oauth::AuthorizationServer;
 use crate::policy::required_scopes::RequiredScopes;
 use crate::policy::{PolicySet, SharedPolicies};
@@ -115,27 +116,23 @@ fn check_backchannel_logout_paths(settings: &Settings, auth: Option<&AuthParts>)
     Ok(())
 }
 
-/// The assertion signing key: from `data_dir`, or, with a shared store and no key file there,
-/// the one all replicas share (waiting a while for the store to answer).
-fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<AssertionSigner> {
-    if !store.kv().is_shared() {
-        return AssertionSigner::from_settings(&settings.assertion, &settings.data_dir)
-            .context("loading the assertion signing key");
-    }
+/// The assertion signing keys: the key ring in `data_dir`, or, with a shared store, the one
+/// all replicas share (waiting a while for the store to answer).
+fn load_signing_keys(settings: &Settings, store: &Store) -> anyhow::Result<SigningKeys> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting a runtime to read the shared signing key")?;
+        .context("starting a runtime to read the signing keys")?;
     runtime.block_on(async {
         let deadline = tokio::time::Instant::now() + SHARED_KEY_WAIT;
         loop {
-            match AssertionSigner::shared(&settings.assertion, &settings.data_dir, store).await {
-                Ok(signer) => return Ok(signer),
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(error = %e, "waiting for the shared store to load the signing key");
+            match SigningKeys::load(&settings.assertion, &settings.data_dir, Some(store)).await {
+                Ok(keys) => return Ok(keys),
+                Err(e) if store.kv().is_shared() && tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "waiting for the shared store to load the signing keys");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => return Err(e).context("loading the shared assertion signing key (is the store reachable?)"),
+                Err(e) => return Err(e).context("loading the assertion signing keys"),
             }
         }
     })
@@ -144,10 +141,11 @@ fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<AssertionSi
 /// The proxy and what runs beside it when authentication is on.
 struct Built {
     gateway: McpGateway,
-    admin: Option<SessionAdmin>,
+    admin: Option<(SessionAdmin, KeyAdmin)>,
     session_closer: Option<McpSessionCloserService>,
     replica_events: Option<ReplicaEvents>,
     reload: Option<ConfigReload>,
+    signing_keys: Option<Arc<SigningKeys>>,
 }
 
 /// Builds the proxy from the settings.
@@ -171,6 +169,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let mut replica_events = None;
     let mut reload = None;
     let mut ready_providers = None;
+    let mut signing_keys = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
@@ -178,7 +177,8 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
             let providers = Arc::new(providers);
             ready_providers = Some(providers.clone());
             let store = open_store(&settings)?;
-            let signer = Arc::new(load_signer(&settings, &store)?);
+            let keys = Arc::new(load_signing_keys(&settings, &store)?);
+            signing_keys = Some(keys.clone());
             let mut bearer = BearerAuthenticator::new(
                 store.clone(),
                 settings.limits.max_cached_tokens,
@@ -188,15 +188,15 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                 bearer = bearer.with_outage_grace(redis.outage_grace);
             }
             let bearer = Arc::new(bearer);
-            replica_events = ReplicaEvents::for_shared_store(&store, &bearer);
+            replica_events = ReplicaEvents::for_shared_store(&store, &bearer, &keys);
             let (mcp_closer, closer_service) =
                 mcp_session_closer(format!("{}{}", settings.upstream.url, settings.mcp_path));
             session_closer = Some(closer_service);
             let kept = KeptAuth {
                 store: store.clone(),
-                jwks: signer.jwks().clone(),
+                keys: keys.clone(),
                 bearer: bearer.clone(),
-                minter: Arc::new(AssertionMinter::new(signer, &settings)),
+                minter: Arc::new(AssertionMinter::new(keys.clone(), &settings)),
                 mcp_sessions: Arc::new(McpSessionRegistry::new(
                     McpSessionBindings::new(settings.limits.mcp_sessions_per_user, settings.limits.max_mcp_sessions),
                     mcp_closer,
@@ -204,7 +204,10 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                 )),
             };
             let parts = kept.parts(settings.clone(), providers, policies, None);
-            let admin = SessionAdmin::new(store.clone(), parts.sessions.clone());
+            let admin = (
+                SessionAdmin::new(store.clone(), parts.sessions.clone()),
+                KeyAdmin::new(keys),
+            );
             let live: LiveAuth = Arc::new(ArcSwap::from_pointee(parts));
             reload = Some(ConfigReload::new(live.clone(), settings.clone(), Box::new(kept)));
             (Some(live), Some((store, admin)))
@@ -243,14 +246,15 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         session_closer,
         replica_events,
         reload,
+        signing_keys,
     })
 }
 
-/// What every generation of authentication parts shares: the store, the JWKS, the token cache,
-/// the assertion minter (and its cache), the MCP session registry.
+/// What every generation of authentication parts shares: the store, the signing keys, the token
+/// cache, the assertion minter (and its cache), the MCP session registry.
 struct KeptAuth {
     store: Store,
-    jwks: bytes::Bytes,
+    keys: Arc<SigningKeys>,
     bearer: Arc<BearerAuthenticator>,
     minter: Arc<AssertionMinter>,
     mcp_sessions: Arc<McpSessionRegistry>,
@@ -274,7 +278,7 @@ impl KeptAuth {
             self.store.clone(),
             providers,
             sessions.clone(),
-            self.jwks.clone(),
+            self.keys.clone(),
             policies.clone(),
         );
         if let Some(running) = running {
@@ -314,6 +318,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         session_closer,
         replica_events,
         reload,
+        signing_keys,
     } = build_gateway(settings.clone())?;
 
     let conf = ServerConf {
@@ -373,10 +378,13 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(events) = replica_events {
         server.add_service(background_service("replica events", events));
     }
+    if let Some(keys) = signing_keys {
+        server.add_service(background_service("signing key ring", SigningKeyRefresh(keys)));
+    }
     if let Some(closer) = session_closer {
         server.add_service(background_service("MCP session closer", closer));
     }
-    if let Some(admin) = admin {
+    if let Some((admin, key_admin)) = admin {
         let store = admin.store().clone();
         let every = settings.purge_interval;
         server.add_service(background_service("store purge", StorePurge { store, every }));
@@ -384,11 +392,17 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         if socket.len() < MAX_SOCKET_PATH {
             // A socket left by an earlier run that did not shut down cleanly would block the bind.
             let _ = std::fs::remove_file(&socket);
-            let mut service = pingora::services::listening::Service::new("admin socket".into(), AdminSocket(admin));
+            let mut service = pingora::services::listening::Service::new(
+                "admin socket".into(),
+                AdminSocket {
+                    sessions: admin,
+                    keys: key_admin,
+                },
+            );
             service.add_uds(&socket, Some(std::fs::Permissions::from_mode(0o600)));
             server.add_service(service);
         } else {
-            tracing::warn!(path = %socket, "data_dir path too long for a Unix socket; `mxgate sessions` is unavailable");
+            tracing::warn!(path = %socket, "data_dir path too long for a Unix socket; `mxgate sessions` and `mxgate keys` work on the ring directly");
         }
     }
     if settings.transport.stateless {
@@ -403,6 +417,19 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
         "mxgate serving"
     );
     server.run_forever()
+}
+
+/// Keeps the signing keys in use up to date with the key ring (see [`SigningKeys::run`]).
+struct SigningKeyRefresh(Arc<SigningKeys>);
+
+#[async_trait]
+impl BackgroundService for SigningKeyRefresh {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = self.0.run() => {}
+        }
+    }
 }
 
 /// Removes expired entries from the store every few minutes.

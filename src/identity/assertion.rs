@@ -1,9 +1,12 @@
 //! The user assertion: the signed JWT mxgate puts in `x-mxcp-user-assertion` on every request
 //! it forwards, from which the core adapter sets MXCP's user context.
 //!
-//! Minted once per session and kept until shortly before it expires; never per request.
+//! Minted once per session and kept until shortly before it expires, or until another key
+//! signs (a rotation): a cached assertion is only served while its key is the one signing, so
+//! none outlives its key's place in the JWKS; never minted per request.
 
 use super::signing_key::{AssertionSigner, KeyError};
+use super::signing_keys::SigningKeys;
 use super::user::UserIdentity;
 use crate::config::Settings;
 use http::HeaderValue;
@@ -50,11 +53,13 @@ struct Claims<'a> {
     ext: Option<&'a str>,
 }
 
-/// A minted assertion and when to mint the next one.
+/// A minted assertion, the key that signed it and when to mint the next one.
 #[derive(Clone)]
 pub struct CachedAssertion {
     pub value: HeaderValue,
     pub renew_at: u64,
+    /// The `kid` it was signed with (none for HS256).
+    pub kid: Option<Arc<str>>,
 }
 
 /// Per-session slot for the current assertion.
@@ -64,10 +69,14 @@ pub struct AssertionSlot(RwLock<Option<CachedAssertion>>);
 // === impl AssertionSlot ===
 
 impl AssertionSlot {
-    /// The cached assertion, if it is not due for renewal.
-    pub fn current(&self, now: u64) -> Option<HeaderValue> {
+    /// The cached assertion, if it is not due for renewal and was signed by `signing_kid`
+    /// (the key signing now).
+    pub fn current(&self, now: u64, signing_kid: Option<&str>) -> Option<HeaderValue> {
         let guard = self.0.read().ok()?;
-        guard.as_ref().filter(|c| now < c.renew_at).map(|c| c.value.clone())
+        guard
+            .as_ref()
+            .filter(|c| now < c.renew_at && c.kid.as_deref() == signing_kid)
+            .map(|c| c.value.clone())
     }
 
     /// Forgets the cached assertion (its claims changed).
@@ -79,7 +88,7 @@ impl AssertionSlot {
 }
 
 pub struct AssertionMinter {
-    signer: Arc<AssertionSigner>,
+    keys: Arc<SigningKeys>,
     issuer: String,
     audience: String,
     ttl_secs: u64,
@@ -89,9 +98,9 @@ pub struct AssertionMinter {
 // === impl AssertionMinter ===
 
 impl AssertionMinter {
-    pub fn new(signer: Arc<AssertionSigner>, settings: &Settings) -> Self {
+    pub fn new(keys: Arc<SigningKeys>, settings: &Settings) -> Self {
         Self {
-            signer,
+            keys,
             issuer: settings.public_url.clone(),
             audience: settings.assertion.audience.clone(),
             ttl_secs: settings.assertion.ttl.as_secs(),
@@ -99,17 +108,30 @@ impl AssertionMinter {
         }
     }
 
-    /// The session's assertion, minted now only when there is none or it is near expiry.
+    /// The slot's assertion if it can be served at `now`: not due for renewal, and signed by
+    /// the key that signs now.
+    pub fn cached(&self, slot: &AssertionSlot, now: u64) -> Option<HeaderValue> {
+        let view = self.keys.view();
+        slot.current(now, view.signer_at(now)?.kid())
+    }
+
+    /// The session's assertion, minted now only when there is none, it is near expiry, or
+    /// another key signs now.
     pub fn assertion(
         &self,
         slot: &AssertionSlot,
         subject: &AssertionSubject<'_>,
         now: u64,
     ) -> Result<HeaderValue, KeyError> {
-        if let Some(value) = slot.current(now) {
+        let view = self.keys.view();
+        let signer = view.signer_at(now).ok_or_else(|| KeyError::Key {
+            path: Default::default(),
+            message: "no signing key".into(),
+        })?;
+        if let Some(value) = slot.current(now, signer.kid()) {
             return Ok(value);
         }
-        let minted = self.mint(subject, now)?;
+        let minted = self.mint(signer, subject, now)?;
         crate::metrics::metrics().assertion_minted();
         if let Ok(mut guard) = slot.0.write() {
             *guard = Some(minted.clone());
@@ -117,7 +139,12 @@ impl AssertionMinter {
         Ok(minted.value)
     }
 
-    fn mint(&self, subject: &AssertionSubject<'_>, now: u64) -> Result<CachedAssertion, KeyError> {
+    fn mint(
+        &self,
+        signer: &AssertionSigner,
+        subject: &AssertionSubject<'_>,
+        now: u64,
+    ) -> Result<CachedAssertion, KeyError> {
         let user = subject.user;
         let claims = Claims {
             iss: &self.issuer,
@@ -140,7 +167,8 @@ impl AssertionMinter {
             sid: subject.session_id,
             ext: subject.external_token.filter(|_| self.include_external_token),
         };
-        let jwt = self.signer.sign(&claims)?;
+        let jwt = signer.sign(&claims)?;
+        tracing::debug!(kid = %signer.kid().unwrap_or("-"), "assertion minted");
         let mut value = HeaderValue::from_str(&jwt).map_err(|e| KeyError::Key {
             path: Default::default(),
             message: format!("assertion is not a header value: {e}"),
@@ -152,6 +180,7 @@ impl AssertionMinter {
         Ok(CachedAssertion {
             value,
             renew_at: now + self.ttl_secs - margin,
+            kid: signer.kid().map(Arc::from),
         })
     }
 }
@@ -163,7 +192,11 @@ mod tests {
 
     fn minter(ttl: u64, include_ext: bool) -> AssertionMinter {
         AssertionMinter {
-            signer: Arc::new(AssertionSigner::hs256(b"0123456789abcdef0123456789abcdef").unwrap()),
+            keys: Arc::new(SigningKeys::fixed(
+                AssertionSigner::hs256(b"0123456789abcdef0123456789abcdef").unwrap(),
+                "test".into(),
+                None,
+            )),
             issuer: "http://127.0.0.1:8000".into(),
             audience: "mxcp-core".into(),
             ttl_secs: ttl,
@@ -179,6 +212,17 @@ mod tests {
             email: Some("alice@example.test".into()),
             groups: vec!["engineering".into()],
             ..Default::default()
+        }
+    }
+
+    /// A session with no scope and no provider token.
+    fn bare_subject(user: &UserIdentity) -> AssertionSubject<'_> {
+        AssertionSubject {
+            session_id: "s",
+            user,
+            client_id: "c",
+            scope: &[],
+            external_token: None,
         }
     }
 
@@ -233,13 +277,7 @@ mod tests {
     #[test]
     fn assertion_is_cached_until_near_expiry() {
         let user = alice();
-        let subject = AssertionSubject {
-            session_id: "s",
-            user: &user,
-            client_id: "c",
-            scope: &[],
-            external_token: None,
-        };
+        let subject = bare_subject(&user);
         let m = minter(300, true);
         let slot = AssertionSlot::default();
         let now = crate::support::now();
@@ -254,5 +292,32 @@ mod tests {
             first,
             "re-minted a minute early"
         );
+    }
+
+    #[tokio::test]
+    async fn a_cached_assertion_is_minted_again_when_another_key_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::identity::signing_keys::tests::eddsa_settings(60);
+        let keys = Arc::new(SigningKeys::load(&settings, dir.path(), None).await.unwrap());
+        let mut m = minter(300, true);
+        m.keys = keys.clone();
+        let user = alice();
+        let subject = bare_subject(&user);
+        let kid_of = |v: &HeaderValue| jsonwebtoken::decode_header(v.to_str().unwrap()).unwrap().kid.unwrap();
+        let slot = AssertionSlot::default();
+        let now = crate::support::now();
+        let first = m.assertion(&slot, &subject, now).unwrap();
+
+        let added = keys.rotate(false).await.unwrap();
+        assert_eq!(
+            m.assertion(&slot, &subject, now).unwrap(),
+            first,
+            "the next key does not sign yet"
+        );
+        let switched = m.assertion(&slot, &subject, added.activate_at).unwrap();
+        assert_ne!(switched, first, "not served from the cache once another key signs");
+        assert_eq!(kid_of(&switched), added.kid);
+        assert_eq!(m.cached(&slot, added.activate_at), Some(switched));
+        assert_ne!(kid_of(&first), added.kid);
     }
 }

@@ -1,14 +1,11 @@
-//! The key mxgate signs user assertions with, and the JWKS that publishes its public half.
+//! One key mxgate signs user assertions with, and the JWK that publishes its public half.
 //!
-//! EdDSA (Ed25519) by default: the private key is created on first start as
-//! `<data_dir>/signing-key.pem` (PKCS#8, mode 0600), its `kid` is the RFC 7638 thumbprint, and
-//! the public JWKS is served at `/.well-known/jwks.json` and written to `<data_dir>/jwks.json`
-//! for cores that read a file. HS256 with a shared secret is the alternative; its JWKS is empty.
+//! EdDSA (Ed25519) by default: a PKCS#8 private key whose `kid` is the RFC 7638 thumbprint;
+//! which keys exist and which one signs is the key ring's business (`key_ring`,
+//! `key_ring_home`), serving them is `signing_keys`'. The JWKS of the published keys is served
+//! at `/.well-known/jwks.json` and written to `<data_dir>/jwks.json` for cores that read a
+//! file. HS256 with a shared secret is the alternative; its JWKS is empty.
 
-use crate::config::gateway_file::AssertionAlgorithm;
-use crate::config::AssertionSettings;
-use crate::store::{Store, Table};
-use crate::support::create_private_file;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use bytes::Bytes;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -19,7 +16,6 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -33,6 +29,19 @@ pub enum KeyError {
     /// The cause is in the message and not also a `source`, so `{:#}` says it once.
     #[error("signing an assertion failed: {0}")]
     Sign(jsonwebtoken::errors::Error),
+    /// The cause is in the message and not also a `source`, so `{:#}` says it once.
+    #[error("the signing key ring in {home}: {cause}")]
+    Ring {
+        home: String,
+        cause: super::key_ring::RingError,
+    },
+    #[error("{0}")]
+    Rotate(#[from] super::key_ring::RotateError),
+    #[error("the signing key ring: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// This signing key is not mxgate's to rotate (HS256, or a key file mounted beside a shared store).
+    #[error("{0}")]
+    NotRotatable(String),
 }
 
 impl From<jsonwebtoken::errors::Error> for KeyError {
@@ -45,42 +54,21 @@ impl From<jsonwebtoken::errors::Error> for KeyError {
 pub struct AssertionSigner {
     header: Header,
     key: EncodingKey,
+    /// The public key (EdDSA only).
+    jwk: Option<Jwk>,
     jwks: Bytes,
 }
 
 // === impl AssertionSigner ===
 
 impl AssertionSigner {
-    pub fn from_settings(settings: &AssertionSettings, data_dir: &Path) -> Result<Self, KeyError> {
-        match (settings.algorithm, &settings.secret) {
-            (AssertionAlgorithm::HS256, Some(secret)) => Self::hs256(secret.expose().as_bytes()),
-            (AssertionAlgorithm::HS256, None) => Err(KeyError::Key {
-                path: data_dir.to_path_buf(),
-                message: "HS256 needs `assertion.secret`".into(),
-            }),
-            (AssertionAlgorithm::EdDSA, _) => {
-                let signer = Self::ed25519(&load_or_create_ed25519(data_dir)?)?;
-                signer.write_jwks_file(data_dir)?;
-                Ok(signer)
-            }
-        }
-    }
-
-    /// As [`Self::from_settings`], for replicas sharing a store: without a key file in
-    /// `data_dir` (mounted from a Secret, say), the EdDSA key is the one kept sealed in the
-    /// store — made by whichever replica started first — so every replica signs with the same
-    /// key and serves the same JWKS.
-    pub async fn shared(settings: &AssertionSettings, data_dir: &Path, store: &Store) -> Result<Self, KeyError> {
-        if settings.algorithm != AssertionAlgorithm::EdDSA || data_dir.join(KEY_FILE).exists() {
-            return Self::from_settings(settings, data_dir);
-        }
-        let signer = Self::ed25519(&shared_ed25519(store).await?)?;
-        std::fs::create_dir_all(data_dir).map_err(|e| KeyError::Key {
-            path: data_dir.to_path_buf(),
-            message: format!("cannot create the data dir: {e}"),
+    /// The signer of a PKCS#8 PEM Ed25519 key; `source` names where it came from, for errors.
+    pub fn from_pem(pem: &str, source: &Path) -> Result<Self, KeyError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyError::Key {
+            path: source.to_path_buf(),
+            message: format!("not a PKCS#8 Ed25519 key: {e}"),
         })?;
-        signer.write_jwks_file(data_dir)?;
-        Ok(signer)
+        Self::ed25519(&key)
     }
 
     pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
@@ -89,7 +77,8 @@ impl AssertionSigner {
         Ok(Self {
             header,
             key: EncodingKey::from_secret(secret)?,
-            jwks: Bytes::from_static(b"{\"keys\":[]}"),
+            jwk: None,
+            jwks: jwks_document(&[]),
         })
     }
 
@@ -117,14 +106,15 @@ impl AssertionSigner {
             .thumbprint(ThumbprintHash::SHA256)
             .map_err(|e| key_error(format!("thumbprint: {e}")))?;
         jwk.common.key_id = Some(kid.clone());
-        let jwks = serde_json::to_vec(&JwkSet { keys: vec![jwk] }).map_err(|e| key_error(e.to_string()))?;
+        let jwks = jwks_document(std::slice::from_ref(&jwk));
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("JWT".into());
         header.kid = Some(kid);
         Ok(Self {
             header,
             key: EncodingKey::from_ed_der(der.as_bytes()),
-            jwks: Bytes::from(jwks),
+            jwk: Some(jwk),
+            jwks,
         })
     }
 
@@ -140,90 +130,57 @@ impl AssertionSigner {
         self.header.kid.as_deref()
     }
 
-    /// The public JWKS document (JSON).
+    /// The public key as a JWK (none for HS256).
+    pub fn jwk(&self) -> Option<&Jwk> {
+        self.jwk.as_ref()
+    }
+
+    /// The public JWKS document (JSON) of this key alone.
     pub fn jwks(&self) -> &Bytes {
         &self.jwks
     }
-
-    fn write_jwks_file(&self, data_dir: &Path) -> Result<(), KeyError> {
-        let path = data_dir.join(JWKS_FILE);
-        let tmp = data_dir.join(format!("{JWKS_FILE}.tmp"));
-        std::fs::write(&tmp, &self.jwks)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| KeyError::Key {
-                path,
-                message: format!("cannot write the public JWKS: {e}"),
-            })
-    }
 }
 
-/// Where the shared key is kept in the store's `keys` table.
-const SHARED_KEY: &str = "assertion-signing-key";
+/// The JWKS document (JSON) publishing `keys`.
+pub fn jwks_document(keys: &[Jwk]) -> Bytes {
+    let set = JwkSet { keys: keys.to_vec() };
+    // A JwkSet of well-formed keys always serializes; an empty set is the fallback.
+    Bytes::from(serde_json::to_vec(&set).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec()))
+}
 
-async fn shared_ed25519(store: &Store) -> Result<SigningKey, KeyError> {
+/// Writes the public JWKS to `<data_dir>/jwks.json` (atomically: cores re-read it on change).
+pub fn write_jwks_file(data_dir: &Path, jwks: &[u8]) -> Result<(), KeyError> {
+    let path = data_dir.join(JWKS_FILE);
+    let tmp = data_dir.join(format!("{JWKS_FILE}.tmp"));
+    std::fs::write(&tmp, jwks)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| KeyError::Key {
+            path,
+            message: format!("cannot write the public JWKS: {e}"),
+        })
+}
+
+/// A new Ed25519 key as PKCS#8 PEM, with its `kid`.
+pub fn new_ed25519_pem() -> Result<(String, String), KeyError> {
     let err = |message: String| KeyError::Key {
-        path: PathBuf::from(format!("store:keys/{SHARED_KEY}")),
+        path: PathBuf::from("(new key)"),
         message,
     };
-    let parse =
-        |pem: String| SigningKey::from_pkcs8_pem(&pem).map_err(|e| err(format!("not a PKCS#8 Ed25519 key: {e}")));
-    if let Some(pem) = store
-        .get_sealed::<String>(Table::Keys, SHARED_KEY)
-        .await
-        .map_err(|e| err(e.to_string()))?
-    {
-        return parse(pem);
-    }
-    let key = new_ed25519().map_err(err)?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| err(format!("no randomness: {e}")))?;
+    let key = SigningKey::from_bytes(&seed);
     let pem = key
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| err(format!("cannot encode: {e}")))?;
-    if store
-        .insert_new_sealed(Table::Keys, SHARED_KEY, &pem.as_str(), 0)
-        .await
-        .map_err(|e| err(e.to_string()))?
-    {
-        tracing::info!("created a new assertion signing key in the shared store");
-        return Ok(key);
-    }
-    // Another replica made one first: use that one.
-    let pem = store
-        .get_sealed::<String>(Table::Keys, SHARED_KEY)
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .ok_or_else(|| err("vanished from the store while being created".into()))?;
-    parse(pem)
+    let signer = AssertionSigner::ed25519(&key)?;
+    let kid = signer.kid().unwrap_or_default().to_string();
+    Ok((kid, pem.to_string()))
 }
 
-fn new_ed25519() -> Result<SigningKey, String> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
-    Ok(SigningKey::from_bytes(&seed))
-}
-
-fn load_or_create_ed25519(data_dir: &Path) -> Result<SigningKey, KeyError> {
-    let path = data_dir.join(KEY_FILE);
-    let err = |message: String| KeyError::Key {
-        path: path.clone(),
-        message,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| err(format!("not a PKCS#8 Ed25519 key: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(|e| err(format!("cannot create data dir: {e}")))?;
-            let key = new_ed25519().map_err(err)?;
-            let pem = key
-                .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-                .map_err(|e| err(format!("cannot encode: {e}")))?;
-            let mut file = create_private_file(&path).map_err(|e| err(format!("cannot create: {e}")))?;
-            file.write_all(pem.as_bytes())
-                .and_then(|_| file.sync_all())
-                .map_err(|e| err(format!("cannot write: {e}")))?;
-            tracing::info!(path = %path.display(), "created a new assertion signing key");
-            Ok(key)
-        }
-        Err(e) => Err(err(format!("cannot read: {e}"))),
-    }
+/// The single key file of mxgate before the key ring (`<data_dir>/signing-key.pem`), if any:
+/// read once to become the ring's first key.
+pub fn legacy_key_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(KEY_FILE)
 }
 
 #[cfg(test)]
@@ -232,41 +189,34 @@ mod tests {
     use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 
     #[test]
-    fn ed25519_key_is_created_once_and_verifies_against_its_jwks() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = AssertionSettings {
-            algorithm: AssertionAlgorithm::EdDSA,
-            secret: None,
-            audience: "mxcp-core".into(),
-            ttl: std::time::Duration::from_secs(300),
-            include_external_token: true,
-        };
-        let signer = AssertionSigner::from_settings(&settings, dir.path()).unwrap();
-        let again = AssertionSigner::from_settings(&settings, dir.path()).unwrap();
-        assert_eq!(signer.kid(), again.kid(), "the key is kept in the data dir");
+    fn a_new_key_signs_assertions_that_verify_against_its_jwk() {
+        let (kid, pem) = new_ed25519_pem().unwrap();
+        let signer = AssertionSigner::from_pem(&pem, Path::new("test")).unwrap();
+        assert_eq!(signer.kid(), Some(kid.as_str()), "the kid is the key's thumbprint");
+        assert_eq!(kid.len(), 43);
 
         let token = signer
             .sign(&serde_json::json!({"sub": "alice", "aud": "mxcp-core", "exp": 4102444800u64}))
             .unwrap();
         let header = decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
-        let jwks: JwkSet = serde_json::from_slice(signer.jwks()).unwrap();
-        let file_jwks: JwkSet = serde_json::from_slice(&std::fs::read(dir.path().join(JWKS_FILE)).unwrap()).unwrap();
-        assert_eq!(jwks, file_jwks);
-        let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(kid.as_str()));
+        let jwks: JwkSet = serde_json::from_slice(&jwks_document(&[signer.jwk().unwrap().clone()])).unwrap();
+        let jwk = jwks.find(&kid).unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&["mxcp-core"]);
         let data = decode::<serde_json::Value>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap();
         assert_eq!(data.claims["sub"], "alice");
+    }
 
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+    #[test]
+    fn a_pem_that_is_no_ed25519_key_is_refused_with_its_source() {
+        let err = AssertionSigner::from_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            Path::new("x.pem"),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("x.pem"), "{err}");
     }
 }

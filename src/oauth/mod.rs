@@ -29,6 +29,7 @@ mod token;
 pub mod transactions;
 
 use crate::config::Settings;
+use crate::identity::signing_keys::SigningKeys;
 use crate::policy::SharedPolicies;
 use crate::providers::{ProviderEntry, ProviderSet};
 use crate::rate_limit::{Endpoint, Limited, RateLimiter};
@@ -121,7 +122,8 @@ pub struct AuthorizationServer {
     dynamic_scopes: Vec<String>,
     /// The metadata for `public_url` (other origins are rendered when asked).
     metadata: Metadata,
-    jwks: Bytes,
+    /// The signing keys whose public halves `/.well-known/jwks.json` publishes.
+    keys: Arc<SigningKeys>,
     /// Shared with the server a reload replaces, so counts carry over.
     limiter: Arc<RateLimiter>,
     /// `role_mappings` and the login rules of `policies`, applied at the callback.
@@ -136,7 +138,7 @@ impl AuthorizationServer {
         store: Store,
         providers: Arc<ProviderSet>,
         sessions: Sessions,
-        jwks: Bytes,
+        keys: Arc<SigningKeys>,
         policies: SharedPolicies,
     ) -> Self {
         let scopes = supported_scopes(&settings);
@@ -158,7 +160,7 @@ impl AuthorizationServer {
             store,
             providers,
             sessions,
-            jwks,
+            keys,
             limiter: Arc::new(RateLimiter::new(settings_rate_limits)),
             policies,
         }
@@ -265,7 +267,7 @@ impl AuthorizationServer {
             Route::AuthorizationServerMetadata => {
                 response::public_json(self.metadata_for(self.origin_of(&req)).authorization_server.clone())
             }
-            Route::Jwks => response::public_json(self.jwks.clone()),
+            Route::Jwks => response::jwks_json(self.keys.jwks()),
             Route::Register => self
                 .register(req)
                 .await

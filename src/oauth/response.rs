@@ -18,9 +18,19 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Bytes> {
 
 /// A public, cacheable JSON document (metadata, JWKS).
 pub fn public_json(body: Bytes) -> Response<Bytes> {
+    public_json_cached(body, "public, max-age=300")
+}
+
+/// The JWKS: as [`public_json`], but cached for a minute at most, so a key published ahead of
+/// a rotation reaches every verifier well within `assertion.key_rotation.publish_before`.
+pub fn jwks_json(body: Bytes) -> Response<Bytes> {
+    public_json_cached(body, "public, max-age=60")
+}
+
+fn public_json_cached(body: Bytes, cache_control: &'static str) -> Response<Bytes> {
     let mut resp = bytes_response(StatusCode::OK, "application/json", body);
     let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     allow_cors(h);
     resp
 }

@@ -168,7 +168,11 @@ fn build_harness(gateway_extra: &str, extra: &[&'static str], more_clients: &str
         store,
         providers,
         sessions,
-        Bytes::from_static(b"{\"keys\":[]}"),
+        Arc::new(crate::identity::signing_keys::SigningKeys::fixed(
+            crate::identity::signing_key::AssertionSigner::hs256(&[7; 32]).unwrap(),
+            "test".into(),
+            None,
+        )),
         policies,
     );
     Harness {

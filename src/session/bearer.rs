@@ -108,6 +108,7 @@ impl BearerAuthenticator {
         match heard {
             Heard::Event(ReplicaEvent::SessionRevoked(id)) => self.forget_session(&id),
             Heard::Event(ReplicaEvent::TokenRevoked(hash)) => self.forget_token(&hash),
+            Heard::Event(ReplicaEvent::SigningKeysChanged) => {} // for the signing keys, not here
             Heard::Subscribed => {
                 // Revocations published while unsubscribed were missed: start over from the store.
                 if let Ok(mut cache) = self.cache.write() {

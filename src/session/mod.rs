@@ -147,7 +147,7 @@ impl ActiveSession {
 
     /// The session's assertion for the core, minted only when the cached one is due.
     pub fn assertion(&self, minter: &AssertionMinter, now: u64) -> Result<HeaderValue, KeyError> {
-        if let Some(value) = self.assertion.current(now) {
+        if let Some(value) = minter.cached(&self.assertion, now) {
             return Ok(value);
         }
         let tokens = self.provider_tokens();

@@ -207,7 +207,12 @@ pub enum ReplicaEvent {
     SessionRevoked(String),
     /// An access token (by hash) was revoked.
     TokenRevoked(String),
+    /// The assertion signing key ring changed (a rotation): read it again.
+    SigningKeysChanged,
 }
+
+/// The id part of the [`ReplicaEvent::SigningKeysChanged`] message (`keys ring`).
+const SIGNING_KEYS_EVENT_ID: &str = "ring";
 
 /// What [`KvStore::listen`] reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,6 +232,7 @@ impl ReplicaEvent {
         match self {
             ReplicaEvent::SessionRevoked(id) => format!("session {id}"),
             ReplicaEvent::TokenRevoked(hash) => format!("token {hash}"),
+            ReplicaEvent::SigningKeysChanged => format!("keys {SIGNING_KEYS_EVENT_ID}"),
         }
     }
 
@@ -241,6 +247,7 @@ impl ReplicaEvent {
         match kind {
             "session" => Some(ReplicaEvent::SessionRevoked(id.to_string())),
             "token" => Some(ReplicaEvent::TokenRevoked(id.to_string())),
+            "keys" if id == SIGNING_KEYS_EVENT_ID => Some(ReplicaEvent::SigningKeysChanged),
             _ => None,
         }
     }
@@ -322,7 +329,41 @@ impl Store {
         table: Table,
         key: &str,
         expires_at: impl Fn(&T) -> u64,
+        change: impl FnMut(&T) -> Option<T>,
+    ) -> Result<Update<T>, StoreError> {
+        let open = |raw: &[u8]| decode(table, raw);
+        let close = |value: &T| Ok(encode(value));
+        self.update_with(table, key, expires_at, change, open, close).await
+    }
+
+    /// As [`Self::update`], for a record stored sealed (see [`Self::put_sealed`]).
+    pub async fn update_sealed<T: Serialize + DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+        expires_at: impl Fn(&T) -> u64,
+        change: impl FnMut(&T) -> Option<T>,
+    ) -> Result<Update<T>, StoreError> {
+        let open = |sealed: &[u8]| {
+            let plain = self
+                .cipher
+                .open(&associated_data(table, key), sealed)
+                .ok_or(StoreError::Unseal(table.name()))?;
+            decode(table, &plain)
+        };
+        let close = |value: &T| self.seal(table, key, value);
+        self.update_with(table, key, expires_at, change, open, close).await
+    }
+
+    /// The compare-and-swap loop of [`Self::update`], with how a record is read and written.
+    async fn update_with<T>(
+        &self,
+        table: Table,
+        key: &str,
+        expires_at: impl Fn(&T) -> u64,
         mut change: impl FnMut(&T) -> Option<T>,
+        open: impl Fn(&[u8]) -> Result<T, StoreError>,
+        close: impl Fn(&T) -> Result<Vec<u8>, StoreError>,
     ) -> Result<Update<T>, StoreError> {
         for attempt in 0..UPDATE_ATTEMPTS {
             if attempt > 0 {
@@ -333,11 +374,11 @@ impl Store {
             let Some(raw) = self.kv.get(table, key).await? else {
                 return Ok(Update::Missing);
             };
-            let current: T = decode(table, &raw)?;
+            let current = open(&raw)?;
             let Some(next) = change(&current) else {
                 return Ok(Update::Unchanged(current));
             };
-            let bytes = encode(&next);
+            let bytes = close(&next)?;
             if self
                 .kv
                 .compare_and_swap(table, key, &raw, bytes, expires_at(&next))

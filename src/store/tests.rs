@@ -420,6 +420,7 @@ fn replica_events_round_trip_and_junk_is_refused() {
     for event in [
         ReplicaEvent::SessionRevoked("abc123".into()),
         ReplicaEvent::TokenRevoked("ff00".into()),
+        ReplicaEvent::SigningKeysChanged,
     ] {
         assert_eq!(ReplicaEvent::decode(event.encode().as_bytes()), Some(event));
     }
@@ -429,6 +430,7 @@ fn replica_events_round_trip_and_junk_is_refused() {
         b"kill abc",
         b"session a b",
         b"token \xff\xfe",
+        b"keys other",
         "session ".repeat(40).as_bytes(),
     ] {
         assert_eq!(ReplicaEvent::decode(junk), None, "{junk:?}");

@@ -9,5 +9,7 @@ mod random;
 
 pub use clock::{now, now_ms};
 pub use hashing::{hex, token_hash};
-pub use private_files::{create_private_dir, create_private_file, open_private_append, restrict_permissions};
+pub use private_files::{
+    create_private_dir, create_private_file, open_private_append, restrict_permissions, write_private_atomically,
+};
 pub use random::{new_opaque_token, random_bytes, random_id};

@@ -30,6 +30,17 @@ pub fn open_private_append(path: &Path) -> std::io::Result<(std::fs::File, bool)
     Ok((file, loosened))
 }
 
+/// Writes `contents` to `path` readable by its owner only (0600), atomically: a new private
+/// file beside it, synced, then renamed over it (readers see the old file or the new one).
+pub fn write_private_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp); // left by a crash between create and rename
+    let mut file = create_private_file(&tmp)?;
+    file.write_all(contents).and_then(|_| file.sync_all())?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Creates a folder (and its parents) that only its owner may enter (0700); an existing
 /// folder is left as it is.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -95,5 +106,16 @@ mod tests {
         std::io::Write::write_all(&mut f, b"b").unwrap();
         assert!(loosened, "a loosened file is reported and restricted");
         assert_eq!((mode(&log), std::fs::read(&log).unwrap()), (0o600, b"ab".to_vec()));
+    }
+
+    #[test]
+    fn private_files_are_replaced_whole_and_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.json");
+        write_private_atomically(&path, b"one").unwrap();
+        write_private_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(mode(&path), 0o600);
+        assert!(!path.with_extension("tmp").exists());
     }
 }

@@ -440,19 +440,21 @@ class Replicas(ProcessGroup):
     def __init__(self, workdir: Path, redis: Redis, store: dict[str, Any], encryption_key: str, *,
                  count: int = 3, upstream: str | None = None, with_core: bool = False,
                  idp_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 gateway_extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 gateway_extra: dict[str, Any] | None = None, core_env: dict[str, str] | None = None,
+                 log_level: str | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.redis = redis
         self.proxy = RoundRobin(workdir / "haproxy")
         public = self.proxy.url
         self.core: Core | None = None
         if with_core:
-            self.core = Core(workdir / "core", public, public + "/.well-known/jwks.json")
+            self.core = Core(workdir / "core", public, public + "/.well-known/jwks.json", env=core_env)
             upstream = self.core.url
         assert upstream, "an upstream or with_core=True"
         extra = {"public_url": public, "store": store, "threads": 1, **(gateway_extra or {})}
         self.gateways = [
-            Replica(workdir / f"mxgate-{i}", upstream, env=env, extra=extra, auth=with_encryption_key(encryption_key))
+            Replica(workdir / f"mxgate-{i}", upstream, env=env, extra=extra, auth=with_encryption_key(encryption_key),
+                    log_level=log_level)
             for i in range(count)
         ]  # fmt: skip
         self.proxy.backends = [gw.url for gw in self.gateways]

@@ -30,6 +30,7 @@ MXGATE_BIN = Path(os.environ.get("MXGATE_BIN", REPO / "target" / "debug" / "mxga
 CORE_PYTHON = Path(os.environ.get("MXGATE_CORE_PYTHON", REPO / "target" / "py" / "core" / "bin" / "python"))
 IDP_DIR = REPO / "tests" / "fixtures" / "oidc-provider"
 DEMO_CORE = REPO / "demo" / "core"
+ADAPTER_SRC = REPO / "deploy" / "mxcp-core" / "src"
 
 IDP_CLIENT_ID = "mxgate"
 IDP_CLIENT_SECRET = "mxgate-secret"
@@ -175,8 +176,11 @@ class Core(Process):
     name = "core"
     stop_signal = signal.SIGINT
 
-    def __init__(self, workdir: Path, issuer: str, jwks_url: str, ca_file: Path | None = None) -> None:
+    def __init__(self, workdir: Path, issuer: str, jwks_url: str, ca_file: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
         super().__init__(workdir)
+        # Extra MXGATE_* settings of the adapter (MXGATE_JWKS_MAX_AGE, say).
+        self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.issuer = issuer
@@ -200,7 +204,10 @@ class Core(Process):
             MXGATE_ASSERTION_ISSUER=self.issuer,
             MXGATE_JWKS_URL=self.jwks_url,
             PYTHONUNBUFFERED="1",
+            # This checkout's adapter, whichever checkout the core's environment was built from.
+            PYTHONPATH=os.pathsep.join(p for p in (str(ADAPTER_SRC), env.get("PYTHONPATH", "")) if p),
         )
+        env.update(self.extra_env)
         if self.ca_file:
             env["SSL_CERT_FILE"] = str(self.ca_file)
         return env
@@ -358,13 +365,13 @@ class Stack(ProcessGroup):
                  tokens: dict[str, str] | None = None, idp_args: tuple[str, ...] = (),
                  auth: Callable[[str], dict[str, Any]] | None = None, gateway_extra: dict[str, Any] | None = None,
                  transport: dict[str, Any] | None = None, log_level: str | None = None,
-                 ca_file: Path | None = None) -> None:  # fmt: skip
+                 ca_file: Path | None = None, core_env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.core: Core | None = None
         gw_port = free_port()
         if with_core:
             gw_url = f"{'https' if ca_file else 'http'}://127.0.0.1:{gw_port}"
-            self.core = Core(workdir / "core", gw_url, gw_url + "/.well-known/jwks.json", ca_file)
+            self.core = Core(workdir / "core", gw_url, gw_url + "/.well-known/jwks.json", ca_file, core_env)
             upstream = self.core.url
         assert upstream, "an upstream or with_core=True"
         self.gateway = Gateway(workdir / "mxgate", upstream, port=gw_port, tokens=tokens, log_level=log_level,

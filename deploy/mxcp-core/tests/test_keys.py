@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mxgate_core.config import ConfigError, GateConfig
 from mxgate_core.keys import (
+    JWKS_MAX_AGE,
     JWKS_REFETCH_INTERVAL,
     JWKS_RETRY_AFTER_FAILURE,
     JwksError,
@@ -86,6 +88,72 @@ def test_url_source_retries_sooner_after_failure() -> None:
         clock.now += JWKS_RETRY_AFTER_FAILURE
         assert _lookup(source, "late") is not None
         assert server.fetches == 1
+
+
+def test_url_source_learns_published_keys_when_its_copy_is_old() -> None:
+    """A key mxgate publishes ahead of a rotation is known before it signs."""
+    current, upcoming = SigningKey(kid="current"), SigningKey(kid="upcoming")
+    clock = FakeClock()
+    with JwksServer(jwks(current)) as server:
+        source = JwksUrlKeySource(server.url, clock=clock)
+        assert _lookup(source, "current") is not None
+        server.document = jwks(current, upcoming)  # mxgate: `keys rotate`
+
+        clock.now += JWKS_MAX_AGE - 1
+        assert _lookup(source, "current") is not None
+        assert server.fetches == 1, "a known kid uses the cached keys while they are fresh"
+
+        clock.now += 1
+        assert _lookup(source, "current") is not None
+        assert server.fetches == 2, "an old copy is fetched again on the next lookup"
+        server.document = jwks(upcoming)  # the old key retired
+        assert _lookup(source, "upcoming") is not None, "known before it signs"
+        assert server.fetches == 2
+
+        clock.now += JWKS_MAX_AGE
+        assert _lookup(source, "current") is None, "a removed key stops verifying after at most max age"
+        assert server.fetches == 3
+
+
+def test_url_source_refetches_an_unknown_kid_once_per_interval_even_with_a_short_max_age() -> None:
+    clock = FakeClock()
+    with JwksServer(jwks(SigningKey(kid="one"))) as server:
+        source = JwksUrlKeySource(server.url, clock=clock, max_age=2.0)
+        assert _lookup(source, "one") is not None
+        assert _lookup(source, "stranger") is None
+        assert server.fetches == 1, "rate limited"
+        clock.now += 2.0
+        assert _lookup(source, "stranger") is None
+        assert server.fetches == 2, "the interval is never longer than the max age"
+
+
+def test_a_key_that_signs_at_once_is_fetched_on_first_sight_rate_limited() -> None:
+    """`mxgate keys rotate --now`: the core meets the new kid before its copy is old."""
+    old, new = SigningKey(kid="old"), SigningKey(kid="new")
+    clock = FakeClock()
+    with JwksServer(jwks(old)) as server:
+        source = JwksUrlKeySource(server.url, clock=clock)
+        assert _lookup(source, "old") is not None
+        server.document = jwks(old, new)
+
+        clock.now += 1
+        assert _lookup(source, "new") is None, "within the refetch interval of the last fetch: refused"
+        assert server.fetches == 1
+        clock.now += JWKS_REFETCH_INTERVAL
+        assert _lookup(source, "new") is not None, "fetched again when the rate limit allows"
+        assert server.fetches == 2
+        assert _lookup(source, "old") is not None, "the old key still verifies during the overlap"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "7200"])
+def test_jwks_max_age_is_checked(value: str) -> None:
+    env = {
+        "MXGATE_ASSERTION_ISSUER": "http://127.0.0.1:8000",
+        "MXGATE_JWKS_URL": "http://127.0.0.1:8000/.well-known/jwks.json",
+        "MXGATE_JWKS_MAX_AGE": value,
+    }
+    with pytest.raises(ConfigError, match="MXGATE_JWKS_MAX_AGE"):
+        GateConfig.from_env(env)
 
 
 def test_file_source_follows_the_file(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ Variable                       Meaning
 ``MXGATE_JWKS_URL``            JWKS endpoint of mxgate (EdDSA mode).
 ``MXGATE_JWKS_FILE``           Path of the JWKS file mxgate writes (EdDSA mode).
 ``MXGATE_ASSERTION_SECRET``    HS256 shared secret, used verbatim, >= 32 bytes (HS256).
+``MXGATE_JWKS_MAX_AGE``        Seconds a JWKS fetched from ``MXGATE_JWKS_URL`` is used
+                               before it is fetched again. Default 300.
 =============================  ==========================================================
 
-Exactly one of the last three must be set.
+Exactly one of the three key sources must be set.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mxgate_core.keys import JwksFileKeySource, JwksUrlKeySource, KeySource, SecretKeySource
+from mxgate_core.keys import JWKS_MAX_AGE, JwksFileKeySource, JwksUrlKeySource, KeySource, SecretKeySource
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ ENV_AUDIENCE = "MXGATE_ASSERTION_AUDIENCE"
 ENV_JWKS_URL = "MXGATE_JWKS_URL"
 ENV_JWKS_FILE = "MXGATE_JWKS_FILE"
 ENV_SECRET = "MXGATE_ASSERTION_SECRET"
+ENV_JWKS_MAX_AGE = "MXGATE_JWKS_MAX_AGE"
 
 
 class ConfigError(ValueError):
@@ -78,18 +81,32 @@ def _key_source(environ: Mapping[str, str]) -> KeySource:
         raise ConfigError(f"set exactly one key source, not {' and '.join(configured)}")
     name = configured[0]
     if name == ENV_JWKS_URL:
-        return _url_source(environ[name].strip())
+        return _url_source(environ[name].strip(), _max_age(environ))
     if name == ENV_JWKS_FILE:
         return _file_source(environ[name].strip())
     return _secret_source(environ[name])
 
 
-def _url_source(url: str) -> JwksUrlKeySource:
+def _url_source(url: str, max_age: float) -> JwksUrlKeySource:
     """Validate the JWKS URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{ENV_JWKS_URL} must be an http(s) URL, got {url!r}")
-    return JwksUrlKeySource(url)
+    return JwksUrlKeySource(url, max_age=max_age)
+
+
+def _max_age(environ: Mapping[str, str]) -> float:
+    """Seconds a fetched JWKS is kept (``MXGATE_JWKS_MAX_AGE``), between 1 and 3600."""
+    value = _get(environ, ENV_JWKS_MAX_AGE)
+    if value is None:
+        return JWKS_MAX_AGE
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{ENV_JWKS_MAX_AGE} must be a number of seconds, got {value!r}") from None
+    if not 1 <= seconds <= 3600:
+        raise ConfigError(f"{ENV_JWKS_MAX_AGE} must be between 1 and 3600 seconds, got {value!r}")
+    return seconds
 
 
 def _file_source(path: str) -> JwksFileKeySource:

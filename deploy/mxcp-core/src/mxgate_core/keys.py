@@ -3,7 +3,9 @@
 Three interchangeable sources, chosen by configuration:
 
 * :class:`JwksUrlKeySource` - Ed25519 keys from mxgate's JWKS endpoint, fetched
-  lazily and re-fetched (rate limited) when an unknown ``kid`` shows up.
+  lazily, re-fetched once they are :data:`JWKS_MAX_AGE` old (so keys mxgate
+  publishes ahead of a rotation are known before they sign, and keys it removed
+  stop verifying) and, rate limited, when an unknown ``kid`` shows up.
 * :class:`JwksFileKeySource` - Ed25519 keys from the JWKS file mxgate writes,
   re-read whenever the file changes.
 * :class:`SecretKeySource` - one HS256 shared secret.
@@ -33,7 +35,15 @@ EDDSA_ALGORITHMS = ("EdDSA",)
 HMAC_ALGORITHMS = ("HS256",)
 
 JWKS_REFETCH_INTERVAL = 30.0
-"""Minimum seconds between JWKS fetches after a successful fetch."""
+"""Minimum seconds between JWKS fetches for an unknown ``kid`` after a successful fetch."""
+
+JWKS_MAX_AGE = 300.0
+"""Seconds a fetched JWKS is used before the next lookup fetches it again.
+
+mxgate publishes a new signing key ``assertion.key_rotation.publish_before``
+(7 min by default) before it signs with it: longer than this, so a core always
+holds the new key before the first assertion it signs arrives.
+"""
 
 JWKS_RETRY_AFTER_FAILURE = 5.0
 """Minimum seconds between JWKS fetches after a failed fetch (mxgate not up yet)."""
@@ -172,19 +182,25 @@ class JwksUrlKeySource:
     """Ed25519 keys from a JWKS URL, fetched lazily and cached.
 
     Nothing is fetched at startup (the core may start before mxgate). A lookup
-    for an unknown ``kid`` triggers a fetch, at most once per
-    :data:`JWKS_REFETCH_INTERVAL` after a success, or once per
-    :data:`JWKS_RETRY_AFTER_FAILURE` after a failure. A successful fetch
+    fetches the JWKS when the cached one is ``max_age`` old, and for an unknown
+    ``kid`` at most once per :data:`JWKS_REFETCH_INTERVAL` (or ``max_age`` if
+    shorter) after a success; after a failure, once per
+    :data:`JWKS_RETRY_AFTER_FAILURE`, keeping the keys it had. A successful fetch
     replaces the whole key set, so keys mxgate removed stop verifying.
     """
 
     algorithms = EDDSA_ALGORITHMS
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, url: str, clock: Callable[[], float] = time.monotonic, max_age: float = JWKS_MAX_AGE
+    ) -> None:
         self._url = url
         self._clock = clock
+        self._max_age = max_age
+        self._refetch_interval = min(JWKS_REFETCH_INTERVAL, max_age)
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._next_fetch_at = float("-inf")
+        self._stale_at = float("-inf")
         self._lock: asyncio.Lock | None = None
 
     def describe(self) -> str:
@@ -195,17 +211,18 @@ class JwksUrlKeySource:
         """Return the key for ``kid``, fetching the JWKS if it is unknown."""
         if not kid:
             return None
-        if kid not in self._keys and self._fetch_allowed():
+        if self._fetch_wanted(kid):
             if self._lock is None:
                 self._lock = asyncio.Lock()
             async with self._lock:
-                if kid not in self._keys and self._fetch_allowed():
+                if self._fetch_wanted(kid):
                     await self._refresh()
         return self._keys.get(kid)
 
-    def _fetch_allowed(self) -> bool:
-        """Whether the rate limit allows a fetch now."""
-        return self._clock() >= self._next_fetch_at
+    def _fetch_wanted(self, kid: str) -> bool:
+        """Whether to fetch now: the keys are stale or ``kid`` is unknown, and the rate limit allows."""
+        now = self._clock()
+        return now >= self._next_fetch_at and (now >= self._stale_at or kid not in self._keys)
 
     async def _refresh(self) -> None:
         """Fetch the JWKS and replace the cached keys; keep them on failure."""
@@ -218,6 +235,8 @@ class JwksUrlKeySource:
             self._next_fetch_at = self._clock() + JWKS_RETRY_AFTER_FAILURE
             logger.warning("Cannot fetch JWKS from %s (%s)", self._url, exc)
             return
-        self._next_fetch_at = self._clock() + JWKS_REFETCH_INTERVAL
+        fetched_at = self._clock()
+        self._next_fetch_at = fetched_at + self._refetch_interval
+        self._stale_at = fetched_at + self._max_age
         self._keys = keys
         logger.info("Fetched %d Ed25519 key(s) from %s", len(keys), self._url)
