@@ -16,6 +16,8 @@ provider fixture:
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from mcp.shared.exceptions import MCPError
 import browser
 from browser import Browser, FlowError, SdkHandlers
 from sdk_client import MemoryStorage, oauth_provider
-from support import McpHttp, RecordingUpstream, Stack, jsonrpc_response
+from support import MXGATE_BIN, McpHttp, RecordingUpstream, Stack, jsonrpc_response
 
 REDIRECT_URI = "http://127.0.0.1:9/sdk-callback"
 DOMAIN_REASON = "other.test accounts may not sign in here"
@@ -87,9 +89,23 @@ def test_a_login_rule_refuses_erin_with_its_reason(stack: Stack) -> None:
     text = str(refused.value)
     assert "/callback" in text and "with 403" in text, text
     assert DOMAIN_REASON in text, text
-    log = stack.gateway.log()
-    assert "mxgate::audit" in log and "login_failed" in log, log[-3000:]
-    assert DOMAIN_REASON in log
+    # `mxgate log` shows the refusal with the rule's reason.
+    audit_file = stack.gateway.data_dir / "audit" / "audit.jsonl"
+    deadline = time.monotonic() + 10
+    while True:
+        shown = subprocess.run([str(MXGATE_BIN), "log", "--file", str(audit_file), "--event", "login_failed",
+                                "--user", "erin@other.test", "--json"],
+                               capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        records = [json.loads(line) for line in shown.stdout.splitlines()]
+        if records or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [r["event"] for r in records] == ["login_failed"], shown.stdout
+    assert DOMAIN_REASON in records[0]["reason"] and records[0]["email"] == "erin@other.test", records
+    table = subprocess.run([str(MXGATE_BIN), "log", "--file", str(audit_file), "--event", "login_failed"],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert "login_failed" in table.stdout and DOMAIN_REASON in table.stdout, table.stdout
 
 
 async def _sdk_session(mcp_url: str, handlers: SdkHandlers, storage: MemoryStorage) -> dict[str, Any]:
