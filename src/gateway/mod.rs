@@ -168,14 +168,12 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
     let mut session_closer = None;
     let mut replica_events = None;
     let mut reload = None;
-    let mut ready_providers = None;
     let mut signing_keys = None;
     let (auth, stateful) = match providers {
         None => (None, None),
         Some(providers) => {
             crate::metrics::metrics().register_providers(providers.iter().map(|entry| entry.provider.name()));
             let providers = Arc::new(providers);
-            ready_providers = Some(providers.clone());
             let store = open_store(&settings)?;
             let keys = Arc::new(load_signing_keys(&settings, &store)?);
             signing_keys = Some(keys.clone());
@@ -218,6 +216,11 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         None => None,
     };
     check_backchannel_logout_paths(&settings, auth.as_ref().map(|live| live.load_full()).as_deref())?;
+    let readiness = Arc::new(Readiness::new(
+        stateful.as_ref().map(|(store, _)| store.clone()),
+        settings.upstream.address,
+        auth.clone(),
+    ));
     let gateway = McpGateway {
         forward_auth,
         auth,
@@ -234,11 +237,7 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
         guard: RequestGuard::new(&settings),
         body_timeout: settings.limits.body_timeout,
         max_inspected_body: settings.limits.max_inspected_body,
-        readiness: Arc::new(Readiness::new(
-            stateful.as_ref().map(|(store, _)| store.clone()),
-            settings.upstream.address,
-            ready_providers,
-        )),
+        readiness,
     };
     Ok(Built {
         gateway,

@@ -11,12 +11,11 @@
 //! should come until the core answers; liveness (`/healthz`) stays up meanwhile.
 
 use super::local_response::json_error;
-use crate::providers::ProviderSet;
+use super::config_reload::LiveAuth;
 use crate::store::Store;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -33,7 +32,8 @@ pub fn alive() -> Response<Bytes> {
 pub struct Readiness {
     store: Option<Store>,
     upstream: SocketAddr,
-    providers: Option<Arc<ProviderSet>>,
+    /// The authentication parts in force, whose providers' discovery is checked (a reload's).
+    auth: Option<LiveAuth>,
     /// When the last check ran, and the reasons it found (none: ready).
     last: Mutex<Option<(Instant, Vec<String>)>>,
 }
@@ -41,11 +41,11 @@ pub struct Readiness {
 // === impl Readiness ===
 
 impl Readiness {
-    pub fn new(store: Option<Store>, upstream: SocketAddr, providers: Option<Arc<ProviderSet>>) -> Self {
+    pub fn new(store: Option<Store>, upstream: SocketAddr, auth: Option<LiveAuth>) -> Self {
         Self {
             store,
             upstream,
-            providers,
+            auth,
             last: Mutex::new(None),
         }
     }
@@ -120,9 +120,10 @@ impl Readiness {
     }
 
     async fn providers(&self) -> Vec<String> {
-        let Some(providers) = &self.providers else {
+        let Some(auth) = &self.auth else {
             return Vec::new();
         };
+        let providers = auth.load().server.providers().clone();
         let checks = providers.iter().map(|entry| async move {
             let name = entry.provider.name();
             match tokio::time::timeout(PROBE_TIMEOUT, entry.provider.ready()).await {

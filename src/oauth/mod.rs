@@ -166,6 +166,11 @@ impl AuthorizationServer {
         }
     }
 
+    /// The identity providers this server signs people in with.
+    pub fn providers(&self) -> &Arc<ProviderSet> {
+        &self.providers
+    }
+
     /// This server counting requests with `running`'s rate limiter (rate limits change only at a
     /// restart): what a reload uses so that it resets no count.
     pub fn sharing_rate_limits_with(mut self, running: &AuthorizationServer) -> Self {
