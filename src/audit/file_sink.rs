@@ -26,9 +26,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The most records written between two flushes.
 const MAX_BATCH: usize = 1000;
 
-/// Hands records to the writer thread without ever blocking.
+/// Hands records to the writer thread without ever blocking. Records travel boxed: the channel's
+/// slots are allocated up front, and a pointer per slot keeps the queue's idle memory small
+/// (10 000 slots: 80 KiB instead of ~2.5 MiB of records).
 pub struct FileSink {
-    sender: SyncSender<AuditRecord>,
+    sender: SyncSender<Box<AuditRecord>>,
     dropped: AtomicU64,
     drop_warning: Throttle,
 }
@@ -37,7 +39,7 @@ pub struct FileSink {
 
 impl FileSink {
     /// A sink and the receiving end its writer reads, holding at most `capacity` records.
-    fn channel(capacity: usize) -> (Self, Receiver<AuditRecord>) {
+    fn channel(capacity: usize) -> (Self, Receiver<Box<AuditRecord>>) {
         let (sender, receiver) = mpsc::sync_channel(capacity);
         let sink = Self {
             sender,
@@ -55,7 +57,7 @@ impl FileSink {
 
 impl AuditSink for FileSink {
     fn write(&self, record: &AuditRecord) {
-        match self.sender.try_send(record.clone()) {
+        match self.sender.try_send(Box::new(record.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -106,7 +108,7 @@ struct Writer {
 // === impl Writer ===
 
 impl Writer {
-    fn run(mut self, receiver: Receiver<AuditRecord>) {
+    fn run(mut self, receiver: Receiver<Box<AuditRecord>>) {
         let mut last_prune = Instant::now();
         loop {
             match receiver.recv_timeout(PRUNE_EVERY) {
