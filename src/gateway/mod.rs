@@ -119,11 +119,7 @@ fn check_backchannel_logout_paths(settings: &Settings, auth: Option<&AuthParts>)
 /// The assertion signing keys: the key ring in `data_dir`, or, with a shared store, the one
 /// all replicas share (waiting a while for the store to answer).
 fn load_signing_keys(settings: &Settings, store: &Store) -> anyhow::Result<SigningKeys> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting a runtime to read the signing keys")?;
-    runtime.block_on(async {
+    let loaded = store.block_on(async {
         let deadline = tokio::time::Instant::now() + SHARED_KEY_WAIT;
         loop {
             match SigningKeys::load(&settings.assertion, &settings.data_dir, Some(store)).await {
@@ -135,7 +131,8 @@ fn load_signing_keys(settings: &Settings, store: &Store) -> anyhow::Result<Signi
                 Err(e) => return Err(e).context("loading the assertion signing keys"),
             }
         }
-    })
+    });
+    loaded.context("starting a runtime to read the signing keys")?
 }
 
 /// The proxy and what runs beside it when authentication is on.

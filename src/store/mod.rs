@@ -187,6 +187,11 @@ pub trait KvStore: Send + Sync + 'static {
         false
     }
 
+    /// The runtime this store's connections live on, when it has one of its own (Redis).
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
+
     /// Tells every replica (this one included) about `event`; nothing to do for a store only
     /// this process uses.
     async fn publish(&self, _event: &ReplicaEvent) -> Result<(), StoreError> {
@@ -263,6 +268,20 @@ pub struct Store {
 // === impl Store ===
 
 impl Store {
+    /// Runs start-up work that uses the store, from outside any runtime: on the store's own
+    /// runtime when it has one, so a connection the work opens lives on after it (a redis-rs
+    /// connection's task runs on the runtime that first used it; one left on a temporary runtime
+    /// dies with it, and the next command failed with a broken pipe); else on a temporary one.
+    pub fn block_on<F: std::future::Future>(&self, work: F) -> std::io::Result<F::Output> {
+        match self.kv.runtime() {
+            Some(runtime) => Ok(runtime.block_on(work)),
+            None => Ok(tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(work)),
+        }
+    }
+
     /// A typed store over `kv`, whose every operation is timed (see [`timed`]).
     pub fn new(kv: Arc<dyn KvStore>, cipher: cipher::RecordCipher) -> Self {
         Self {

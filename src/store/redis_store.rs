@@ -49,7 +49,7 @@ pub struct RedisStore {
     replace: Script,
     compare_and_swap: Script,
     /// Dropped last: the connections' tasks run on it.
-    _runtime: RedisRuntime,
+    runtime: RedisRuntime,
 }
 
 // === impl RedisStore ===
@@ -76,7 +76,7 @@ impl RedisStore {
             prefix: settings.key_prefix.clone(),
             replace: Script::new(REPLACE),
             compare_and_swap: Script::new(COMPARE_AND_SWAP),
-            _runtime: runtime,
+            runtime,
         })
     }
 
@@ -371,6 +371,10 @@ impl KvStore for RedisStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.handle()
     }
 
     async fn publish(&self, event: &ReplicaEvent) -> Result<(), StoreError> {

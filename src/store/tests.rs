@@ -436,3 +436,21 @@ fn replica_events_round_trip_and_junk_is_refused() {
         assert_eq!(ReplicaEvent::decode(junk), None, "{junk:?}");
     }
 }
+
+/// Start-up reads the shared store before Pingora's runtimes exist (the signing keys). The
+/// connection that work opens must outlive it: run on a temporary runtime instead, its task
+/// died with that runtime and the next command failed with a broken pipe.
+#[test]
+fn a_connection_opened_by_start_up_work_outlives_it() {
+    let Some(server) = TestRedis::start() else { return };
+    let kv: Arc<dyn KvStore> = Arc::new(RedisStore::open(&server.settings("startup:")).unwrap());
+    let store = Store::new(kv, super::cipher::RecordCipher::from_secret(b"start-up test key"));
+    let first = store.block_on(store.kv().put(Table::Locks, "k", b"v".to_vec(), now() + 60));
+    assert!(first.unwrap().is_ok());
+    let later = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(store.kv().get(Table::Locks, "k"));
+    assert_eq!(later.unwrap(), Some(b"v".to_vec()), "the first connection still works");
+}

@@ -82,6 +82,10 @@ impl KvStore for TimedKvStore {
         self.0.is_shared()
     }
 
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.0.runtime()
+    }
+
     async fn publish(&self, event: &ReplicaEvent) -> Result<(), StoreError> {
         timed(StoreOp::Publish, self.0.publish(event)).await
     }
