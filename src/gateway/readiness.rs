@@ -10,8 +10,8 @@
 //! fans out per request. Not ready while the core starts is right for a sidecar: no traffic
 //! should come until the core answers; liveness (`/healthz`) stays up meanwhile.
 
-use super::local_response::json_error;
 use super::config_reload::LiveAuth;
+use super::local_response::json_error;
 use crate::store::Store;
 use bytes::Bytes;
 use http::{Response, StatusCode};
