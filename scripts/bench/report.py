@@ -4,8 +4,11 @@ usage: report.py RESULTS_DIR MARKDOWN_OUT
 
 RESULTS_DIR holds
   meta.tsv   key<TAB>value           (machine, versions, settings)
-  runs.tsv   scenario<TAB>target<TAB>connections<TAB>round<TAB>wrk output file<TAB>CPU ticks<TAB>ticks/s
+  runs.tsv   scenario<TAB>target<TAB>connections<TAB>round<TAB>output file<TAB>CPU ticks<TAB>ticks/s
              <TAB>% of the machine's CPU busy during the idle second before the measurement
+             [<TAB>mode (pinned|cores)<TAB>fixed rate in requests/s ("" = closed loop)
+             <TAB>VmRSS kB of the target's server after the measurement]
+             The output file is wrk's text (closed loop) or oha's JSON (`.json`, open loop).
   rss.tsv    process<TAB>VmRSS kB<TAB>VmHWM kB<TAB>processes
   *.log      mxgate's logs (summarised)
 Prints the report (markdown, readable as plain text) and writes it to MARKDOWN_OUT.
@@ -13,6 +16,7 @@ Prints the report (markdown, readable as plain text) and writes it to MARKDOWN_O
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +29,10 @@ SCENARIO_TITLES = {
 }
 BUSY_LIMIT = 10  # % of the machine busy (with our servers idle) before a measurement: flag it
 BASELINE = {"A": ("direct", "nginx"), "B": ("direct", "nginx")}
+MODE_TITLES = {
+    "pinned": "Pinned: one worker per proxy on one CPU, upstream and load generator on another",
+    "cores": "All cores: every proxy with `BENCH_PROXY_THREADS` workers, nothing pinned",
+}
 
 
 def seconds(text: str) -> float:
@@ -51,7 +59,13 @@ class Run:
     cpu_us_per_req: float | None = None
     cpu_resolution_us: float | None = None  # one clock tick per request
     rps_range: tuple[float, float] | None = None  # min, max over rounds
+    mode: str = "cores"
+    rate: int | None = None  # open loop at this many requests/s; None: closed loop (wrk)
+    rss_kb: int | None = None  # VmRSS of the target's server after the measurement
     raw: str = ""
+
+    def key(self) -> tuple[str, str, str, int, int | None]:
+        return (self.scenario, self.mode, self.target, self.connections, self.rate)
 
     def problems(self) -> str:
         parts = []
@@ -89,6 +103,23 @@ def parse_wrk(run: Run, text: str) -> Run:
     return run
 
 
+def parse_oha(run: Run, text: str) -> Run:
+    """oha's `--output-format json`: achieved rate, latency percentiles (latency-corrected), status
+    codes and errors."""
+    run.raw = text
+    data = json.loads(text)
+    run.rps = float(data["summary"].get("requestsPerSec") or 0.0)
+    percentiles = data.get("latencyPercentiles") or {}
+    run.p50, run.p99 = percentiles.get("p50"), percentiles.get("p99")
+    statuses = {k: int(v) for k, v in (data.get("statusCodeDistribution") or {}).items()}
+    run.requests = sum(statuses.values())
+    run.non2xx = sum(v for k, v in statuses.items() if not k.startswith("2"))
+    errors = {k: int(v) for k, v in (data.get("errorDistribution") or {}).items()}
+    if errors:
+        run.socket_errors = {"oha": sum(errors.values())}
+    return run
+
+
 def fmt_time(s: float | None) -> str:
     if s is None:
         return "n/a"
@@ -120,8 +151,13 @@ def load(results: Path) -> tuple[dict[str, str], list[Run], list[list[str]]]:
     runs = []
     runs_file = results / "runs.tsv"
     for line in runs_file.read_text().splitlines() if runs_file.exists() else []:
-        scenario, target, conns, rnd, wrk_file, ticks, hz, bg = line.split("\t")
-        run = parse_wrk(Run(scenario, target, int(conns), int(rnd)), (results / wrk_file).read_text())
+        fields = line.split("\t")
+        scenario, target, conns, rnd, out_file, ticks, hz, bg = fields[:8]
+        mode, rate, rss_kb = (fields[8:] + ["", "", ""])[:3] if len(fields) > 8 else ("cores", "", "")
+        run = Run(scenario, target, int(conns), int(rnd), mode=mode or "cores",
+                  rate=int(rate) if rate else None, rss_kb=int(rss_kb) if rss_kb else None)  # fmt: skip
+        text = (results / out_file).read_text()
+        run = parse_oha(run, text) if out_file.endswith(".json") else parse_wrk(run, text)
         run.background_pct = int(bg) if bg else None
         if ticks and run.requests:
             run.cpu_us_per_req = int(ticks) / int(hz) / run.requests * 1e6
@@ -136,12 +172,12 @@ def load(results: Path) -> tuple[dict[str, str], list[Run], list[list[str]]]:
 
 
 def median_rounds(runs: list[Run]) -> list[Run]:
-    """One run per (scenario, target, connections), in first-seen order. With several rounds each
+    """One run per (scenario, mode, target, connections, rate), in first-seen order. With several rounds each
     figure (req/s, p50, p99, CPU per request) is the median of that figure over the rounds, the
     req/s range is kept, and the counts of errors are summed."""
-    groups: dict[tuple[str, str, int], list[Run]] = {}
+    groups: dict[tuple, list[Run]] = {}
     for r in runs:
-        groups.setdefault((r.scenario, r.target, r.connections), []).append(r)
+        groups.setdefault(r.key(), []).append(r)
     out = []
     for group in groups.values():
         if len(group) == 1:
@@ -156,7 +192,8 @@ def median_rounds(runs: list[Run]) -> list[Run]:
             return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
         first = group[0]
-        m = Run(first.scenario, first.target, first.connections, 0)
+        m = Run(first.scenario, first.target, first.connections, 0, mode=first.mode, rate=first.rate)
+        m.rss_kb = max((r.rss_kb for r in group if r.rss_kb is not None), default=None)
         m.rps = med([r.rps for r in group]) or 0.0
         m.p50 = med([r.p50 for r in group])
         m.p99 = med([r.p99 for r in group])
@@ -215,67 +252,132 @@ def log_summary(results: Path) -> list[str]:
     return out
 
 
-def scenario_table(scenario: str, runs: list[Run]) -> list[str]:
-    direct_name, nginx_name = BASELINE[scenario]
-    out = []
-    for conns in sorted({r.connections for r in runs}, reverse=True):
-        group = [r for r in runs if r.connections == conns]
-        by = {r.target: r for r in group}
-        direct, nginx = by.get(direct_name), by.get(nginx_name)
-        label = "single connection (unloaded latency)" if conns == 1 else f"{conns} connections (throughput)"
-        out.append(f"**{label}**")
-        out.append("")
-        out.append("| target | req/s | p50 | p99 | req/s vs direct | req/s vs nginx "
-                   "| added p50 / p99 vs direct | added p50 / p99 vs nginx | CPU / req | errors |")
-        out.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
-        for r in group:
+def fmt_mib(kb: int | None) -> str:
+    return "—" if kb is None else f"{kb / 1024:.1f} MiB"
+
+
+def cpu_ratio(r: Run, base: Run | None) -> str:
+    if base is None or r is base or r.cpu_us_per_req is None or not base.cpu_us_per_req:
+        return "—"
+    return f"{r.cpu_us_per_req / base.cpu_us_per_req:.2f}×"
+
+
+def table_rows(group: list[Run], direct_name: str, nginx_name: str, *, rss: bool, rate: bool) -> list[str]:
+    """One markdown table: every target of one pass (same mode, connections or rate), with ratios
+    against direct and against nginx."""
+    by = {r.target: r for r in group}
+    direct, nginx = by.get(direct_name), by.get(nginx_name)
+    rps_head = "achieved req/s" if rate else "req/s"
+    ratio_heads = "" if rate else "req/s vs direct | req/s vs nginx | "
+    head = (f"| target | {rps_head} | p50 | p99 | {ratio_heads}CPU / req | CPU vs nginx "
+            f"| added p50 / p99 vs direct | added p50 / p99 vs nginx |{' RSS |' if rss else ''} errors |")
+    align = "|---|--:|--:|--:|" + ("" if rate else "--:|--:|") + "--:|--:|--:|--:|" + ("--:|" if rss else "") + "---|"
+    out = [head, align]
+    for r in group:
+        ratios = ""
+        if not rate:
             vs_direct = fmt_ratio(r.rps, direct.rps) if direct and r is not direct else "—"
             vs_nginx = fmt_ratio(r.rps, nginx.rps) if nginx and r is not nginx else "—"
-            add_direct = (f"{fmt_delta(r.p50, direct.p50)} / {fmt_delta(r.p99, direct.p99)}"
-                          if direct and r is not direct else "—")
-            add_nginx = (f"{fmt_delta(r.p50, nginx.p50)} / {fmt_delta(r.p99, nginx.p99)}"
-                         if nginx and r is not nginx and r is not direct else "—")
-            cpu = fmt_cpu(r)
-            mark = " †" if (r.background_pct or 0) > BUSY_LIMIT else ""
-            out.append(f"| {r.target}{mark} | {fmt_rps(r)} | {fmt_time(r.p50)} | {fmt_time(r.p99)} | {vs_direct} "
-                       f"| {vs_nginx} | {add_direct} | {add_nginx} | {cpu} | {r.problems()} |")
-        out.append("")
+            ratios = f"{vs_direct} | {vs_nginx} | "
+        add_direct = (f"{fmt_delta(r.p50, direct.p50)} / {fmt_delta(r.p99, direct.p99)}"
+                      if direct and r is not direct else "—")
+        add_nginx = (f"{fmt_delta(r.p50, nginx.p50)} / {fmt_delta(r.p99, nginx.p99)}"
+                     if nginx and r is not nginx and r is not direct else "—")
+        cpu_vs = cpu_ratio(r, nginx) if r is not direct else "—"
+        mark = " †" if (r.background_pct or 0) > BUSY_LIMIT else ""
+        out.append(f"| {r.target}{mark} | {fmt_rps(r)} | {fmt_time(r.p50)} | {fmt_time(r.p99)} | {ratios}"
+                   f"{fmt_cpu(r)} | {cpu_vs} | {add_direct} | {add_nginx} |"
+                   + (f" {fmt_mib(r.rss_kb)} |" if rss else "") + f" {r.problems()} |")
+    out.append("")
+    return out
+
+
+def scenario_table(scenario: str, runs: list[Run]) -> list[str]:
+    """The tables of one scenario and mode: closed loop by connections (throughput first), then
+    open loop by rate."""
+    direct_name, nginx_name = BASELINE[scenario]
+    out = []
+    closed = [r for r in runs if r.rate is None]
+    for conns in sorted({r.connections for r in closed}, reverse=True):
+        group = [r for r in closed if r.connections == conns]
+        label = "single connection (unloaded latency)" if conns == 1 else f"{conns} connections (throughput)"
+        out += [f"**{label}, closed loop (wrk)**", ""]
+        out += table_rows(group, direct_name, nginx_name, rss=conns != 1, rate=False)
+    opened = [r for r in runs if r.rate is not None]
+    for rate in sorted({r.rate for r in opened if r.rate is not None}):
+        group = [r for r in opened if r.rate == rate]
+        out += [f"**{rate:,} requests/s, open loop (oha, latency-corrected, {group[0].connections} connections)**", ""]
+        out += table_rows(group, direct_name, nginx_name, rss=False, rate=True)
     return out
 
 
 def verdicts(runs: list[Run]) -> list[str]:
-    """The design's performance budget, checked against this run."""
+    """The design's performance budget and issue 10's targets, checked against this run."""
     out = []
 
-    def get(scenario: str, target: str, conns: int | None) -> Run | None:
-        c = [r for r in runs if r.scenario == scenario and r.target == target
-             and (r.connections == 1) == (conns == 1)]  # fmt: skip
+    def get(scenario: str, mode: str, target: str, conns: int | None, rate: int | None = None) -> Run | None:
+        c = [r for r in runs if r.scenario == scenario and r.mode == mode and r.target == target
+             and r.rate == rate and (rate is not None or (r.connections == 1) == (conns == 1))]  # fmt: skip
         return c[0] if c else None
 
     for scenario in ("A", "B"):
-        for single in (1, None):
-            d, n, g = (get(scenario, t, single) for t in ("direct", "nginx", "mxgate"))
-            if not (d and g and d.p50 is not None and g.p50 is not None):
-                continue
-            where = f"{scenario}, {'1 connection' if single else f'{g.connections} connections'}"
-            a50, a99 = g.p50 - d.p50, (g.p99 or 0) - (d.p99 or 0)
-            ok50, ok99 = a50 <= 50e-6, a99 <= 1e-3
-            line = (f"- {where}: added latency mxgate vs direct p50 {fmt_delta(g.p50, d.p50)} "
-                    f"(budget ≤ 50 µs: {'met' if ok50 else 'NOT met'}), p99 {fmt_delta(g.p99, d.p99)} "
-                    f"(budget ≤ 1 ms: {'met' if ok99 else 'NOT met'})")
-            if n and not single:
-                ok = g.rps >= n.rps
-                line += (f"; throughput mxgate/nginx {g.rps / n.rps:.2f} "
-                         f"(budget ≥ 1.00: {'met' if ok else 'NOT met'})")
-            out.append(line)
-            off = get(scenario, "mxgate, auth off", single)
-            if off and off.p50 is not None:
-                cpu = ""
-                if g.cpu_us_per_req is not None and off.cpu_us_per_req is not None:
-                    cpu = f", CPU/req {g.cpu_us_per_req - off.cpu_us_per_req:+.1f} µs"
-                out.append(f"  - of which authentication (mxgate vs mxgate auth off): p50 "
-                           f"{fmt_delta(g.p50, off.p50)}, p99 {fmt_delta(g.p99, off.p99)}, "
-                           f"req/s {fmt_ratio(g.rps, off.rps)}{cpu}")
+        modes = list(dict.fromkeys(r.mode for r in runs if r.scenario == scenario))
+        for mode in modes:
+            label = f"{scenario}, {mode}" if scenario == "A" else scenario
+            for single in (1, None):
+                d, n, g = (get(scenario, mode, t, single) for t in ("direct", "nginx", "mxgate"))
+                if not (d and g and d.p50 is not None and g.p50 is not None):
+                    continue
+                where = f"{label}, {'1 connection' if single else f'{g.connections} connections'}"
+                a50, a99 = g.p50 - d.p50, (g.p99 or 0) - (d.p99 or 0)
+                ok50, ok99 = a50 <= 50e-6, a99 <= 1e-3
+                line = (f"- {where}: added latency mxgate vs direct p50 {fmt_delta(g.p50, d.p50)} "
+                        f"(budget ≤ 50 µs: {'met' if ok50 else 'NOT met'}), p99 {fmt_delta(g.p99, d.p99)} "
+                        f"(budget ≤ 1 ms: {'met' if ok99 else 'NOT met'})")
+                if n and not single:
+                    ok = g.rps >= n.rps
+                    line += (f"; throughput mxgate/nginx {g.rps / n.rps:.2f} "
+                             f"(budget ≥ 1.00: {'met' if ok else 'NOT met'})")
+                out.append(line)
+                off = get(scenario, mode, "mxgate, auth off", single)
+                if off and off.p50 is not None:
+                    cpu = ""
+                    if g.cpu_us_per_req is not None and off.cpu_us_per_req is not None:
+                        cpu = f", CPU/req {g.cpu_us_per_req - off.cpu_us_per_req:+.1f} µs"
+                    out.append(f"  - of which authentication (mxgate vs mxgate auth off): p50 "
+                               f"{fmt_delta(g.p50, off.p50)}, p99 {fmt_delta(g.p99, off.p99)}, "
+                               f"req/s {fmt_ratio(g.rps, off.rps)}{cpu}")
+            if scenario == "A":
+                out += issue_targets(mode, runs, get)
+    return out
+
+
+def issue_targets(mode: str, runs: list[Run], get) -> list[str]:
+    """Issue 10's targets for scenario A in one mode: mxgate (full auth) ≤ 1.0× nginx's CPU per
+    request and ≤ 1.1× bare Pingora's; added p50 on one connection ≤ nginx's; p99 at the highest
+    fixed rate ≤ nginx's + 0.5 ms."""
+    out = []
+    g, n, bare = (get("A", mode, t, None) for t in ("mxgate", "nginx", "bare Pingora"))
+    parts = []
+    for base, name, limit in ((n, "nginx", 1.0), (bare, "bare Pingora", 1.1)):
+        if g and base and g.cpu_us_per_req is not None and base.cpu_us_per_req:
+            ratio = g.cpu_us_per_req / base.cpu_us_per_req
+            parts.append(f"CPU/req at {g.connections} connections {ratio:.2f}× {name}'s "
+                         f"(target ≤ {limit:.1f}×: {'met' if ratio <= limit else 'NOT met'})")
+    d1, n1, g1 = (get("A", mode, t, 1) for t in ("direct", "nginx", "mxgate"))
+    if d1 and n1 and g1 and None not in (d1.p50, n1.p50, g1.p50):
+        ok = g1.p50 - d1.p50 <= n1.p50 - d1.p50
+        parts.append(f"added p50 on 1 connection {fmt_delta(g1.p50, d1.p50)} vs nginx's "
+                     f"{fmt_delta(n1.p50, d1.p50)} (target ≤ nginx's: {'met' if ok else 'NOT met'})")
+    top = max((r.rate for r in runs if r.scenario == "A" and r.mode == mode and r.rate), default=None)
+    if top:
+        gr, nr = get("A", mode, "mxgate", None, top), get("A", mode, "nginx", None, top)
+        if gr and nr and gr.p99 is not None and nr.p99 is not None:
+            ok = gr.p99 <= nr.p99 + 0.5e-3
+            parts.append(f"p99 at {top:,} req/s {fmt_time(gr.p99)} vs nginx's {fmt_time(nr.p99)} "
+                         f"(target ≤ nginx + 0.5 ms: {'met' if ok else 'NOT met'})")
+    if parts:
+        out.append(f"- A, {mode}, issue 10's targets for mxgate: " + "; ".join(parts))
     return out
 
 
@@ -295,17 +397,22 @@ def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
                         "treat them with care" if flagged else ""))
     lines.append(f"- load: {meta.get('load', '?')}")
     lines.append(f"- servers: {meta.get('servers', '?')}")
-    lines.append(f"- NOTE: wrk and every server share the same {meta.get('nproc', '?')} CPUs, so the "
-                 "numbers are lower than on separate machines and each target competes with the load "
-                 "generator; compare rows of one run, not across machines.")
+    if meta.get("skipped"):
+        lines.append(f"- **left out** (BENCH_SKIP_MISSING=1, tool missing): {meta['skipped'].replace(';', '; ')}")
+    lines.append(f"- NOTE: the load generator and every server share the same {meta.get('nproc', '?')} CPUs, so "
+                 "the numbers are lower than on separate machines; compare rows of one run, not across machines.")
     lines.append("")
-    lines.append("Latencies are wrk's percentiles (closed loop). `added` = this row minus the baseline "
-                 "at the same percentile; at many connections that mostly reflects throughput, the single-"
-                 "connection rows show per-request overhead. `CPU / req` = CPU time (user+system) that "
-                 "the row's own server used during the measured interval (the proxy for proxy rows, the "
-                 "upstream for direct rows; all processes and threads) divided by the requests wrk "
-                 "completed; (±x) is one clock tick per request when that is coarse. `errors` counts wrk's non-2xx responses, socket errors and, for MCP, "
-                 "responses that were a JSON-RPC error or lacked the expected user.")
+    lines.append("Closed-loop latencies are wrk's percentiles; open-loop ones are oha's at a fixed rate, "
+                 "counted from when each request was due (latency correction), so a proxy that stalls "
+                 "cannot hide its queue. `added` = this row minus the baseline at the same percentile; at many "
+                 "connections that mostly reflects throughput, the single-connection and fixed-rate rows show "
+                 "per-request overhead. `CPU / req` = CPU time (user+system) that the row's own server used "
+                 "during the measured interval (the proxy for proxy rows, the upstream for direct rows; all "
+                 "processes and threads, from /proc/PID/stat) divided by the requests completed; (±x) is one "
+                 "clock tick per request when that is coarse. `CPU vs nginx` is that figure over nginx's. "
+                 "`RSS` = VmRSS of the row's server (all its processes) at the end of its throughput pass. "
+                 "`errors` counts non-2xx responses, socket errors and, for MCP, responses that were a "
+                 "JSON-RPC error or lacked the expected user.")
     lines.append("")
     for scenario in ("A", "B"):
         srun = [r for r in runs if r.scenario == scenario]
@@ -317,13 +424,20 @@ def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
         if note:
             lines.append(note)
             lines.append("")
-        lines += scenario_table(scenario, srun)
+        modes = list(dict.fromkeys(r.mode for r in srun))
+        for mode in modes:
+            if scenario == "A":
+                lines.append(f"### {MODE_TITLES.get(mode, mode)}")
+                lines.append("")
+                if meta.get(f"mode_{mode}"):
+                    lines += [meta[f"mode_{mode}"], ""]
+            lines += scenario_table(scenario, [r for r in srun if r.mode == mode])
         store_notes = [meta[k] for k in ("stores", "login_cost") if scenario == "A" and meta.get(k)]
         if store_notes:
             lines += [f"- {note}." for note in store_notes] + [""]
     v = verdicts(runs)
     if v:
-        lines.append("## Budget (DESIGN.md: added ≤ 50 µs p50, ≤ 1 ms p99; throughput ≥ nginx)")
+        lines.append("## Budget (DESIGN.md: added ≤ 50 µs p50, ≤ 1 ms p99; throughput ≥ nginx) and issue 10's targets")
         lines.append("")
         lines += v
         lines.append("")
@@ -339,6 +453,9 @@ def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
         lines.append("")
     if rss:
         lines.append("## Resident memory after the run")
+        lines.append("")
+        lines.append("Scenario A's proxies: after all the measurements of their mode; scenario B's and the "
+                     "upstream: at the end of the run.")
         lines.append("")
         lines.append("| process | RSS now | peak RSS (VmHWM) | processes |")
         lines.append("|---|--:|--:|--:|")
