@@ -69,7 +69,7 @@ Connect an MCP client to  http://127.0.0.1:8000/mcp
   - Claude Code:     claude mcp add --transport http mxcp-demo http://127.0.0.1:8000/mcp
   - MCP Inspector:   npx @modelcontextprotocol/inspector  (Streamable HTTP, URL above)
 Your browser shows mxgate's consent page, then the provider signs you in as alice.
-Tools: whoami, request_headers, company_only (CEL policy: alice only), admin_only, admin_report (the guide's `user.role != 'admin'` policy; alice is admin by role_mappings).
+Tools: whoami, request_headers, company_only (CEL policy: alice only), admin_only, admin_report (the guide's policy user.role != 'admin'; alice is admin by role_mappings).
 
 Ctrl-C stops the demo.
 MSG
