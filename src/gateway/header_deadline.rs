@@ -84,15 +84,40 @@ impl HeaderDeadline {
     }
 
     /// Advances the header-end search over freshly read bytes; `true` when the header ended.
+    /// The bytes are searched for `\n` with `memchr` (a request header is a few hundred bytes
+    /// read on every request); only the first two bytes continue the state of the last read.
     fn header_ended(newlines: &mut u8, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            *newlines = match (b, *newlines) {
-                (b'\n', 1 | 2) => return true,
-                (b'\n', _) => 1,
-                (b'\r', 1) => 2,
-                _ => 0,
-            };
+        let head = bytes.len().min(2);
+        for &b in &bytes[..head] {
+            if Self::step(newlines, b) {
+                return true;
+            }
         }
+        for i in memchr::memchr_iter(b'\n', &bytes[head..]).map(|i| i + head) {
+            // `i >= 2` here: both bytes before it are in this read.
+            if bytes[i - 1] == b'\n' || (bytes[i - 1] == b'\r' && bytes[i - 2] == b'\n') {
+                return true;
+            }
+        }
+        // The state depends on the last two bytes only; none of them ended the header.
+        let rest = &bytes[head..];
+        if rest.len() >= 2 {
+            *newlines = 0;
+        }
+        for &b in &rest[rest.len().saturating_sub(2)..] {
+            Self::step(newlines, b);
+        }
+        false
+    }
+
+    /// One byte of the `\n[\r]\n` search; `true` when it ends the header.
+    fn step(newlines: &mut u8, b: u8) -> bool {
+        *newlines = match (b, *newlines) {
+            (b'\n', 1 | 2) => return true,
+            (b'\n', _) => 1,
+            (b'\r', 1) => 2,
+            _ => 0,
+        };
         false
     }
 }
@@ -227,6 +252,40 @@ mod tests {
             &mut n,
             b"GET / HTTP/1.1\r\nHost: a\r\nX: \r\r\n"
         ));
+    }
+
+    /// The byte-at-a-time search, the reference the memchr search must agree with.
+    fn ended_byte_by_byte(newlines: &mut u8, bytes: &[u8]) -> bool {
+        bytes.iter().any(|&b| HeaderDeadline::step(newlines, b))
+    }
+
+    #[test]
+    fn the_search_agrees_with_the_byte_at_a_time_one_for_every_split() {
+        let streams: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody",
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nX: \r\r\nY: \n\r\r\n\r\n",
+            b"\n\n",
+            b"\r\n\r",
+            b"POST /mcp HTTP/1.1\r\nA: b\r\nC: \n\rd\r\n\r\n",
+        ];
+        for stream in streams {
+            // Every way of cutting the stream into up to three reads.
+            for a in 0..=stream.len() {
+                for b in a..=stream.len() {
+                    let reads = [&stream[..a], &stream[a..b], &stream[b..]];
+                    let (mut fast, mut slow) = (0, 0);
+                    for read in reads {
+                        let ended = HeaderDeadline::header_ended(&mut fast, read);
+                        assert_eq!(ended, ended_byte_by_byte(&mut slow, read), "{stream:?} cut at {a}, {b}");
+                        if ended {
+                            break;
+                        }
+                        assert_eq!(fast, slow, "{stream:?} cut at {a}, {b}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

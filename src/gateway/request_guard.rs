@@ -25,6 +25,10 @@ const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 /// Which hosts and origins may reach the core.
 pub struct RequestGuard {
     hosts: Vec<HostPattern>,
+    /// Every allowed host as a `Host` header spells it (`host` or `host:port`, canonical): a
+    /// `Host` equal to one of these (ignoring ASCII case) is allowed without parsing it, which
+    /// is the common case and saves a URL host parse per request.
+    literal_hosts: Vec<String>,
     /// Allowed origins, serialized `scheme://host[:port]`.
     origins: Vec<String>,
     any_origin: bool,
@@ -130,8 +134,11 @@ impl RequestGuard {
         let any_origin = allowed_origins.iter().any(|o| o == "*");
         origins.extend(allowed_origins.iter().filter(|o| *o != "*").cloned());
         origins.dedup();
+        let mut literal_hosts: Vec<String> = hosts.iter().map(HostPattern::to_string).collect();
+        literal_hosts.dedup();
         Self {
             hosts,
+            literal_hosts,
             origins,
             any_origin,
         }
@@ -153,7 +160,8 @@ impl RequestGuard {
         origin: Option<&str>,
         vouched_origin: Option<&str>,
     ) -> Result<(), Refusal> {
-        if vouched_origin.is_none() {
+        let literal = |h: &str| self.literal_hosts.iter().any(|l| l.eq_ignore_ascii_case(h));
+        if vouched_origin.is_none() && !host.is_some_and(literal) {
             let (name, port) = host.and_then(split_host_port).ok_or(Refusal::Host)?;
             if !self.hosts.iter().any(|h| h.matches(&name, port)) {
                 return Err(Refusal::Host);
@@ -269,6 +277,52 @@ mod tests {
             local.check_destination(Some("evil.example.com:8000"), None, None),
             Err(Refusal::Host)
         );
+    }
+
+    #[test]
+    fn the_literal_host_shortcut_answers_as_parsing_does() {
+        let fast = guard(
+            "https://mcp.example.com",
+            "127.0.0.1:8000",
+            &["internal.svc:8000", "[::1]"],
+            &[],
+        );
+        let mut parsing = guard(
+            "https://mcp.example.com",
+            "127.0.0.1:8000",
+            &["internal.svc:8000", "[::1]"],
+            &[],
+        );
+        parsing.literal_hosts.clear();
+        assert!(fast.literal_hosts.iter().any(|h| h == "mcp.example.com"));
+        let sent = [
+            "mcp.example.com",
+            "MCP.Example.COM",
+            "mcp.example.com:443",
+            "mcp.example.com:0443",
+            "mcp.example.com.",
+            "mcp.example.com:8000",
+            "internal.svc:8000",
+            "INTERNAL.svc:8000",
+            "internal.svc",
+            "internal.svc:80",
+            "127.0.0.1:8000",
+            "127.0.0.1:8001",
+            "localhost:8000",
+            "[::1]",
+            "[::1]:9",
+            "[0:0::1]",
+            "evil.example.com",
+            "mcp.example.com@evil",
+            "",
+        ];
+        for host in sent {
+            assert_eq!(
+                fast.check_destination(Some(host), None, None),
+                parsing.check_destination(Some(host), None, None),
+                "{host}"
+            );
+        }
     }
 
     #[test]
