@@ -313,10 +313,11 @@ pin_tree() { # pin_tree <cpu list> <pid>: every thread of the process and its ch
 # Scenario A's proxies run once per mode, each on its own port: PORT[<what>.<mode>].
 A_PROXIES="nginx haproxy traefik caddy bare-pingora mxgate-a mxgate-noauth mxgate-redis"
 declare -A PORT
-read -r -a ports < <(free_ports $((7 + 8 * 3)))
+read -r -a ports < <(free_ports $((8 + 8 * 3)))
 P_UP=${ports[0]} P_NGX_B=${ports[1]} P_GW_B=${ports[2]} P_CORE=${ports[3]} P_REDIS=${ports[4]}
-P_SSE=${ports[5]} P_FASTMCP=${ports[6]}
-i=7
+P_SSE=${ports[5]}
+fastmcp_ports "${ports[6]}" "${ports[7]}"
+i=8
 for mode in pinned cores sse; do
   for what in $A_PROXIES; do PORT[$what.$mode]=${ports[$i]}; i=$((i + 1)); done
 done
@@ -555,12 +556,12 @@ redirects=(--redirect-uri "$GW_B/callback")
 for mode in pinned cores sse; do
   for what in mxgate-a mxgate-redis; do redirects+=(--redirect-uri "$(url_of "$what.$mode")/callback"); done
 done
-redirects+=(--redirect-uri "http://127.0.0.1:$P_FASTMCP/auth/callback")
+fastmcp_redirects
 (cd "$IDP_DIR" && exec node server.js --port 0 "${redirects[@]}") >"$TMP/idp.log" 2>&1 &
 started idp $! TERM
 wait_for "the OpenID provider" "$TMP/idp.log" grep -q '^ready ' "$TMP/idp.log"
 ISSUER=$(awk '/^ready / { print $2; exit }' "$TMP/idp.log")
-if [ "$HAVE_FASTMCP" = 1 ]; then start_fastmcp "$P_FASTMCP" "$P_CORE" "$ISSUER"; fi
+if [ "$HAVE_FASTMCP" = 1 ]; then start_fastmcp "$P_CORE" "$ISSUER"; fi
 
 start_mxgate() { # start_mxgate <name> <port> <upstream url> <oidc|none> [redis]: WORKERS threads, pinned as PIN_PROXY says
   local dir=$TMP/$1 auth
@@ -858,11 +859,8 @@ if want B; then
   SESSION_NGINX=$("$CLIENT_PY" "$HELPER" session "http://127.0.0.1:$P_NGX_B/mcp" --expect "$EXPECT_ANON")
   # mxgate: alice's token; mxgate adds the assertion, the core verifies it on every call
   SESSION_MXGATE=$("$CLIENT_PY" "$HELPER" session "$GW_B/mcp" --token "$TOKEN_B" --expect "$EXPECT_ALICE")
-  if [ "$HAVE_FASTMCP" = 1 ]; then # FastMCP: its own login, anonymous at the core
-    wait_for FastMCP "$TMP/fastmcp/fastmcp.log" curl -fsS -o /dev/null "http://127.0.0.1:$P_FASTMCP/.well-known/oauth-authorization-server"
-    TOKEN_FASTMCP=$("$CLIENT_PY" "$HELPER" fastmcp-token "http://127.0.0.1:$P_FASTMCP")
-    SESSION_FASTMCP=$("$CLIENT_PY" "$HELPER" session "http://127.0.0.1:$P_FASTMCP/mcp" --token "$TOKEN_FASTMCP" --expect "$EXPECT_ANON")
-  fi
+  # FastMCP: its own login, anonymous at the core
+  if [ "$HAVE_FASTMCP" = 1 ]; then fastmcp_sessions "$EXPECT_ANON"; fi
   export BENCH_MODE=tools BENCH_TOOL=whoami
   for round in $(seq 1 "$ROUNDS"); do
     for conns in $(passes "$CORE_CONNS"); do
@@ -872,10 +870,7 @@ if want B; then
         measure B cores nginx "http://127.0.0.1:$P_NGX_B/mcp" "$(pid_of proxy)" "$conns" "$CORE_DURATION" "$round"
       BENCH_TOKEN=$TOKEN_B BENCH_HOST="" BENCH_SESSION=$SESSION_MXGATE BENCH_EXPECT=$EXPECT_ALICE \
         measure B cores mxgate "$GW_B/mcp" "$(pid_of mxgate-b)" "$conns" "$CORE_DURATION" "$round"
-      if [ "$HAVE_FASTMCP" = 1 ]; then
-        BENCH_TOKEN=$TOKEN_FASTMCP BENCH_HOST="" BENCH_SESSION=$SESSION_FASTMCP BENCH_EXPECT=$EXPECT_ANON \
-          measure B cores "FastMCP OAuth proxy" "http://127.0.0.1:$P_FASTMCP/mcp" "$(pid_of fastmcp)" "$conns" "$CORE_DURATION" "$round"
-      fi
+      if [ "$HAVE_FASTMCP" = 1 ]; then fastmcp_measure "$EXPECT_ANON" "$conns" "$round"; fi
     done
   done
 fi
@@ -883,7 +878,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- resident memory, logs, machine, report ---------------------------------------------------
 rss_line mxgate-b "B: mxgate ($PROXY_THREADS threads)"
-rss_line fastmcp "B: FastMCP OAuth proxy (Python, one process)"
+fastmcp_rss
 rss_line proxy "B: nginx reverse proxy (master + $PROXY_THREADS workers)"
 rss_line core "B: MXCP core (Python, mxgate_core)"
 rss_line upstream "A: nginx static upstream (master + $UPSTREAM_WORKERS worker)"

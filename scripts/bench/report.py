@@ -457,21 +457,19 @@ def sse_verdicts(rows: list[SseRow]) -> list[str]:
 
 
 def peer_verdicts(runs: list[Run]) -> list[str]:
-    """Scenario B: mxgate against FastMCP's OAuth proxy, the MCP-native peer (both verify a token
-    on every call)."""
+    """Scenario B: mxgate against FastMCP's OAuth proxy rows, the MCP-native peer (both verify a
+    token on every call)."""
     out = []
+    closed = [r for r in runs if r.scenario == "B" and r.rate is None]
     for single in (False, True):
-        g = next((r for r in runs if r.scenario == "B" and r.target == "mxgate" and (r.connections == 1) == single
-                  and r.rate is None), None)  # fmt: skip
-        f = next((r for r in runs if r.scenario == "B" and r.target == "FastMCP OAuth proxy"
-                  and (r.connections == 1) == single and r.rate is None), None)  # fmt: skip
-        if not (g and f):
-            continue
-        cpu = ""
-        if g.cpu_us_per_req is not None and f.cpu_us_per_req:
-            cpu = f", CPU/req {fmt_cpu(g)} vs {fmt_cpu(f)} ({g.cpu_us_per_req / f.cpu_us_per_req:.3f}×)"
-        out.append(f"- B, {g.connections} connection{'s' if g.connections != 1 else ''}: mxgate against FastMCP's "
-                   f"OAuth proxy: req/s {fmt_ratio(g.rps, f.rps)}, p50 {fmt_time(g.p50)} vs {fmt_time(f.p50)}{cpu}")
+        g = next((r for r in closed if r.target == "mxgate" and (r.connections == 1) == single), None)
+        peers = [r for r in closed if r.target.startswith("FastMCP") and (r.connections == 1) == single]
+        for f in peers if g else []:
+            cpu = ""
+            if g.cpu_us_per_req is not None and f.cpu_us_per_req:
+                cpu = f", CPU/req {fmt_cpu(g)} vs {fmt_cpu(f)} ({g.cpu_us_per_req / f.cpu_us_per_req:.3f}×)"
+            out.append(f"- B, {g.connections} connection{'s' if g.connections != 1 else ''}: mxgate against "
+                       f"{f.target}: req/s {fmt_ratio(g.rps, f.rps)}, p50 {fmt_time(g.p50)} vs {fmt_time(f.p50)}{cpu}")
     return out
 
 
