@@ -14,7 +14,10 @@
 #     the upstream and the load generator on CPU 1) and all cores (BENCH_PROXY_THREADS workers,
 #     nothing pinned).
 #   Scenario B (real core): MCP `tools/call whoami` on the demo MXCP core (mxgate_core adapter)
-#     direct (anonymous), through nginx (anonymous) and through mxgate (alice, verified per call).
+#     direct (anonymous), through nginx (anonymous), through mxgate (alice, verified per call) and
+#     through FastMCP's OAuth proxy (its token verified per call; scripts/bench/fastmcp.sh).
+#   SSE time to first event (with scenario A): an upstream streaming `text/event-stream`, direct and
+#     through each of scenario A's proxies (scripts/bench/sse.sh).
 #
 # Each target is warmed up, then measured with wrk (closed loop) with BENCH_CONNECTIONS connections
 # (throughput) and with one connection (unloaded per-request latency), then in scenario A with oha
@@ -53,6 +56,8 @@
 #   BENCH_KEEP=0                keep the temp dir (configs, logs, raw wrk output); 1: keep
 #   BENCH_OUT=target/bench/latest.md   where the markdown report goes (raw results: latest.raw/)
 #   BENCH_LOGINS=30             logins per store backend for the login-cost line (0: skip)
+#   BENCH_SSE_REQUESTS=20       SSE time to first event: requests per target (0: skip the table)
+#   BENCH_SSE_HOLD_MS=200       SSE time to first event: the upstream's time from first to last event
 #
 # The Redis row uses Debian's redis-server; the count of Redis commands during its measurement is
 # recorded (expected: 0 per request). The login flow's server-side CPU (authorize → IdP → callback
@@ -94,6 +99,10 @@ CORE_PY=$ROOT/target/py/core/bin/python
 IDP_DIR=$ROOT/tests/fixtures/oidc-provider
 LUA=$ROOT/scripts/bench/mcp.lua
 HELPER=$ROOT/scripts/bench/mcp_client.py
+# shellcheck source=scripts/bench/sse.sh
+. "$ROOT/scripts/bench/sse.sh"
+# shellcheck source=scripts/bench/fastmcp.sh
+. "$ROOT/scripts/bench/fastmcp.sh"
 HZ=$(getconf CLK_TCK)
 # The request of scenario A (the same as scripts/bench/mcp.lua's static mode sends).
 STATIC_REQUEST='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
@@ -144,6 +153,8 @@ if want A; then
   if [ -n "$RATES" ]; then have "the fixed-rate passes" "$OHA_BIN" "$SETUP_HINT" && HAVE_OHA=1; fi
   if have "the Redis row" redis-server "$SETUP_HINT" && have "the Redis row" redis-cli "$SETUP_HINT"; then HAVE_REDIS=1; fi
 fi
+HAVE_FASTMCP=0
+if want B; then have "the FastMCP row" "$FASTMCP_PY" "$SETUP_HINT" && HAVE_FASTMCP=1; fi
 
 # The commit the binary is built from (when BENCH_BUILD=0: the tree now, which may differ).
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -302,10 +313,12 @@ pin_tree() { # pin_tree <cpu list> <pid>: every thread of the process and its ch
 # Scenario A's proxies run once per mode, each on its own port: PORT[<what>.<mode>].
 A_PROXIES="nginx haproxy traefik caddy bare-pingora mxgate-a mxgate-noauth mxgate-redis"
 declare -A PORT
-read -r -a ports < <(free_ports $((5 + 8 * 2)))
+read -r -a ports < <(free_ports $((8 + 8 * 3)))
 P_UP=${ports[0]} P_NGX_B=${ports[1]} P_GW_B=${ports[2]} P_CORE=${ports[3]} P_REDIS=${ports[4]}
-i=5
-for mode in pinned cores; do
+P_SSE=${ports[5]}
+fastmcp_ports "${ports[6]}" "${ports[7]}"
+i=8
+for mode in pinned cores sse; do
   for what in $A_PROXIES; do PORT[$what.$mode]=${ports[$i]}; i=$((i + 1)); done
 done
 url_of() { echo "http://127.0.0.1:${PORT[$1]}"; } # url_of <what>.<mode>
@@ -405,7 +418,8 @@ EOF
 }
 
 # HAProxy: HTTP mode, keep-alive on both sides, idle server connections shared by all clients
-# (`http-reuse always`, like nginx's keepalive pool), X-Forwarded-For, no log.
+# (`http-reuse always`, like nginx's keepalive pool), X-Forwarded-For, no log; HAPROXY_OPTIONS:
+# extra lines for `defaults` (scripts/bench/sse.sh's instance sets `option http-no-delay`).
 start_haproxy() { # start_haproxy <name> <port>
   cat >"$TMP/$1.cfg" <<EOF
 global
@@ -417,6 +431,7 @@ defaults
   option http-keep-alive
   option forwardfor
   http-reuse always
+  ${HAPROXY_OPTIONS:-}
   timeout connect 5s
   timeout client 75s
   timeout server 75s
@@ -538,13 +553,15 @@ fi
 
 # The OpenID provider fixture (logs alice in without a form) knows every mxgate's callback.
 redirects=(--redirect-uri "$GW_B/callback")
-for mode in pinned cores; do
+for mode in pinned cores sse; do
   for what in mxgate-a mxgate-redis; do redirects+=(--redirect-uri "$(url_of "$what.$mode")/callback"); done
 done
+fastmcp_redirects
 (cd "$IDP_DIR" && exec node server.js --port 0 "${redirects[@]}") >"$TMP/idp.log" 2>&1 &
 started idp $! TERM
 wait_for "the OpenID provider" "$TMP/idp.log" grep -q '^ready ' "$TMP/idp.log"
 ISSUER=$(awk '/^ready / { print $2; exit }' "$TMP/idp.log")
+if [ "$HAVE_FASTMCP" = 1 ]; then start_fastmcp "$P_CORE" "$ISSUER"; fi
 
 start_mxgate() { # start_mxgate <name> <port> <upstream url> <oidc|none> [redis]: WORKERS threads, pinned as PIN_PROXY says
   local dir=$TMP/$1 auth
@@ -826,6 +843,8 @@ for mode in $MODES; do
   stop_mode "$mode"
 done
 
+if want A && [ "$SSE_REQUESTS" -gt 0 ]; then sse_run "$P_SSE"; fi
+
 if want B; then
   say "scenario B: waiting for the MXCP core, then one MCP session per target"
   use_mode cores
@@ -840,6 +859,8 @@ if want B; then
   SESSION_NGINX=$("$CLIENT_PY" "$HELPER" session "http://127.0.0.1:$P_NGX_B/mcp" --expect "$EXPECT_ANON")
   # mxgate: alice's token; mxgate adds the assertion, the core verifies it on every call
   SESSION_MXGATE=$("$CLIENT_PY" "$HELPER" session "$GW_B/mcp" --token "$TOKEN_B" --expect "$EXPECT_ALICE")
+  # FastMCP: its own login, anonymous at the core
+  if [ "$HAVE_FASTMCP" = 1 ]; then fastmcp_sessions "$EXPECT_ANON"; fi
   export BENCH_MODE=tools BENCH_TOOL=whoami
   for round in $(seq 1 "$ROUNDS"); do
     for conns in $(passes "$CORE_CONNS"); do
@@ -849,6 +870,7 @@ if want B; then
         measure B cores nginx "http://127.0.0.1:$P_NGX_B/mcp" "$(pid_of proxy)" "$conns" "$CORE_DURATION" "$round"
       BENCH_TOKEN=$TOKEN_B BENCH_HOST="" BENCH_SESSION=$SESSION_MXGATE BENCH_EXPECT=$EXPECT_ALICE \
         measure B cores mxgate "$GW_B/mcp" "$(pid_of mxgate-b)" "$conns" "$CORE_DURATION" "$round"
+      if [ "$HAVE_FASTMCP" = 1 ]; then fastmcp_measure "$EXPECT_ANON" "$conns" "$round"; fi
     done
   done
 fi
@@ -856,6 +878,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- resident memory, logs, machine, report ---------------------------------------------------
 rss_line mxgate-b "B: mxgate ($PROXY_THREADS threads)"
+fastmcp_rss
 rss_line proxy "B: nginx reverse proxy (master + $PROXY_THREADS workers)"
 rss_line core "B: MXCP core (Python, mxgate_core)"
 rss_line upstream "A: nginx static upstream (master + $UPSTREAM_WORKERS worker)"
@@ -889,6 +912,8 @@ first_line() { "$@" 2>&1 | awk 'NR == 1' || true; } # awk reads it all: no SIGPI
   if [ -n "$LOGIN_COST" ]; then printf 'login_cost\t%s\n' "Login flow, server side: $LOGIN_COST"; fi
   if [ ${#SKIPPED[@]} -gt 0 ]; then printf 'skipped\t%s\n' "$(IFS=';'; echo "${SKIPPED[*]}")"; fi
   printf 'scenario_B\t%s\n' "One MCP session per target (\`initialize\` + \`notifications/initialized\` through that target), then \`tools/call whoami\` with a JSON-RPC id unique per request. direct and nginx run **anonymous** (no auth; whoami returns NULLs); mxgate runs as alice (token checked by mxgate, assertion verified by the core on each call, whoami returns alice). Every response body is checked. In this scenario \`CPU / req\` of the direct row is the core's own CPU per call; all cores, nothing pinned."
+  if [ "$HAVE_FASTMCP" = 1 ] && want B; then fastmcp_meta; fi
+  if [ -s "$RESULTS/sse.jsonl" ]; then sse_meta; fi
 } >"$RESULTS/meta.tsv"
 
 echo

@@ -5,6 +5,11 @@
       consent page approved, the local OpenID provider fixture logs alice in without a form)
       and prints the mxgate access token. Uses tests/e2e/browser.py's get_token.
 
+  mcp_client.py fastmcp-token URL
+      The same login through FastMCP's OAuth proxy at URL (scripts/bench/fastmcp_proxy.py): DCR,
+      PKCE S256, FastMCP's consent page approved (its `action=approve` button), the IdP fixture,
+      FastMCP's callback; prints the FastMCP-issued access token.
+
   mcp_client.py session URL [--token T] [--host H] [--expect S]
       MCP handshake on URL (the /mcp endpoint): `initialize`, then `notifications/initialized`;
       then one `tools/call whoami` as a check (its text goes to stderr; with --expect the
@@ -24,6 +29,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 
@@ -44,6 +50,28 @@ def token(url: str) -> str:
     access = tokens.get("access_token")
     if not access:
         fail(f"no access_token in the token response: {sorted(tokens)}")
+    return access
+
+
+def fastmcp_token(url: str) -> str:
+    """A FastMCP access token: the login of `token`, with FastMCP's consent form, whose submit
+    buttons are `action=approve|deny` (mxgate's are `decision=...`)."""
+    sys.path.insert(0, str(REPO / "tests" / "e2e"))
+    from browser import Browser, FlowError, login, parse_forms  # noqa: PLC0415
+
+    class FastMCPBrowser(Browser):
+        def submit_consent(self, page: httpx.Response, decision: str | None = None) -> httpx.Response:
+            forms = [f for f in parse_forms(page.text) if f.method == "post"]
+            if not forms or ("action", "approve") not in forms[0].buttons:
+                raise FlowError(f"no FastMCP consent form with action=approve at {page.url}:\n{page.text[:2000]}")
+            data = dict(forms[0].fields, action="approve")
+            return self.client.post(urljoin(str(page.url), forms[0].action or str(page.url)), data=data)
+
+    with FastMCPBrowser() as browser:
+        tokens = login(url.rstrip("/"), browser=browser).tokens
+    access = tokens.get("access_token")
+    if not access:
+        fail(f"no access_token in FastMCP's token response: {sorted(tokens)}")
     return access
 
 
@@ -115,7 +143,7 @@ def check(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["token", "session", "check", "logins"])
+    p.add_argument("command", choices=["token", "fastmcp-token", "session", "check", "logins"])
     p.add_argument("--count", type=int, default=1)
     p.add_argument("url")
     p.add_argument("--token")
@@ -124,6 +152,8 @@ def main() -> None:
     args = p.parse_args()
     if args.command == "token":
         print(token(args.url))
+    elif args.command == "fastmcp-token":
+        print(fastmcp_token(args.url))
     elif args.command == "logins":
         for _ in range(args.count):
             token(args.url)

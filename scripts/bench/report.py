@@ -10,6 +10,7 @@ RESULTS_DIR holds
              <TAB>VmRSS kB of the target's server after the measurement]
              The output file is wrk's text (closed loop) or oha's JSON (`.json`, open loop).
   rss.tsv    process<TAB>VmRSS kB<TAB>VmHWM kB<TAB>processes
+  sse.jsonl  SSE time to first event, one JSON object per target (scripts/bench/sse_ttfe.py)
   *.log      mxgate's logs (summarised)
 Prints the report (markdown, readable as plain text) and writes it to MARKDOWN_OUT.
 """
@@ -381,6 +382,97 @@ def issue_targets(mode: str, runs: list[Run], get) -> list[str]:
     return out
 
 
+@dataclass
+class SseRow:
+    """SSE time to first event through one target (scripts/bench/sse_ttfe.py's JSON line)."""
+
+    target: str
+    requests: int
+    ttfe_s: list[float]
+    total_s: list[float]
+    errors: int
+    error_samples: list[str]
+
+    def ttfe(self, q: float) -> float | None:
+        return percentile(self.ttfe_s, q)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def load_sse(results: Path) -> list[SseRow]:
+    path = results / "sse.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        d = json.loads(line)
+        rows.append(SseRow(d["target"], int(d["requests"]), [float(x) for x in d["ttfe_s"]],
+                           [float(x) for x in d["total_s"]], int(d["errors"]), list(d.get("error_samples", []))))  # fmt: skip
+    return rows
+
+
+def sse_section(results: Path, note: str | None) -> list[str]:
+    """The "SSE time to first event" table: p50/p99 from sending the request to the first
+    `data:` line, added against direct and against nginx, and the whole stream's p50."""
+    rows = load_sse(results)
+    if not rows:
+        return []
+    by = {r.target: r for r in rows}
+    direct, nginx = by.get("direct"), by.get("nginx")
+    out = ["## SSE time to first event", ""]
+    if note:
+        out += [note, ""]
+    out += ["| target | first event p50 | p99 | added p50 / p99 vs direct | added p50 / p99 vs nginx "
+            "| end of stream p50 | requests | errors |",
+            "|---|--:|--:|--:|--:|--:|--:|---|"]  # fmt: skip
+    for r in rows:
+        add_direct = (f"{fmt_delta(r.ttfe(50), direct.ttfe(50))} / {fmt_delta(r.ttfe(99), direct.ttfe(99))}"
+                      if direct and r is not direct else "—")
+        add_nginx = (f"{fmt_delta(r.ttfe(50), nginx.ttfe(50))} / {fmt_delta(r.ttfe(99), nginx.ttfe(99))}"
+                     if nginx and r is not nginx and r is not direct else "—")
+        errors = str(r.errors) + (f" ({'; '.join(r.error_samples)})" if r.errors else "")
+        out.append(f"| {r.target} | {fmt_time(r.ttfe(50))} | {fmt_time(r.ttfe(99))} | {add_direct} | {add_nginx} "
+                   f"| {fmt_time(percentile(r.total_s, 50))} | {len(r.ttfe_s)} | {errors} |")
+    out.append("")
+    return out
+
+
+def sse_verdicts(rows: list[SseRow]) -> list[str]:
+    """Issue 10's SSE target: mxgate's first event ≤ direct's + 1 ms (p50 and p99)."""
+    by = {r.target: r for r in rows}
+    d, g = by.get("direct"), by.get("mxgate")
+    if not (d and g) or None in (d.ttfe(50), g.ttfe(50), d.ttfe(99), g.ttfe(99)):
+        return []
+    parts = []
+    for q in (50, 99):
+        added = (g.ttfe(q) or 0) - (d.ttfe(q) or 0)
+        parts.append(f"p{q} {fmt_delta(g.ttfe(q), d.ttfe(q))} ({'met' if added <= 1e-3 else 'NOT met'})")
+    return ["- SSE, issue 10's target for mxgate: first event ≤ direct + 1 ms: " + ", ".join(parts)
+            + f" over {len(g.ttfe_s)} requests" + (f"; {g.errors} errors" if g.errors else "")]
+
+
+def peer_verdicts(runs: list[Run]) -> list[str]:
+    """Scenario B: mxgate against FastMCP's OAuth proxy rows, the MCP-native peer (both verify a
+    token on every call)."""
+    out = []
+    closed = [r for r in runs if r.scenario == "B" and r.rate is None]
+    for single in (False, True):
+        g = next((r for r in closed if r.target == "mxgate" and (r.connections == 1) == single), None)
+        peers = [r for r in closed if r.target.startswith("FastMCP") and (r.connections == 1) == single]
+        for f in peers if g else []:
+            cpu = ""
+            if g.cpu_us_per_req is not None and f.cpu_us_per_req:
+                cpu = f", CPU/req {fmt_cpu(g)} vs {fmt_cpu(f)} ({g.cpu_us_per_req / f.cpu_us_per_req:.3f}×)"
+            out.append(f"- B, {g.connections} connection{'s' if g.connections != 1 else ''}: mxgate against "
+                       f"{f.target}: req/s {fmt_ratio(g.rps, f.rps)}, p50 {fmt_time(g.p50)} vs {fmt_time(f.p50)}{cpu}")
+    return out
+
+
 def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
     lines = ["# mxgate benchmark", ""]
     lines.append(f"- date: {meta.get('date', '?')}")
@@ -420,10 +512,9 @@ def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
             continue
         lines.append(f"## {SCENARIO_TITLES[scenario]}")
         lines.append("")
-        note = meta.get(f"scenario_{scenario}")
-        if note:
-            lines.append(note)
-            lines.append("")
+        for key in (f"scenario_{scenario}", f"scenario_{scenario}_fastmcp"):
+            if meta.get(key):
+                lines += [meta[key], ""]
         modes = list(dict.fromkeys(r.mode for r in srun))
         for mode in modes:
             if scenario == "A":
@@ -435,7 +526,8 @@ def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
         store_notes = [meta[k] for k in ("stores", "login_cost") if scenario == "A" and meta.get(k)]
         if store_notes:
             lines += [f"- {note}." for note in store_notes] + [""]
-    v = verdicts(runs)
+    lines += sse_section(Path(meta.get("_results", ".")), meta.get("sse"))
+    v = verdicts(runs) + peer_verdicts(runs) + sse_verdicts(load_sse(Path(meta.get("_results", "."))))
     if v:
         lines.append("## Budget (DESIGN.md: added ≤ 50 µs p50, ≤ 1 ms p99; throughput ≥ nginx) and issue 10's targets")
         lines.append("")
