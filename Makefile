@@ -1,5 +1,5 @@
 # mxgate — the two quick-start commands are `make demo` and `make test`.
-.PHONY: demo test bench setup build lint unit adapter-tests e2e fixture-tests clean-demo fuzz fuzz-build fuzz-smoke image deploy-test
+.PHONY: demo test bench profile setup build lint unit adapter-tests e2e fixture-tests clean-demo fuzz fuzz-build fuzz-smoke image deploy-test
 
 # Installs what the demo and the tests need (Debian packages, Python envs, npm fixture).
 setup:
@@ -98,6 +98,12 @@ deploy-test:
 bench:
 	MXGATE_SETUP_BENCH=1 scripts/setup.sh
 	scripts/bench.sh
+
+# Where a proxied request's CPU goes (BENCHMARKS.md, "Profile"): instructions and system calls per
+# request for nginx, bare Pingora and mxgate, and a flame graph of each.
+profile:
+	MXGATE_SETUP_BENCH=1 scripts/setup.sh
+	PROFILE_FLAMEGRAPH=1 scripts/bench/profile.sh
 
 clean-demo:
 	rm -rf .demo

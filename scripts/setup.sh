@@ -39,6 +39,10 @@ command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 need_apt+=(${new_services[@]+"${new_services[@]}"})
 if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
   command -v wrk >/dev/null || need_apt+=(wrk)
+  # scripts/bench/profile.sh (`make profile`): instruction counts, system calls, flame graphs.
+  command -v valgrind >/dev/null || need_apt+=(valgrind)
+  command -v strace >/dev/null || need_apt+=(strace)
+  command -v perf >/dev/null || need_apt+=(linux-perf)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
@@ -95,6 +99,12 @@ if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
   if [ ! -x "target/tools/oha-$oha_version/bin/oha" ]; then
     echo "setup: building oha $oha_version (cargo install, a few minutes once)"
     cargo install --locked --quiet --root "target/tools/oha-$oha_version" --version "$oha_version" oha
+  fi
+  # inferno (the Rust port of Brendan Gregg's FlameGraph scripts) turns `perf script` output into
+  # the flame graphs of `make profile`.
+  if [ ! -x target/tools/inferno/bin/inferno-flamegraph ]; then
+    echo "setup: building inferno 0.12.8 (cargo install, a minute once)"
+    cargo install --locked --quiet --root target/tools/inferno --version 0.12.8 inferno
   fi
 fi
 
