@@ -37,6 +37,11 @@ pub struct GatewayFile {
     /// Worker threads of the proxy.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Whether idle worker threads take tasks from busy ones (Pingora's `work_stealing`). Off by
+    /// default: each connection stays on the thread that accepted it, as with nginx's workers,
+    /// which costs less CPU per request (BENCHMARKS.md, "Thread model").
+    #[serde(default)]
+    pub work_stealing: bool,
     #[serde(default)]
     pub store: StoreFile,
     #[serde(default)]

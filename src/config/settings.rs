@@ -38,6 +38,8 @@ pub struct Settings {
     pub mcp_path: String,
     pub data_dir: PathBuf,
     pub threads: usize,
+    /// Pingora's `work_stealing` between the worker threads.
+    pub work_stealing: bool,
     pub store: StoreSettings,
     #[serde(serialize_with = "as_humantime")]
     pub purge_interval: Duration,
@@ -527,6 +529,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         mcp_path: gateway.mcp_path,
         data_dir,
         threads: gateway.threads,
+        work_stealing: gateway.work_stealing,
         store,
         purge_interval: gateway.store.purge_interval.max(Duration::from_secs(1)),
         assertion: AssertionSettings {

@@ -525,6 +525,18 @@ fn a_wrong_type_or_missing_key_in_mxgate_yml_is_reported_before_the_mxcp_config_
 }
 
 #[test]
+fn work_stealing_is_off_unless_asked_for() {
+    let user = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n";
+    let gateway = "project: p\nprofile: default\nupstream: http://127.0.0.1:8001\n";
+    assert!(!crate::config::load_from_texts(gateway, user).unwrap().work_stealing);
+    let stealing = format!("{gateway}work_stealing: true\n");
+    assert!(crate::config::load_from_texts(&stealing, user).unwrap().work_stealing);
+    let wrong = format!("{gateway}work_stealing: sometimes\n");
+    let err = crate::config::load_from_texts(&wrong, user).unwrap_err().to_string();
+    assert!(err.contains("work_stealing"), "{err}");
+}
+
+#[test]
 fn key_rotation_timings_have_defaults_and_bounds() {
     let dir = tempfile::tempdir().unwrap();
     let user = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n";

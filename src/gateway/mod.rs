@@ -319,6 +319,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let conf = ServerConf {
         threads: settings.threads,
+        work_stealing: settings.work_stealing,
         grace_period_seconds: Some(2),
         graceful_shutdown_timeout_seconds: Some(5),
         pid_file: settings.data_dir.join("mxgate.pid").display().to_string(),
