@@ -104,7 +104,8 @@ def section(results: Path, runs: list, fmt_time, fmt_cpu) -> list[str]:
                        f"{f'{big.rps:,.0f}' if big else '—'} | {fmt_cpu(big) if big else '—'} | {lat} | "
                        f"{' / '.join(reads)} |")
         out.append("")
-    out.append("RSS at start-up: at readiness, the store full and nothing cached. Every session cached: after "
+    out.append("RSS at start-up: after the store purge that runs at start-up (it reads every entry), the store "
+               "full and nothing cached. Every session cached: after "
                "priming (each token used once). req/s and CPU / req: the throughput pass; the one-session row "
                "sends one token (wrk's static request), the session rows cycle through their tokens (wrk "
                "formats each request in Lua: the load generator works harder, mxgate's CPU / req does not "

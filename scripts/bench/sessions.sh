@@ -11,8 +11,8 @@
 # mxgate starts on it. Each mode seeds its own store, so its tokens are fresh and nothing carries
 # over from the other mode.
 #
-# Measured per row besides what every row gets: the seeding time; RSS right after start-up (the
-# store full, nothing cached) and after priming (every token used once, so the token cache holds
+# Measured per row besides what every row gets: the seeding time; RSS after start-up (once the
+# start-up store purge has run; the store full, nothing cached) and after priming (every token used once, so the token cache holds
 # every session, as after an access-token lifetime of traffic from all of them); and the store
 # reads per request of each pass (mxgate_store_duration_seconds_count{op="get"} on the row's
 # /metrics: 0 = every request answered from the in-memory cache). No fixed-rate passes: oha sends
@@ -104,6 +104,8 @@ sessions_start() {
     sessions_pick_tokens "$dir/all-tokens.txt" "$n" >"$dir/tokens.txt"
     launch_mxgate "$name"
     wait_for "$name" "$dir/mxgate.log" curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"
+    # The store purge runs once at start-up and reads every entry: memory after it.
+    wait_for "$name's start-up purge" "$dir/mxgate.log" store_purged "http://127.0.0.1:$admin/metrics"
     rss_start=$(mem_kb VmRSS "$(pid_of "$name")")
     sessions_prime "$name" "$dir/tokens.txt" "http://127.0.0.1:$port/mcp" "http://127.0.0.1:$admin/metrics"
     # mode, target, sessions, seeding s, RSS at start-up kB, RSS primed kB, the prime's summary
@@ -166,6 +168,10 @@ store_gets() { # store_gets <metrics url>: store reads so far (stops the bench w
   gets=$(curl -fsS "$1" | awk '/^mxgate_store_duration_seconds_count\{op="get"\}/ { print $2 + 0; found = 1 }
     END { exit !found }') || die "no store read count in $1"
   echo "$gets"
+}
+
+store_purged() { # store_purged <metrics url>: succeeds once the store purge has run
+  curl -fsS "$1" | awk '/^mxgate_store_duration_seconds_count\{op="purge"\}/ && $2 >= 1 { found = 1 } END { exit !found }'
 }
 
 sessions_before() { # sessions_before <target>: before a measurement of the row
