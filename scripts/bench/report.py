@@ -12,7 +12,9 @@ RESULTS_DIR holds
   rss.tsv    process<TAB>VmRSS kB<TAB>VmHWM kB<TAB>processes
   sse.jsonl  SSE time to first event, one JSON object per target (scripts/bench/sse_ttfe.py)
   *.log      mxgate's logs (summarised)
-Prints the report (markdown, readable as plain text) and writes it to MARKDOWN_OUT.
+  sessions.tsv, session_store_reads.tsv   the "mxgate, N sessions" rows (report_sessions.py)
+Prints the report (markdown, readable as plain text) and writes it to MARKDOWN_OUT, and draws the
+plots (plot.py: cpu_per_request.png, latency_vs_rate.png) next to it when matplotlib is there.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import plot
+import report_sessions
 
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 SCENARIO_TITLES = {
@@ -526,8 +531,15 @@ def render(meta: dict[str, str], runs: list[Run], rss: list[list[str]]) -> str:
         store_notes = [meta[k] for k in ("stores", "login_cost") if scenario == "A" and meta.get(k)]
         if store_notes:
             lines += [f"- {note}." for note in store_notes] + [""]
-    lines += sse_section(Path(meta.get("_results", ".")), meta.get("sse"))
-    v = verdicts(runs) + peer_verdicts(runs) + sse_verdicts(load_sse(Path(meta.get("_results", "."))))
+    results = Path(meta.get("_results", "."))
+    lines += report_sessions.section(results, runs, fmt_time, fmt_cpu)
+    lines += sse_section(results, meta.get("sse"))
+    v = (
+        verdicts(runs)
+        + peer_verdicts(runs)
+        + sse_verdicts(load_sse(results))
+        + report_sessions.target_lines(results, runs)
+    )
     if v:
         lines.append("## Budget (DESIGN.md: added ≤ 50 µs p50, ≤ 1 ms p99; throughput ≥ nginx) and issue 10's targets")
         lines.append("")
@@ -562,6 +574,10 @@ def main() -> None:
     meta, runs, rss = load(results)
     meta["_results"] = str(results)
     text = render(meta, runs, rss)
+    title = f"{meta.get('date', '?')}, {meta.get('nproc', '?')} CPUs ({meta.get('cpu', '?')})"
+    plots = plot.draw(runs, out.parent, title)
+    if plots:
+        text += "\n## Plots\n\n" + "\n".join(f"![{name}]({name})" for name in plots) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     print(text)

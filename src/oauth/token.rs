@@ -72,12 +72,7 @@ impl AuthorizationServer {
     }
 
     fn issue_policy(&self, client: &ClientRecord) -> IssuePolicy {
-        IssuePolicy {
-            access_ttl: self.settings.tokens.access_token,
-            refresh_ttl: self.settings.tokens.refresh_token,
-            with_refresh_token: client.may_use_grant(GRANT_REFRESH_TOKEN),
-            stateless: self.settings.transport.stateless,
-        }
+        IssuePolicy::from_settings(&self.settings, client.may_use_grant(GRANT_REFRESH_TOKEN))
     }
 
     async fn redeem_code(

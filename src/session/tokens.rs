@@ -4,6 +4,7 @@
 
 use super::rotation::RotationState;
 use super::SessionRecord;
+use crate::config::Settings;
 use crate::store::{Store, StoreError, Table};
 use crate::support::{new_opaque_token, token_hash};
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,21 @@ pub struct IssuePolicy {
     pub with_refresh_token: bool,
     /// Self-contained access tokens (see [`super::stateless`]), stored nowhere.
     pub stateless: bool,
+}
+
+// === impl IssuePolicy ===
+
+impl IssuePolicy {
+    /// What the token endpoint issues under `settings` to a client that may (or may not) use
+    /// the refresh grant.
+    pub fn from_settings(settings: &Settings, with_refresh_token: bool) -> Self {
+        Self {
+            access_ttl: settings.tokens.access_token,
+            refresh_ttl: settings.tokens.refresh_token,
+            with_refresh_token,
+            stateless: settings.transport.stateless,
+        }
+    }
 }
 
 /// Issues a new access token (and refresh token when the client may refresh) for a session.
