@@ -130,6 +130,9 @@ def latency_vs_rate(plt, runs: list, title: str):
             ax.set_xticks(range(len(points)), points, fontsize=8)
             ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0][0].get_legend_handles_labels()
+    if not labels:  # no single-connection and no fixed-rate pass (BENCH_LATENCY_PASS=0, BENCH_RATES="")
+        plt.close(fig)
+        return None
     fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8, bbox_to_anchor=(0.5, -0.02))
     note = f"; left out (no fixed-rate pass): {', '.join(left_out)}" if left_out else ""
     fig.suptitle(f"Latency against offered load, scenario A (static upstream){note}\n{title}", fontsize=10)

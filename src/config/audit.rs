@@ -2,10 +2,10 @@
 //! file, where, and how much of it is kept (size rotation, number of files, age). Owns the
 //! block's schema and its validation into [`AuditSettings`]; the writing is `crate::audit`'s.
 
-use super::gateway_file::duration;
+use super::gateway_file::{byte_size, duration};
 use super::settings::as_humantime;
 use super::{lenient, relative_to, ConfigError};
-use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,24 +62,6 @@ fn default_max_files() -> usize {
 }
 fn default_max_age() -> Duration {
     Duration::from_secs(30 * 86400)
-}
-
-/// A size written as a number of bytes or with a unit (`100MiB`, `1 GB`, `512KiB`).
-fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Bytes(u64),
-        Text(String),
-    }
-    match Raw::deserialize(deserializer)? {
-        Raw::Bytes(n) => Ok(n),
-        Raw::Text(t) => t
-            .trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|s| s.as_u64())
-            .map_err(|e| D::Error::custom(format!("`{t}` is not a size like 100MiB, 1GB or 4096: {e}"))),
-    }
 }
 
 /// The validated `audit` block.

@@ -421,6 +421,24 @@ fn default_forward_auth_path() -> String {
     "/_mxgate/forward-auth".into()
 }
 
+/// A size written as a number of bytes or with a unit (`100MiB`, `1 GB`, `512KiB`).
+pub fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Bytes(n) => Ok(n),
+        Raw::Text(t) => t
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|s| s.as_u64())
+            .map_err(|e| D::Error::custom(format!("`{t}` is not a size like 100MiB, 1GB or 4096: {e}"))),
+    }
+}
+
 /// A duration written as `90s`, `5m`, `1h`, `30d` (humantime), or a number of seconds.
 pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 //! client) and `dynamic_clients` (what self-registered and metadata-document clients may hold).
 //! Every default is in the README's Limits table; the same structs are the validated settings.
 
-use super::gateway_file::duration;
+use super::gateway_file::{byte_size, duration};
 use super::settings::as_humantime;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -38,6 +38,12 @@ pub struct Limits {
     pub max_mcp_sessions: usize,
     /// Access tokens kept in the request-path cache.
     pub max_cached_tokens: usize,
+    /// Memory the request-path cache of sessions may hold (about; `8MiB`, `64 MB` or bytes): a
+    /// cached session holds its user, the provider's access token and the minted assertion,
+    /// about 2.5 KiB (more with a JWT provider token). A token not cached is read from the store
+    /// and its assertion minted again (BENCHMARKS.md: about 100 µs of CPU).
+    #[serde(deserialize_with = "byte_size")]
+    pub token_cache_memory: u64,
     /// Largest request body mxgate reads to evaluate policies on `rpc`/`tool` (only then);
     /// a larger one is refused with 413.
     pub max_inspected_body: usize,
@@ -55,6 +61,7 @@ impl Default for Limits {
             mcp_sessions_per_user: 64,
             max_mcp_sessions: 100_000,
             max_cached_tokens: 100_000,
+            token_cache_memory: 8 * 1024 * 1024,
             max_inspected_body: 1024 * 1024,
         }
     }
@@ -220,6 +227,7 @@ impl Limits {
             ("limits.mcp_sessions_per_user", self.mcp_sessions_per_user as u64),
             ("limits.max_mcp_sessions", self.max_mcp_sessions as u64),
             ("limits.max_cached_tokens", self.max_cached_tokens as u64),
+            ("limits.token_cache_memory", self.token_cache_memory),
             ("limits.max_inspected_body", self.max_inspected_body as u64),
         ];
         if let Some((key, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
@@ -282,6 +290,25 @@ mod tests {
         };
         assert_eq!(limits.validate().unwrap_err().0, "limits.max_mcp_sessions");
         assert!(Limits::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_token_cache_memory_takes_a_size_with_a_unit() {
+        let parse = |yaml: &str| serde_yaml::from_str::<Limits>(yaml);
+        assert_eq!(Limits::default().token_cache_memory, 8 * 1024 * 1024);
+        assert_eq!(
+            parse("token_cache_memory: 32MiB").unwrap().token_cache_memory,
+            32 * 1024 * 1024
+        );
+        assert_eq!(
+            parse("token_cache_memory: 1 GB").unwrap().token_cache_memory,
+            1_000_000_000
+        );
+        assert_eq!(parse("token_cache_memory: 65536").unwrap().token_cache_memory, 65536);
+        let error = parse("token_cache_memory: lots").unwrap_err().to_string();
+        assert!(error.contains("`lots` is not a size like 100MiB"), "{error}");
+        let zero = parse("token_cache_memory: 0").unwrap();
+        assert_eq!(zero.validate().unwrap_err().0, "limits.token_cache_memory");
     }
 
     #[test]

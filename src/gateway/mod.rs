@@ -178,7 +178,8 @@ fn build_gateway(settings: Arc<Settings>) -> anyhow::Result<Built> {
                 store.clone(),
                 settings.limits.max_cached_tokens,
                 settings.tokens.access_token.as_secs(),
-            );
+            )
+            .with_memory_budget(usize::try_from(settings.limits.token_cache_memory).unwrap_or(usize::MAX));
             if let StoreSettings::Redis(redis) = &settings.store {
                 bearer = bearer.with_outage_grace(redis.outage_grace);
             }

@@ -240,6 +240,65 @@ mod tests {
     }
 
     #[test]
+    fn a_sessions_memory_estimate_covers_what_it_holds_once_its_assertion_is_minted() {
+        use crate::session::{ActiveSession, SessionRecord};
+        let mut m = minter(300, true);
+        // Ed25519, as `mxgate keys` generates: the estimate allows for RS256's longer signature.
+        m.keys = Arc::new(SigningKeys::fixed(
+            AssertionSigner::ed25519(&ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap(),
+            "test".into(),
+            None,
+        ));
+        let mut user = alice();
+        user.name = Some("Alice Example-Longname".into());
+        user.groups = (0..12).map(|i| format!("team-{i}-with-a-long-name")).collect();
+        user.permissions = (0..8).map(|i| format!("read:dataset-{i}")).collect();
+        user.role = Some("admin".into());
+        let record = SessionRecord {
+            id: crate::support::random_id(),
+            user,
+            provider_tokens: crate::identity::user::ProviderTokens {
+                access_token: "a".repeat(1200), // a JWT access token (Keycloak, Entra ID)
+                refresh_token: Some("r".repeat(800)),
+                id_token: Some("i".repeat(1000)),
+                ..Default::default()
+            },
+            client_id: "https://client.example.test/oauth/metadata.json".into(),
+            scope: vec!["mxcp:access".into(), "offline_access".into()],
+            resource: "https://mcp.example.test/mcp".into(),
+            created_at: 0,
+            expires_at: u64::MAX,
+            idp_session: Some("sid-at-the-idp".into()),
+        };
+        let r = &record;
+        let u = &r.user;
+        let held_strings = [&r.id, &r.client_id, &r.resource, &u.provider, &u.user_id, &u.username]
+            .iter()
+            .map(|s| s.len())
+            .sum::<usize>()
+            + [&u.email, &u.name, &u.role, &r.idp_session]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+            + [&u.groups, &u.permissions, &r.scope]
+                .iter()
+                .map(|v| v.iter().map(String::len).sum::<usize>())
+                .sum::<usize>()
+            + 1200; // the provider's access token (refresh and ID tokens are not kept)
+        let session = ActiveSession::new(record);
+        let estimate = session.approx_bytes();
+        let assertion = session.assertion(&m, 1_000).unwrap();
+        assert!(
+            assertion.len() > 2 * 1200,
+            "the assertion carries the provider token: {}",
+            assertion.len()
+        );
+        let held = std::mem::size_of::<ActiveSession>() + held_strings + assertion.len();
+        assert!(estimate >= held, "estimate {estimate} < {held} held");
+        assert!(estimate <= 2 * held, "estimate {estimate} is far above the {held} held");
+    }
+
+    #[test]
     fn assertion_carries_the_design_claims() {
         let user = alice();
         let scope = vec!["mxcp:access".to_string()];

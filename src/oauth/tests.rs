@@ -702,7 +702,7 @@ async fn code_exchange_checks_pkce_and_a_replay_revokes_the_session() {
     let access = tokens["access_token"].as_str().unwrap();
     let session = h.bearer.authenticate(access, crate::support::now()).await.unwrap();
     assert_eq!(session.record.user.email.as_deref(), Some("alice@example.test"));
-    assert_eq!(session.provider_tokens().access_token, "idp-access");
+    assert_eq!(session.provider_access_token(), "idp-access");
 
     // A stranger replaying the spent code does not get the real login revoked…
     let guess = h.exchange(&stranger, &code, &"y".repeat(43)).await;

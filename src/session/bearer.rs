@@ -1,7 +1,9 @@
 //! The hot path: from a request's bearer token to its session.
 //!
 //! Token hash → session comes from an in-memory cache; only a miss reads the store (never a
-//! write, never a network call). The cache is bounded (`limits.max_cached_tokens`).
+//! write, never a network call). The cache is bounded in entries (`limits.max_cached_tokens`)
+//! and in memory (`limits.token_cache_memory`, counted with [`ActiveSession::approx_bytes`]);
+//! when full it sheds half its entries, so a working set larger than the cache still hits.
 //!
 //! Revocation wins every race: [`BearerAuthenticator::forget_session`] drops the session's
 //! entries and remembers the session as revoked (for an access token's lifetime, bounded in
@@ -20,7 +22,7 @@ use super::stateless::{is_stateless_token, open_access_token};
 use super::tokens::{TokenKind, TokenRecord};
 use super::{ActiveSession, SessionRecord};
 use crate::store::{Heard, ReplicaEvent, Store, StoreError, Table};
-use crate::support::token_hash;
+use crate::support::{digest_of_hash, token_digest, token_hash, TokenDigest};
 use http::HeaderMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,11 +56,19 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 struct CacheEntry {
     session: Arc<ActiveSession>,
     valid_until: u64,
+    /// What this entry counts against the memory budget.
+    bytes: usize,
 }
+
+/// The map and index overhead of one cached token beyond its session: the digest key, the
+/// entry, the session index's id and pointer, hash-table slack.
+const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 #[derive(Default)]
 struct Cache {
-    by_token: HashMap<String, CacheEntry>,
+    by_token: HashMap<TokenDigest, CacheEntry>,
+    /// The sum of the entries' `bytes`.
+    bytes: usize,
     /// One [`ActiveSession`] per session, whichever of its tokens is presented, so that provider
     /// refreshes and assertions are shared.
     by_session: HashMap<String, Weak<ActiveSession>>,
@@ -71,6 +81,8 @@ pub struct BearerAuthenticator {
     store: Store,
     cache: RwLock<Cache>,
     capacity: usize,
+    /// Memory the cached sessions may hold (approximately, see [`ActiveSession::approx_bytes`]).
+    memory_budget: usize,
     /// How long a revocation is remembered: the longest an access token lives.
     revoked_for: u64,
     /// Shared store: since when (Unix seconds) this replica has not been subscribed to the other
@@ -90,10 +102,17 @@ impl BearerAuthenticator {
             store,
             cache: RwLock::new(Cache::default()),
             capacity: capacity.max(1),
+            memory_budget: usize::MAX,
             revoked_for,
             deaf_since: AtomicU64::new(0),
             outage_grace: u64::MAX,
         }
+    }
+
+    /// Bounds the memory of the cached sessions too (`limits.token_cache_memory`).
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes.max(1);
+        self
     }
 
     /// How long the cache is trusted while this replica hears no revocations from the others
@@ -114,6 +133,7 @@ impl BearerAuthenticator {
                 if let Ok(mut cache) = self.cache.write() {
                     cache.by_token.clear();
                     cache.by_session.clear();
+                    cache.bytes = 0;
                 }
                 self.deaf_since.store(0, Ordering::Release);
             }
@@ -133,18 +153,18 @@ impl BearerAuthenticator {
     }
 
     pub async fn authenticate(&self, token: &str, now: u64) -> Result<Arc<ActiveSession>, BearerError> {
-        let hash = token_hash(token);
-        if let Some(session) = self.cached(&hash, now) {
+        let digest = token_digest(token);
+        if let Some(session) = self.cached(&digest, now) {
             return Ok(session);
         }
         if is_stateless_token(token) {
             let (session, exp) = open_access_token(self.store.cipher(), token, now).map_err(BearerError::Invalid)?;
             let active = Arc::new(ActiveSession::snapshot(session));
-            return self.remember(hash, active, exp, now);
+            return self.remember(digest, active, exp, now);
         }
         let record: TokenRecord = self
             .store
-            .get(Table::Tokens, &hash)
+            .get(Table::Tokens, &token_hash(token))
             .await?
             .ok_or(BearerError::Invalid("the access token is unknown, expired or revoked"))?;
         if record.kind != TokenKind::Access {
@@ -164,17 +184,17 @@ impl BearerAuthenticator {
             }
         };
         let valid_until = record.expires_at.min(active.record.expires_at);
-        self.remember(hash, active, valid_until, now)
+        self.remember(digest, active, valid_until, now)
     }
 
-    fn cached(&self, hash: &str, now: u64) -> Option<Arc<ActiveSession>> {
+    fn cached(&self, digest: &TokenDigest, now: u64) -> Option<Arc<ActiveSession>> {
         if !self.cache_trusted(now) {
             return None;
         }
         let cache = self.cache.read().ok()?;
         cache
             .by_token
-            .get(hash)
+            .get(digest)
             .filter(|e| e.valid_until > now)
             .map(|e| e.session.clone())
     }
@@ -190,7 +210,7 @@ impl BearerAuthenticator {
     /// session revoked meanwhile is refused, not cached.
     fn remember(
         &self,
-        hash: String,
+        digest: TokenDigest,
         session: Arc<ActiveSession>,
         valid_until: u64,
         now: u64,
@@ -201,19 +221,11 @@ impl BearerAuthenticator {
         if cache.revoked.get(session.id()).is_some_and(|until| *until > now) {
             return Err(BearerError::Invalid("the session of this token has ended"));
         }
-        if cache.by_token.len() >= self.capacity {
-            cache.by_token.retain(|_, e| e.valid_until > now);
-            // Still full: half of the entries go, arbitrary ones (the map's hash order is
-            // random per process), so that a working set larger than the cache keeps hitting
-            // about half the time instead of the whole cache emptying at once.
-            let excess = cache.by_token.len().saturating_sub(self.capacity / 2);
-            if cache.by_token.len() >= self.capacity && excess > 0 {
-                let victims: Vec<String> = cache.by_token.keys().take(excess).cloned().collect();
-                for victim in &victims {
-                    cache.by_token.remove(victim);
-                }
-            }
-            cache.by_session.retain(|_, w| w.strong_count() > 0);
+        // Each token counts its whole session: a session with two live tokens is counted twice,
+        // which overestimates, never under-.
+        let bytes = session.approx_bytes() + ENTRY_OVERHEAD_BYTES;
+        if cache.by_token.len() >= self.capacity || cache.bytes + bytes > self.memory_budget {
+            self.make_room(&mut cache, bytes, now);
         }
         // Stateless snapshots are never shared: each token carries its own provider token.
         let session = if session.stateless {
@@ -226,14 +238,44 @@ impl BearerAuthenticator {
                 .insert(session.id().to_string(), Arc::downgrade(&session));
             session
         };
-        cache.by_token.insert(
-            hash,
-            CacheEntry {
-                session: session.clone(),
-                valid_until,
-            },
-        );
+        let entry = CacheEntry {
+            session: session.clone(),
+            valid_until,
+            bytes,
+        };
+        cache.bytes += bytes;
+        if let Some(replaced) = cache.by_token.insert(digest, entry) {
+            cache.bytes -= replaced.bytes;
+        }
         Ok(session)
+    }
+
+    /// Drops expired entries; if the cache is still full (in entries, or in memory for an entry
+    /// of `incoming` bytes), half of it goes — arbitrary entries (the map's hash order is random
+    /// per process), so that a working set larger than the cache keeps hitting about half the
+    /// time instead of the whole cache emptying at once.
+    fn make_room(&self, cache: &mut Cache, incoming: usize, now: u64) {
+        let full = |c: &Cache| c.by_token.len() >= self.capacity || c.bytes + incoming > self.memory_budget;
+        cache.by_token.retain(|_, e| e.valid_until > now);
+        cache.bytes = cache.by_token.values().map(|e| e.bytes).sum();
+        if full(cache) {
+            let (keep_entries, keep_bytes) = (self.capacity / 2, self.memory_budget / 2);
+            let mut victims = Vec::new();
+            let (mut entries, mut bytes) = (cache.by_token.len(), cache.bytes);
+            for (digest, entry) in &cache.by_token {
+                if entries <= keep_entries && bytes <= keep_bytes {
+                    break;
+                }
+                victims.push(*digest);
+                entries -= 1;
+                bytes -= entry.bytes;
+            }
+            for victim in &victims {
+                cache.by_token.remove(victim);
+            }
+            cache.bytes = bytes;
+        }
+        cache.by_session.retain(|_, w| w.strong_count() > 0);
     }
 
     /// Drops every cached token of a revoked session, and remembers the revocation so that no
@@ -242,6 +284,7 @@ impl BearerAuthenticator {
         let now = crate::support::now();
         if let Ok(mut cache) = self.cache.write() {
             cache.by_token.retain(|_, e| e.session.id() != session_id);
+            cache.bytes = cache.by_token.values().map(|e| e.bytes).sum();
             cache.by_session.remove(session_id);
             if cache.revoked.len() >= MAX_REVOKED {
                 cache.revoked.retain(|_, until| *until > now);
@@ -268,10 +311,16 @@ impl BearerAuthenticator {
         }
     }
 
-    /// Drops one cached token (after it was rotated out).
+    /// Drops one cached token (after it was rotated out), named by its [`token_hash`].
     pub fn forget_token(&self, hash: &str) {
+        let Some(digest) = digest_of_hash(hash) else {
+            tracing::warn!(hash, "not a token hash; nothing to forget");
+            return;
+        };
         if let Ok(mut cache) = self.cache.write() {
-            cache.by_token.remove(hash);
+            if let Some(removed) = cache.by_token.remove(&digest) {
+                cache.bytes -= removed.bytes;
+            }
         }
     }
 }
@@ -450,6 +499,72 @@ mod tests {
             // A full cache sheds half, not everything: what was just used stays warm.
             assert!(cached >= 6 || i < 6, "only {cached} cached after {} tokens", i + 1);
         }
+    }
+
+    /// A stored session `id` (for an hour) and an access token of it.
+    async fn stored_session_token(store: &Store, id: &str) -> (SessionRecord, String) {
+        let mut s = session(now() + 3600);
+        s.id = id.into();
+        save(store, &s).await;
+        let issued = issue_tokens(store, &s, POLICY, now()).await.unwrap();
+        (s, issued.access_token)
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_its_memory_budget() {
+        let (_d, store) = temp_store();
+        let one = ActiveSession::new(session(now() + 3600)).approx_bytes() + ENTRY_OVERHEAD_BYTES;
+        let budget = 10 * one;
+        let auth = BearerAuthenticator::new(store.clone(), 1000, 3600).with_memory_budget(budget);
+        for i in 0..40 {
+            // A session each (tokens of one session share one in memory, but each is counted).
+            let (_, token) = stored_session_token(&store, &format!("sid-{i}")).await;
+            auth.authenticate(&token, now()).await.unwrap();
+            let cache = auth.cache.read().unwrap();
+            assert!(cache.bytes <= budget, "{} bytes cached, budget {budget}", cache.bytes);
+            assert_eq!(cache.bytes, cache.by_token.values().map(|e| e.bytes).sum::<usize>());
+            assert!(cache.by_token.len() <= 10, "{} entries", cache.by_token.len());
+            // Shedding half keeps what was used last.
+            assert!(
+                cache.by_token.len() >= 5 || i < 5,
+                "only {} cached",
+                cache.by_token.len()
+            );
+            assert!(
+                cache.by_session.len() <= cache.by_token.len(),
+                "the session index is pruned too"
+            );
+        }
+        let last = auth.cache.read().unwrap().by_token.len();
+        // Forgetting a token gives its bytes back.
+        let (s, token) = stored_session_token(&store, "sid-last").await;
+        auth.authenticate(&token, now()).await.unwrap();
+        let before = auth.cache.read().unwrap().bytes;
+        auth.forget_token(&token_hash(&token));
+        let cache = auth.cache.read().unwrap();
+        let its_bytes = ActiveSession::new(s).approx_bytes() + ENTRY_OVERHEAD_BYTES;
+        assert_eq!(cache.bytes, before - its_bytes, "{last} entries before");
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_token_is_read_from_the_store_again() {
+        let (_d, store) = temp_store();
+        let (_, access_token) = stored_session_token(&store, "sid").await;
+        let auth = BearerAuthenticator::new(store.clone(), 1000, 3600);
+        auth.authenticate(&access_token, now()).await.unwrap();
+        auth.forget_token("not a hash");
+        assert_eq!(
+            auth.cache.read().unwrap().by_token.len(),
+            1,
+            "a malformed hash forgets nothing"
+        );
+        auth.forget_token(&token_hash(&access_token));
+        assert!(auth.cache.read().unwrap().by_token.is_empty());
+        store.delete(Table::Tokens, &token_hash(&access_token)).await.unwrap();
+        assert!(
+            auth.authenticate(&access_token, now()).await.is_err(),
+            "not served from the cache once forgotten"
+        );
     }
 
     #[tokio::test]

@@ -76,18 +76,46 @@ fn idp_session_prefix(provider: &str, idp_session: &str) -> String {
     format!("{provider}{INDEX_SEPARATOR}{idp_session}{INDEX_SEPARATOR}")
 }
 
-/// A session in memory, on the request path: the record, the provider's current tokens (which a
+/// A session in memory, on the request path: the record, the provider's access token (which a
 /// refresh replaces), and the cached assertion. One per session, shared by all its tokens.
+///
+/// Lean on purpose — the token cache holds one per active session: the provider's refresh and ID
+/// tokens are not kept here (a refresh reads them from the store, where they stay sealed).
 pub struct ActiveSession {
-    /// The session as loaded; its `provider_tokens` are moved into [`Self::provider_tokens`].
+    /// The session as loaded, without its `provider_tokens` (see [`ProviderAccess`]).
     pub record: SessionRecord,
-    provider_tokens: RwLock<ProviderTokens>,
+    provider_access: RwLock<ProviderAccess>,
     /// Held while the provider tokens are being refreshed (single flight).
     pub(crate) refreshing: tokio::sync::Mutex<()>,
     /// A snapshot from a stateless access token: nothing about it may be written back.
     pub stateless: bool,
     assertion: AssertionSlot,
 }
+
+/// What the request path needs of the provider's tokens: the access token (the assertion's
+/// external token) and when it expires, whether it can be refreshed, and when it was obtained.
+#[derive(Clone, Default)]
+struct ProviderAccess {
+    access_token: Box<str>,
+    expires_at: Option<u64>,
+    refreshable: bool,
+    obtained_at: u64,
+}
+
+impl From<ProviderTokens> for ProviderAccess {
+    fn from(tokens: ProviderTokens) -> Self {
+        Self {
+            access_token: tokens.access_token.into_boxed_str(),
+            expires_at: tokens.expires_at,
+            refreshable: tokens.refresh_token.is_some(),
+            obtained_at: tokens.obtained_at,
+        }
+    }
+}
+
+/// Bytes a minted assertion adds beyond its claims' values: the JWT header, the claim names and
+/// fixed claims (iss, aud, iat, exp, jti), the signature (RS256's 256 bytes at most), all base64.
+const ASSERTION_FRAME_BYTES: usize = 1024;
 
 // === impl ActiveSession ===
 
@@ -96,7 +124,7 @@ impl ActiveSession {
         let tokens = std::mem::take(&mut record.provider_tokens);
         Self {
             record,
-            provider_tokens: RwLock::new(tokens),
+            provider_access: RwLock::new(tokens.into()),
             refreshing: tokio::sync::Mutex::new(()),
             stateless: false,
             assertion: AssertionSlot::default(),
@@ -115,34 +143,59 @@ impl ActiveSession {
         &self.record.id
     }
 
-    /// The provider's current tokens.
-    pub fn provider_tokens(&self) -> ProviderTokens {
-        self.provider_tokens.read().map(|t| t.clone()).unwrap_or_default()
+    /// The provider's current access token.
+    pub fn provider_access_token(&self) -> String {
+        self.provider_access
+            .read()
+            .map(|t| t.access_token.to_string())
+            .unwrap_or_default()
     }
 
     /// When the provider's access token expires, whether it can be refreshed, and when it was
     /// obtained (read on every request, so nothing is cloned).
     pub fn provider_expiry(&self) -> (Option<u64>, bool, u64) {
-        self.provider_tokens
+        self.provider_access
             .read()
-            .map(|t| (t.expires_at, t.refresh_token.is_some(), t.obtained_at))
+            .map(|t| (t.expires_at, t.refreshable, t.obtained_at))
             .unwrap_or((None, false, 0))
     }
 
-    /// The session as stored: the record with the provider's current tokens.
-    pub fn current_record(&self) -> SessionRecord {
-        SessionRecord {
-            provider_tokens: self.provider_tokens(),
-            ..self.record.clone()
-        }
-    }
-
-    /// Installs refreshed provider tokens; the next request gets a new assertion.
+    /// Installs refreshed provider tokens (the access token and its expiry are kept); the next
+    /// request gets a new assertion.
     pub fn install_provider_tokens(&self, tokens: ProviderTokens) {
-        if let Ok(mut current) = self.provider_tokens.write() {
-            *current = tokens;
+        if let Ok(mut current) = self.provider_access.write() {
+            *current = tokens.into();
         }
         self.assertion.clear();
+    }
+
+    /// About how many bytes of memory this session holds once its assertion is minted (the
+    /// token cache's budget counts it): the strings of the record and the provider's access
+    /// token, and the assertion, which carries them again base64-encoded. An overestimate rather
+    /// than an under-: it bounds memory.
+    pub fn approx_bytes(&self) -> usize {
+        let r = &self.record;
+        let u = &r.user;
+        let strings = |v: &[String]| v.iter().map(|s| s.len() + std::mem::size_of::<String>()).sum::<usize>();
+        let optional = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+        let user = u.provider.len()
+            + u.user_id.len()
+            + u.username.len()
+            + optional(&u.email)
+            + optional(&u.name)
+            + optional(&u.avatar_url)
+            + optional(&u.role)
+            + strings(&u.groups)
+            + strings(&u.permissions)
+            + strings(&u.capabilities);
+        let access_token = self.provider_access.read().map_or(0, |t| t.access_token.len());
+        let record = r.id.len()
+            + r.client_id.len()
+            + r.resource.len()
+            + strings(&r.scope)
+            + r.idp_session.as_ref().map_or(0, String::len);
+        let claims = user + access_token + r.id.len() + r.client_id.len() + strings(&r.scope);
+        std::mem::size_of::<Self>() + user + access_token + record + ASSERTION_FRAME_BYTES + claims * 4 / 3
     }
 
     /// The session's assertion for the core, minted only when the cached one is due.
@@ -150,13 +203,17 @@ impl ActiveSession {
         if let Some(value) = minter.cached(&self.assertion, now) {
             return Ok(value);
         }
-        let tokens = self.provider_tokens();
+        let access = self
+            .provider_access
+            .read()
+            .map(|t| t.access_token.clone())
+            .unwrap_or_default();
         let subject = AssertionSubject {
             session_id: &self.record.id,
             user: &self.record.user,
             client_id: &self.record.client_id,
             scope: &self.record.scope,
-            external_token: Some(tokens.access_token.as_str()).filter(|t| !t.is_empty()),
+            external_token: Some(&*access).filter(|t| !t.is_empty()),
         };
         minter.assertion(&self.assertion, &subject, now)
     }

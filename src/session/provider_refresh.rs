@@ -86,9 +86,23 @@ impl Sessions {
     }
 
     /// Refreshes unless another task already replaced the tokens that expire at `expires_at`.
+    /// The refresh token is read from the store (memory holds only the access token): the
+    /// stored session is the current one, as every renewal writes it before installing it.
     async fn refresh_if_due(&self, session: &ActiveSession, expires_at: u64) -> Freshness {
-        let mut record = session.current_record();
+        if session.provider_expiry().0 != Some(expires_at) {
+            return Freshness::Usable;
+        }
+        let mut record = match self.load(session.id()).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Freshness::SessionEnded,
+            Err(e) => {
+                tracing::warn!(error = %e, session = %session.id(), "cannot read the session to refresh its provider tokens");
+                return Freshness::Usable;
+            }
+        };
         if record.provider_tokens.expires_at != Some(expires_at) {
+            // Renewed meanwhile (by another replica, or before this replica loaded the session).
+            session.install_provider_tokens(record.provider_tokens);
             return Freshness::Usable;
         }
         match self.renew(&mut record).await {
@@ -300,7 +314,7 @@ mod tests {
         }
         assert_eq!(replicas[0].refreshes(), 1, "one provider refresh for every replica");
         for active in actives {
-            assert_eq!(active.provider_tokens().access_token, "at-2");
+            assert_eq!(active.provider_access_token(), "at-2");
         }
         assert_eq!(stored_refresh_token(&replicas[2]).await.as_deref(), Some("rt-2"));
         assert!(
@@ -336,7 +350,7 @@ mod tests {
         }
         assert_eq!(f.refreshes(), 1, "single flight");
         assert_eq!(f.provider.presented.lock().unwrap().as_deref(), Some("rt-1"));
-        assert_eq!(session.provider_tokens().access_token, "at-2");
+        assert_eq!(session.provider_access_token(), "at-2");
         assert_eq!(
             stored_refresh_token(&f).await.as_deref(),
             Some("rt-2"),
@@ -348,18 +362,14 @@ mod tests {
     async fn a_token_near_expiry_is_refreshed_in_the_background() {
         let (f, session) = setup(Some(now() + 30), fresh_tokens).await;
         assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::Usable);
-        assert_eq!(
-            session.provider_tokens().access_token,
-            "at-1",
-            "the request did not wait"
-        );
+        assert_eq!(session.provider_access_token(), "at-1", "the request did not wait");
         for _ in 0..500 {
-            if session.provider_tokens().access_token == "at-2" {
+            if session.provider_access_token() == "at-2" {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert_eq!(session.provider_tokens().access_token, "at-2");
+        assert_eq!(session.provider_access_token(), "at-2");
         assert_eq!(f.refreshes(), 1);
     }
 
@@ -376,7 +386,7 @@ mod tests {
         let (f, session) = setup(Some(now() - 1), unreachable).await;
         assert_eq!(f.sessions.ensure_fresh(&session, now()).await, Freshness::Usable);
         assert!(counted(RefreshResult::Failed) > failed, "counted as failed");
-        assert_eq!(session.provider_tokens().access_token, "at-1");
+        assert_eq!(session.provider_access_token(), "at-1");
         assert_eq!(stored_refresh_token(&f).await.as_deref(), Some("rt-1"));
     }
 

@@ -1,6 +1,9 @@
 //! The embedded store: one redb file (created with mode 0600), one redb table per [`Table`].
 //! Each value is the entry's expiry (8 bytes, big-endian Unix seconds; 0 = never) followed by
-//! the payload. redb calls block, so they run on tokio's blocking pool.
+//! the payload. redb calls block, so they run on tokio's blocking pool — at most
+//! [`MAX_BLOCKING_CALLS`] at once: redb runs one write at a time anyway, and a burst of token
+//! lookups that miss the cache must not grow the pool to a thread per request (each thread with
+//! its own stack and allocator heap: 80 threads and +30 MiB were measured with 32 connections).
 //!
 //! Writes to the short-lived tables ([`Table::is_ephemeral`]: consent and login transactions,
 //! codes) and the purge are not flushed to disk on their own (redb's `Durability::None`): a flood
@@ -23,14 +26,48 @@ fn definition(table: Table) -> Def {
 
 pub struct RedbStore {
     db: Arc<Database>,
+    /// Store calls on the blocking pool at once.
+    calls: Arc<tokio::sync::Semaphore>,
+    /// Tests only: how many calls ran at once.
+    #[cfg(test)]
+    probe: Arc<CallProbe>,
 }
+
+/// Tests only: counts the calls running at once (and can make each last a moment, so that calls
+/// which may overlap do).
+#[cfg(test)]
+#[derive(Default)]
+struct CallProbe {
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    linger: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl CallProbe {
+    fn run<T>(&self, call: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        if self.linger.load(SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let result = call();
+        self.running.fetch_sub(1, SeqCst);
+        result
+    }
+}
+
+/// Store calls running on tokio's blocking pool at once (the others wait their turn, in order).
+pub const MAX_BLOCKING_CALLS: usize = 4;
 
 // === impl RedbStore ===
 
 /// redb's page cache. Its default (1 GiB) grows with the file as the purge reads every record: a
-/// store of 100k sessions (400 MB) took 550 MiB of the sidecar's memory. Reads past this cache
-/// come from the kernel's page cache, which is not the process's memory.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// store of 100k sessions (400 MB) took 550 MiB of the sidecar's memory (16 MiB: 64 MiB at
+/// start-up, 4 MiB: 32 MiB, with the same cost per cache miss, BENCHMARKS.md). Reads past this
+/// cache come from the kernel's page cache, which is not the process's memory.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 impl RedbStore {
     /// Opens (or creates) the store file; its folder is created with mode 0700.
@@ -55,7 +92,12 @@ impl RedbStore {
                 .map_err(|e| backend("creating tables", e))?;
         }
         txn.commit().map_err(|e| backend("commit", e))?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            calls: Arc::new(tokio::sync::Semaphore::new(MAX_BLOCKING_CALLS)),
+            #[cfg(test)]
+            probe: Default::default(),
+        })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -64,9 +106,24 @@ impl RedbStore {
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        // Never closed, so acquiring only fails if it were.
+        let permit = self
+            .calls
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+            .map_err(|e| StoreError::Backend(format!("store calls: {e}")))?;
+        #[cfg(test)]
+        let probe = self.probe.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            #[cfg(test)]
+            return probe.run(|| f(&db));
+            #[cfg(not(test))]
+            f(&db)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 }
 
@@ -312,6 +369,25 @@ impl KvStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_calls_runs_a_few_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("mxgate.redb")).unwrap());
+        store.put(Table::Tokens, "t", b"v".to_vec(), 0).await.unwrap();
+        store.probe.linger.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let store = store.clone();
+            calls.spawn(async move { store.get(Table::Tokens, "t").await });
+        }
+        while let Some(got) = calls.join_next().await {
+            assert_eq!(got.unwrap().unwrap().as_deref(), Some(&b"v"[..]));
+        }
+        let peak = store.probe.peak.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(peak <= MAX_BLOCKING_CALLS, "{peak} calls ran at once");
+        assert!(peak > 1, "calls still run in parallel");
+    }
 
     #[tokio::test]
     async fn data_survives_reopening_and_file_is_private() {

@@ -4,7 +4,29 @@ use sha2::{Digest, Sha256};
 
 /// How a token or code is stored: hex SHA-256.
 pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex(&token_digest(token))
+}
+
+/// The SHA-256 of a token: the request path's cache key (no allocation), hex of it the store's.
+pub fn token_digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A token's SHA-256.
+pub type TokenDigest = [u8; 32];
+
+/// The digest a [`token_hash`] stands for; `None` if `hash` is not 64 hex digits.
+pub fn digest_of_hash(hash: &str) -> Option<TokenDigest> {
+    let bytes = hash.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (out, pair) in digest.iter_mut().zip(bytes.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *out = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(digest)
 }
 
 /// Lower-case hex of `bytes` (on every authenticated request: the token's cache key).
@@ -29,5 +51,17 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+
+    #[test]
+    fn a_hash_turns_back_into_its_digest_and_nothing_else_does() {
+        let hash = token_hash("abc");
+        assert_eq!(digest_of_hash(&hash), Some(token_digest("abc")));
+        assert_eq!(digest_of_hash(&hash.to_uppercase()), Some(token_digest("abc")));
+        assert_eq!(digest_of_hash(&hash[..62]), None, "too short");
+        assert_eq!(digest_of_hash(&format!("{hash}00")), None, "too long");
+        assert_eq!(digest_of_hash(&hash.replacen('b', "g", 1)), None, "not hex");
+        assert_eq!(digest_of_hash(&"é".repeat(32)), None, "not ASCII");
+        assert_eq!(digest_of_hash(&"+f".repeat(32)), None, "a sign is not a digit");
     }
 }
