@@ -22,7 +22,7 @@ use super::stateless::{is_stateless_token, open_access_token};
 use super::tokens::{TokenKind, TokenRecord};
 use super::{ActiveSession, SessionRecord};
 use crate::store::{Heard, ReplicaEvent, Store, StoreError, Table};
-use crate::support::{digest_of_hash, token_digest, token_hash, TokenDigest};
+use crate::support::{digest_of_hash, token_digest, token_hash, DigestKeyed, TokenDigest};
 use http::HeaderMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +66,7 @@ const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 #[derive(Default)]
 struct Cache {
-    by_token: HashMap<TokenDigest, CacheEntry>,
+    by_token: HashMap<TokenDigest, CacheEntry, DigestKeyed>,
     /// The sum of the entries' `bytes`.
     bytes: usize,
     /// One [`ActiveSession`] per session, whichever of its tokens is presented, so that provider

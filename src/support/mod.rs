@@ -8,7 +8,7 @@ mod private_files;
 mod random;
 
 pub use clock::{now, now_ms};
-pub use hashing::{digest_of_hash, hex, token_digest, token_hash, TokenDigest};
+pub use hashing::{digest_of_hash, hex, token_digest, token_hash, DigestKeyed, TokenDigest};
 pub use private_files::{
     create_private_dir, create_private_file, open_private_append, restrict_permissions, write_private_atomically,
 };
