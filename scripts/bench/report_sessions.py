@@ -59,8 +59,8 @@ def fmt_count(n: int) -> str:
 
 
 def worst_rss_kb(row: SessionRow, throughput_rss_kb: int | None) -> int | None:
-    """The most memory seen while every session was cached: after priming or after the throughput
-    pass, whichever is higher."""
+    """The most memory seen with every session live: after priming or after the throughput pass,
+    whichever is higher."""
     values = [v for v in (row.rss_primed_kb, throughput_rss_kb) if v is not None]
     return max(values) if values else None
 
@@ -81,7 +81,7 @@ def section(results: Path, runs: list, fmt_time, fmt_cpu) -> list[str]:
     misses = False
     for mode in dict.fromkeys(r.mode for r in rows):
         out += [f"**{mode}**", "",
-                "| target | live sessions | seeded in | RSS at start-up | RSS, every session cached | RSS after throughput pass "
+                "| target | live sessions | seeded in | RSS at start-up | RSS after priming | RSS after throughput pass "
                 "| req/s | CPU / req | p50 / p99, 1 conn. | store reads / req (throughput / 1 conn.) |",
                 "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]  # fmt: skip
         one = run(mode, ONE_SESSION_ROW, False)
@@ -105,19 +105,20 @@ def section(results: Path, runs: list, fmt_time, fmt_cpu) -> list[str]:
                        f"{' / '.join(reads)} |")
         out.append("")
     out.append("RSS at start-up: after the store purge that runs at start-up (it reads every entry), the store "
-               "full and nothing cached. Every session cached: after "
-               "priming (each token used once). req/s and CPU / req: the throughput pass; the one-session row "
+               "full and nothing cached. After priming: each token used once (the token cache holds what "
+               "fits `limits.token_cache_memory`). req/s and CPU / req: the throughput pass; the one-session row "
                "sends one token (wrk's static request), the session rows cycle through their tokens (wrk "
                "formats each request in Lua: the load generator works harder, mxgate's CPU / req does not "
                "include it).")
     if misses:
         out.append("")
-        out.append("**Store reads per request above 0 mean cache misses**: the token cache holds at most "
-                   "`limits.max_cached_tokens` tokens (100,000 by default); when it is full it drops the expired "
-                   "entries and, if none are, all of them, so a load cycling through more tokens than that "
-                   "keeps missing. Each miss reads the token and, unless another of its session's tokens is "
-                   "cached, the session (decrypting it): those rows measure the store path, not the cached hot "
-                   "path, and their hit rate is about 1 − reads / req (÷2 when sessions are read too).")
+        out.append("**Store reads per request above 0 mean cache misses**: the token cache holds what fits "
+                   "`limits.token_cache_memory` (8 MiB by default, about 2.5 KiB a session) and at most "
+                   "`limits.max_cached_tokens` tokens; when it is full it drops the expired entries and then "
+                   "half of the rest, so a load cycling evenly through more sessions than fit keeps missing. "
+                   "Each miss reads the token and the session (decrypting it) and mints a new assertion: "
+                   "those rows measure that path, not the cached hot path; the miss rate is about "
+                   "reads / req ÷ 2.")
     out.append("")
     return out
 
@@ -136,6 +137,6 @@ def target_lines(results: Path, runs: list) -> list[str]:
         over = worst / 1024 - RSS_TARGET_MIB
         verdict = "met" if over <= 0 else f"NOT met, {over:.1f} MiB over ({worst / 1024 / RSS_TARGET_MIB:.1f}×)"
         out.append(f"- A, {row.mode}, issue 10's memory target: RSS with {fmt_count(row.sessions)} live sessions, "
-                   f"every one cached: {mib(worst)} (at start-up {mib(row.rss_start_kb)}) "
+                   f"all of them in use: {mib(worst)} (at start-up {mib(row.rss_start_kb)}) "
                    f"(target ≤ {RSS_TARGET_MIB} MiB: {verdict})")
     return out

@@ -13,7 +13,7 @@
 #
 # Measured per row besides what every row gets: the seeding time; RSS after start-up (once the
 # start-up store purge has run; the store full, nothing cached) and after priming (every token used once, so the token cache holds
-# every session, as after an access-token lifetime of traffic from all of them); and the store
+# what fits its memory budget, as after an access-token lifetime of traffic from all of them); and the store
 # reads per request of each pass (mxgate_store_duration_seconds_count{op="get"} on the row's
 # /metrics: 0 = every request answered from the in-memory cache). No fixed-rate passes: oha sends
 # one fixed header set, so it cannot spread requests over many tokens.
@@ -200,7 +200,7 @@ sessions_meta() {
   [ -n "$SESSION_COUNTS" ] || return 0
   local used="all N tokens"
   [ "$SESSION_TOKENS" -gt 0 ] && used="$SESSION_TOKENS tokens spread over the N (all when N is smaller)"
-  printf 'sessions\t%s\n' "mxgate (full auth, redb store) started on a store already holding N live sessions, each with its access and refresh token, seeded by \`examples/seed_sessions.rs\` through mxgate's own \`Sessions::create\` and \`Sessions::issue_tokens\` (what a login does; sessions shaped like logins at the bench's OpenID provider). The load cycles through $used, one token per request (wrk, Lua), so no token is hot; before the measurements each token is used once (priming), so the token cache (\`limits.max_cached_tokens\`, default 100,000) holds every session it can. \`store reads / req\` = store reads (cache misses: one for the token, one for its session unless cached) per request; 0 = all from the cache. No fixed-rate passes for these rows (oha sends one header set)."
+  printf 'sessions\t%s\n' "mxgate (full auth, redb store) started on a store already holding N live sessions, each with its access and refresh token, seeded by \`examples/seed_sessions.rs\` through mxgate's own \`Sessions::create\` and \`Sessions::issue_tokens\` (what a login does; sessions shaped like logins at the bench's OpenID provider). The load cycles through $used, one token per request (wrk, Lua), so no token is hot; before the measurements each token is used once (priming), so the token cache holds every session that fits (\`limits.token_cache_memory\`, default 8 MiB, about 2.5 KiB a session). \`store reads / req\` = store reads (a cache miss reads the token and its session, and mints a new assertion) per request; 0 = all from the cache. No fixed-rate passes for these rows (oha sends one header set)."
 }
 
 sessions_cleanup() { # on exit: no seeding dir left on tmpfs
