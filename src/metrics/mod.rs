@@ -73,6 +73,10 @@ pub struct Metrics {
     /// `[endpoint][scope]`.
     rate_limited: [[Counter; 2]; Endpoint::ALL.len()],
     assertions_minted: Counter,
+    /// `[hit, miss]`.
+    token_cache_lookups: [Counter; 2],
+    token_cache_entries: Gauge,
+    token_cache_bytes: Gauge,
     tokens_issued: Counter,
     tokens_refreshed: Counter,
     tokens_revoked: [Counter; Revoked::ALL.len()],
@@ -191,6 +195,26 @@ impl Metrics {
             "User assertions signed for the core (cached per session in between)",
             assertions_minted.clone(),
         );
+        let lookups_family = Family::<Labels<1>, Counter>::default();
+        let token_cache_lookups = ["hit", "miss"].map(|result| resolved(&lookups_family, [("result", result)]));
+        registry.register(
+            "token_cache_lookups",
+            "Bearer tokens looked up in the request-path cache, by result (a miss reads the store and mints an assertion)",
+            lookups_family,
+        );
+        let token_cache_entries = Gauge::default();
+        registry.register(
+            "token_cache_entries",
+            "Access tokens in the request-path cache",
+            token_cache_entries.clone(),
+        );
+        let token_cache_bytes = Gauge::default();
+        registry.register_with_unit(
+            "token_cache",
+            "Memory the request-path cache counts against limits.token_cache_memory (approximate)",
+            Unit::Bytes,
+            token_cache_bytes.clone(),
+        );
         let tokens_issued = Counter::default();
         registry.register(
             "tokens_issued",
@@ -229,6 +253,9 @@ impl Metrics {
             store_duration,
             rate_limited,
             assertions_minted,
+            token_cache_lookups,
+            token_cache_entries,
+            token_cache_bytes,
             tokens_issued,
             tokens_refreshed,
             tokens_revoked,
@@ -317,6 +344,17 @@ impl Metrics {
 
     pub fn assertion_minted(&self) {
         self.assertions_minted.inc();
+    }
+
+    /// A bearer token looked up in the request-path cache: found there or not.
+    pub fn token_cache_lookup(&self, hit: bool) {
+        self.token_cache_lookups[usize::from(!hit)].inc();
+    }
+
+    /// The request-path cache's size now.
+    pub fn set_token_cache(&self, entries: usize, bytes: usize) {
+        self.token_cache_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.token_cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn token_issued(&self) {

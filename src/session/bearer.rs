@@ -76,6 +76,15 @@ struct Cache {
     revoked: HashMap<String, u64>,
 }
 
+// === impl Cache ===
+
+impl Cache {
+    /// Exports the cache's size (`mxgate_token_cache_entries`, `mxgate_token_cache_bytes`).
+    fn report(&self) {
+        crate::metrics::metrics().set_token_cache(self.by_token.len(), self.bytes);
+    }
+}
+
 /// Validates bearer tokens against the store, through a cache.
 pub struct BearerAuthenticator {
     store: Store,
@@ -134,6 +143,7 @@ impl BearerAuthenticator {
                     cache.by_token.clear();
                     cache.by_session.clear();
                     cache.bytes = 0;
+                    cache.report();
                 }
                 self.deaf_since.store(0, Ordering::Release);
             }
@@ -154,7 +164,9 @@ impl BearerAuthenticator {
 
     pub async fn authenticate(&self, token: &str, now: u64) -> Result<Arc<ActiveSession>, BearerError> {
         let digest = token_digest(token);
-        if let Some(session) = self.cached(&digest, now) {
+        let cached = self.cached(&digest, now);
+        crate::metrics::metrics().token_cache_lookup(cached.is_some());
+        if let Some(session) = cached {
             return Ok(session);
         }
         if is_stateless_token(token) {
@@ -247,6 +259,7 @@ impl BearerAuthenticator {
         if let Some(replaced) = cache.by_token.insert(digest, entry) {
             cache.bytes -= replaced.bytes;
         }
+        cache.report();
         Ok(session)
     }
 
@@ -285,6 +298,7 @@ impl BearerAuthenticator {
         if let Ok(mut cache) = self.cache.write() {
             cache.by_token.retain(|_, e| e.session.id() != session_id);
             cache.bytes = cache.by_token.values().map(|e| e.bytes).sum();
+            cache.report();
             cache.by_session.remove(session_id);
             if cache.revoked.len() >= MAX_REVOKED {
                 cache.revoked.retain(|_, until| *until > now);
@@ -320,6 +334,7 @@ impl BearerAuthenticator {
         if let Ok(mut cache) = self.cache.write() {
             if let Some(removed) = cache.by_token.remove(&digest) {
                 cache.bytes -= removed.bytes;
+                cache.report();
             }
         }
     }

@@ -114,6 +114,11 @@ def test_counters_move_by_what_happened(measured: Stack) -> None:
     # One assertion for the session, cached for every later request.
     assert moved("mxgate_assertions_minted_total") == 1
     assert value(after, "mxgate_active_sessions") == 1
+    # The new token missed the cache once (read from the store), then every request hit it.
+    assert moved("mxgate_token_cache_lookups_total", result="miss") == 1
+    assert moved("mxgate_token_cache_lookups_total", result="hit") == proxied - 1
+    assert value(after, "mxgate_token_cache_entries") >= 1
+    assert 0 < value(after, "mxgate_token_cache_bytes") <= 8 * 1024 * 1024, "within the default budget"
 
     # Every request that reached the core was timed; store operations were timed.
     assert moved("mxgate_upstream_duration_seconds_count") == proxied
