@@ -1,6 +1,15 @@
 //! The embedded store: one redb file (created with mode 0600), one redb table per [`Table`].
 //! Each value is the entry's expiry (8 bytes, big-endian Unix seconds; 0 = never) followed by
-//! the payload. redb calls block, so they run on tokio's blocking pool.
+//! the payload.
+//!
+//! Writes run on tokio's blocking pool: a write transaction waits for redb's one writer lock,
+//! which a durable commit holds through its `fsync`, so a write on a Pingora worker could stall
+//! every connection of that worker for as long as the disk takes. Reads run on the calling
+//! thread: a read transaction takes no writer lock (redb is MVCC) and is served from redb's page
+//! cache or the kernel's, in microseconds, while a hop to the blocking pool and back costs two
+//! thread wake-ups (about 35 µs of CPU per operation, measured on the login flow, which reads
+//! the store nine times; BENCHMARKS.md, "Login cost"). `list_prefix`, which may read many
+//! entries, still runs on the blocking pool.
 //!
 //! Writes to the short-lived tables ([`Table::is_ephemeral`]: consent and login transactions,
 //! codes) and the purge are not flushed to disk on their own (redb's `Durability::None`): a flood
@@ -8,7 +17,7 @@
 //! durable write (a session, a token, a client) flushes them; a crash loses at most logins in
 //! progress, never a session or a token.
 
-use super::{KvStore, Purged, StoreError, Table, MAX_REPORTED_CLIENTS};
+use super::{KvStore, Purged, StoreError, Table, WriteBatch, MAX_REPORTED_CLIENTS};
 use crate::support::{create_private_dir, create_private_file, now, restrict_permissions};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -58,6 +67,12 @@ impl RedbStore {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// A read, on the calling thread (see the module doc).
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| backend("read", e))?;
+        f(&txn)
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -89,7 +104,7 @@ impl RedbStore {
     {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = write_txn(db, Some(table))?;
+            let txn = write_txn(db, !table.is_ephemeral())?;
             let answer = {
                 let mut t = txn
                     .open_table(definition(table))
@@ -112,10 +127,11 @@ impl RedbStore {
     }
 }
 
-/// A write transaction, durable unless `table` is ephemeral.
-fn write_txn(db: &Database, table: Option<Table>) -> Result<redb::WriteTransaction, StoreError> {
+/// A write transaction, flushed to disk by its commit when `durable` (else by the next durable
+/// commit: see the module doc).
+fn write_txn(db: &Database, durable: bool) -> Result<redb::WriteTransaction, StoreError> {
     let mut txn = db.begin_write().map_err(|e| backend("write", e))?;
-    if table.is_none_or(Table::is_ephemeral) {
+    if !durable {
         txn.set_durability(Durability::None)
             .map_err(|e| backend("durability", e))?;
     }
@@ -151,27 +167,41 @@ fn unframe_expiry(stored: &[u8]) -> Option<u64> {
 #[async_trait]
 impl KvStore for RedbStore {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(|e| backend("read", e))?;
+        self.read(|txn| {
             let t = txn
                 .open_table(definition(table))
                 .map_err(|e| backend("open table", e))?;
-            let value = t.get(key.as_str()).map_err(|e| backend("get", e))?;
+            let value = t.get(key).map_err(|e| backend("get", e))?;
             Ok(value.and_then(|v| unframe(v.value(), now())))
         })
-        .await
     }
 
     async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = write_txn(db, Some(table))?;
+            let txn = write_txn(db, !table.is_ephemeral())?;
             {
                 let mut t = txn
                     .open_table(definition(table))
                     .map_err(|e| backend("open table", e))?;
                 t.insert(key.as_str(), frame(&value, expires_at).as_slice())
+                    .map_err(|e| backend("insert", e))?;
+            }
+            txn.commit().map_err(|e| backend("commit", e))
+        })
+        .await
+    }
+
+    /// One transaction for the lot: one commit, durable unless every entry is ephemeral.
+    async fn put_all(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let durable = batch.entries.iter().any(|e| !e.table.is_ephemeral());
+            let txn = write_txn(db, durable)?;
+            for entry in &batch.entries {
+                let mut t = txn
+                    .open_table(definition(entry.table))
+                    .map_err(|e| backend("open table", e))?;
+                t.insert(entry.key.as_str(), frame(&entry.value, entry.expires_at).as_slice())
                     .map_err(|e| backend("insert", e))?;
             }
             txn.commit().map_err(|e| backend("commit", e))
@@ -190,7 +220,7 @@ impl KvStore for RedbStore {
     async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = write_txn(db, Some(table))?;
+            let txn = write_txn(db, !table.is_ephemeral())?;
             let existed = {
                 let mut t = txn
                     .open_table(definition(table))
@@ -207,7 +237,7 @@ impl KvStore for RedbStore {
     async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |db| {
-            let txn = write_txn(db, Some(table))?;
+            let txn = write_txn(db, !table.is_ephemeral())?;
             let taken = {
                 let mut t = txn
                     .open_table(definition(table))
@@ -249,16 +279,16 @@ impl KvStore for RedbStore {
     }
 
     async fn stored_entries(&self, table: Table) -> Result<u64, StoreError> {
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(|e| backend("read", e))?;
+        self.read(|txn| {
             let t = txn
                 .open_table(definition(table))
                 .map_err(|e| backend("open table", e))?;
             t.len().map_err(|e| backend("len", e))
         })
-        .await
     }
 
+    /// On the blocking pool, unlike the other reads: a prefix can match many entries (every
+    /// session of every user, for the admin listing).
     async fn list_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let prefix = prefix.to_owned();
         self.blocking(move |db| {
@@ -284,7 +314,7 @@ impl KvStore for RedbStore {
 
     async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
         self.blocking(move |db| {
-            let txn = write_txn(db, None)?;
+            let txn = write_txn(db, false)?;
             let mut purged = Purged::default();
             for table in Table::ALL {
                 let mut t = txn
@@ -312,6 +342,55 @@ impl KvStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a crash leaves: the file as the store wrote it so far (without closing it: nothing
+    /// flushed on the way out), opened by the next start (a copy: the running store holds
+    /// the file's lock).
+    fn after_a_crash(path: &Path, n: u32) -> RedbStore {
+        let copy = path.with_extension(format!("crashed{n}"));
+        std::fs::copy(path, &copy).unwrap();
+        RedbStore::open(&copy).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_crash_loses_only_unflushed_logins_in_progress_never_a_session_or_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mxgate.redb");
+        let store = RedbStore::open(&path).unwrap();
+        // A login in progress (ephemeral: not flushed on its own)...
+        store
+            .put(Table::LoginStates, "state", b"login".to_vec(), 0)
+            .await
+            .unwrap();
+        let crashed = after_a_crash(&path, 1);
+        assert_eq!(
+            crashed.get(Table::LoginStates, "state").await.unwrap(),
+            None,
+            "not flushed"
+        );
+
+        // ...is flushed by the next durable write, as is a batch holding a durable table.
+        store.put(Table::Codes, "code", b"code".to_vec(), 0).await.unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put_raw(Table::Tokens, "access", b"a".to_vec(), 0);
+        batch.put_raw(Table::Tokens, "refresh", b"r".to_vec(), 0);
+        store.put_all(batch).await.unwrap();
+        let crashed = after_a_crash(&path, 2);
+        assert_eq!(crashed.get(Table::Tokens, "access").await.unwrap().unwrap(), b"a");
+        assert_eq!(crashed.get(Table::Tokens, "refresh").await.unwrap().unwrap(), b"r");
+        assert_eq!(crashed.get(Table::Codes, "code").await.unwrap().unwrap(), b"code");
+        assert_eq!(
+            crashed.get(Table::LoginStates, "state").await.unwrap().unwrap(),
+            b"login"
+        );
+
+        // A batch of ephemeral records only is not flushed either.
+        let mut batch = WriteBatch::default();
+        batch.put_raw(Table::ConsentTransactions, "t", b"t".to_vec(), 0);
+        store.put_all(batch).await.unwrap();
+        let crashed = after_a_crash(&path, 3);
+        assert_eq!(crashed.get(Table::ConsentTransactions, "t").await.unwrap(), None);
+    }
 
     #[tokio::test]
     async fn data_survives_reopening_and_file_is_private() {
