@@ -9,9 +9,11 @@
 #   LOGIN_STORE=redis scripts/bench/login_cost.sh
 #
 # Output (stdout): the per-request latencies (median and p90 over the measured logins, from
-# scripts/bench/login_timings.py), then one line
+# scripts/bench/login_timings.py), mxgate's CPU per login by thread name, its store operations
+# per login (from /metrics), then one line
 #   login_cost <store> user_us=U system_us=S total_us=T idp_us=I logins=N
-# with mxgate's user and system CPU µs per login (and the IdP fixture's total, for scale).
+# with mxgate's user and system CPU µs per login (and the IdP fixture's total, for scale; with
+# LOGIN_STORE=redis also redis-server's, redis_us).
 #
 # Settings (environment):
 #   LOGIN_COUNT=100      measured logins (CPU is read in clock ticks: ±1e6/CLK_TCK/N µs)
@@ -77,7 +79,8 @@ if [ "$STORE" = redis ]; then
   command -v redis-server >/dev/null || die "redis-server is missing (apt-get install redis-server)"
   RPORT=$(free_port)
   redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
-  PIDS+=($!)
+  REDIS=$!
+  PIDS+=("$REDIS")
   for _ in $(seq 100); do redis-cli -p "$RPORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
   store="store: {type: redis, url: \"redis://127.0.0.1:$RPORT/0\", key_prefix: \"login-cost:\"}"
   persistence="persistence:
@@ -146,11 +149,13 @@ store_ops >"$TMP/ops.before"
 thread_ticks "$GW" >"$TMP/threads.before"
 read -r u0 s0 < <(ticks "$GW")
 read -r iu0 is0 < <(ticks "$IDP")
+read -r ru0 rs0 < <(ticks "${REDIS:-$IDP}")
 "$PY" scripts/bench/login_timings.py "$URL" --count "$COUNT"
 read -r u1 s1 < <(ticks "$GW")
 thread_ticks "$GW" >"$TMP/threads.after"
 store_ops >"$TMP/ops.after"
 read -r iu1 is1 < <(ticks "$IDP")
+read -r ru1 rs1 < <(ticks "${REDIS:-$IDP}")
 if [ "${LOGIN_CALLGRIND:-0}" = 1 ]; then
   callgrind_control -d "$GW" >/dev/null
   "$PY" scripts/bench/callgrind_top.py "$OUT/callgrind.$STORE.1" "$COUNT" 60 >"$OUT/callgrind.$STORE.top.txt"
@@ -171,4 +176,4 @@ awk -v hz="$HZ" -v n="$COUNT" 'FNR == NR { bu[$1] += $2; bs[$1] += $3; next } { 
 awk -v n="$COUNT" 'FNR == NR { b[$1] = $2; next } { d = ($2 - b[$1]) / n; if (d > 0) { sub(/^mxgate_store_duration_seconds_count/, "", $1); printf "store %s\t%.2f\n", $1, d } }' \
   "$TMP/ops.before" "$TMP/ops.after"
 us() { echo $((($1) * 1000000 / HZ / COUNT)); }
-echo "login_cost $STORE user_us=$(us "u1 - u0") system_us=$(us "s1 - s0") total_us=$(us "u1 - u0 + s1 - s0") idp_us=$(us "iu1 - iu0 + is1 - is0") logins=$COUNT"
+echo "login_cost $STORE user_us=$(us "u1 - u0") system_us=$(us "s1 - s0") total_us=$(us "u1 - u0 + s1 - s0") idp_us=$(us "iu1 - iu0 + is1 - is0")${REDIS:+ redis_us=$(us "ru1 - ru0 + rs1 - rs0")} logins=$COUNT"

@@ -2,14 +2,15 @@
 //! Each value is the entry's expiry (8 bytes, big-endian Unix seconds; 0 = never) followed by
 //! the payload.
 //!
-//! Writes run on tokio's blocking pool: a write transaction waits for redb's one writer lock,
-//! which a durable commit holds through its `fsync`, so a write on a Pingora worker could stall
-//! every connection of that worker for as long as the disk takes. Reads run on the calling
-//! thread: a read transaction takes no writer lock (redb is MVCC) and is served from redb's page
-//! cache or the kernel's, in microseconds, while a hop to the blocking pool and back costs two
-//! thread wake-ups (about 35 µs of CPU per operation, measured on the login flow, which reads
-//! the store nine times; BENCHMARKS.md, "Login cost"). `list_prefix`, which may read many
-//! entries, still runs on the blocking pool.
+//! Where each operation runs (a hop to tokio's blocking pool and back costs two thread
+//! wake-ups, about 35 µs of CPU, measured on the login flow: BENCHMARKS.md, "Login cost"):
+//! - **Durable writes** (sessions, tokens, clients) on the blocking pool: their commit waits for
+//!   an `fsync`, which must never stall a Pingora worker and every connection on it.
+//! - **Writes that need no flush** (below) and **reads by key** on the calling thread: they take
+//!   microseconds of CPU and wait for no disk. A read takes no writer lock (redb is MVCC). Writers
+//!   queue on an async lock first ([`RedbStore::write`]), so a write on a worker never waits
+//!   inside redb for a durable commit's `fsync` on the pool: it waits as a parked task.
+//! - `list_prefix` and the purge, which may read many entries, on the blocking pool.
 //!
 //! Writes to the short-lived tables ([`Table::is_ephemeral`]: consent and login transactions,
 //! codes) and the purge are not flushed to disk on their own (redb's `Durability::None`): a flood
@@ -32,6 +33,8 @@ fn definition(table: Table) -> Def {
 
 pub struct RedbStore {
     db: Arc<Database>,
+    /// One writer at a time, waited for without blocking a thread (see the module doc).
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 // === impl RedbStore ===
@@ -64,7 +67,10 @@ impl RedbStore {
                 .map_err(|e| backend("creating tables", e))?;
         }
         txn.commit().map_err(|e| backend("commit", e))?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// A read, on the calling thread (see the module doc).
@@ -82,6 +88,45 @@ impl RedbStore {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// A write transaction running `f`, then committed: flushed to disk by its commit when
+    /// `durable`, else by the next durable commit. Waits for the writer lock without blocking
+    /// the thread; then a durable write runs on the blocking pool (its `fsync`), one that needs
+    /// no flush on the calling thread.
+    async fn write<T, F>(&self, durable: bool, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_on(durable, durable, f).await
+    }
+
+    /// As [`Self::write`], on the blocking pool when `on_pool`.
+    async fn write_on<T, F>(&self, durable: bool, on_pool: bool, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        // Owned, and moved into the work: a request dropped while its write runs on the pool
+        // does not let the next writer in (and block its thread on redb's lock) before it ends.
+        let writer = self.writer.clone().lock_owned().await;
+        let work = move |db: &Database| {
+            let mut txn = db.begin_write().map_err(|e| backend("write", e))?;
+            if !durable {
+                txn.set_durability(Durability::None)
+                    .map_err(|e| backend("durability", e))?;
+            }
+            let out = f(&txn)?;
+            txn.commit().map_err(|e| backend("commit", e))?;
+            drop(writer);
+            Ok(out)
+        };
+        if on_pool {
+            self.blocking(work).await
+        } else {
+            work(&self.db)
+        }
     }
 }
 
@@ -103,39 +148,23 @@ impl RedbStore {
         F: FnOnce(Option<Vec<u8>>) -> (bool, R) + Send + 'static,
     {
         let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = write_txn(db, !table.is_ephemeral())?;
-            let answer = {
-                let mut t = txn
-                    .open_table(definition(table))
-                    .map_err(|e| backend("open table", e))?;
-                let live = t
-                    .get(key.as_str())
-                    .map_err(|e| backend("get", e))?
-                    .and_then(|v| unframe(v.value(), now()));
-                let (write, answer) = decide(live);
-                if write {
-                    t.insert(key.as_str(), frame(&value, expires_at).as_slice())
-                        .map_err(|e| backend("insert", e))?;
-                }
-                answer
-            };
-            txn.commit().map_err(|e| backend("commit", e))?;
+        self.write(!table.is_ephemeral(), move |txn| {
+            let mut t = txn
+                .open_table(definition(table))
+                .map_err(|e| backend("open table", e))?;
+            let live = t
+                .get(key.as_str())
+                .map_err(|e| backend("get", e))?
+                .and_then(|v| unframe(v.value(), now()));
+            let (write, answer) = decide(live);
+            if write {
+                t.insert(key.as_str(), frame(&value, expires_at).as_slice())
+                    .map_err(|e| backend("insert", e))?;
+            }
             Ok(answer)
         })
         .await
     }
-}
-
-/// A write transaction, flushed to disk by its commit when `durable` (else by the next durable
-/// commit: see the module doc).
-fn write_txn(db: &Database, durable: bool) -> Result<redb::WriteTransaction, StoreError> {
-    let mut txn = db.begin_write().map_err(|e| backend("write", e))?;
-    if !durable {
-        txn.set_durability(Durability::None)
-            .map_err(|e| backend("durability", e))?;
-    }
-    Ok(txn)
 }
 
 fn backend(context: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
@@ -178,25 +207,21 @@ impl KvStore for RedbStore {
 
     async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError> {
         let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = write_txn(db, !table.is_ephemeral())?;
-            {
-                let mut t = txn
-                    .open_table(definition(table))
-                    .map_err(|e| backend("open table", e))?;
-                t.insert(key.as_str(), frame(&value, expires_at).as_slice())
-                    .map_err(|e| backend("insert", e))?;
-            }
-            txn.commit().map_err(|e| backend("commit", e))
+        self.write(!table.is_ephemeral(), move |txn| {
+            let mut t = txn
+                .open_table(definition(table))
+                .map_err(|e| backend("open table", e))?;
+            t.insert(key.as_str(), frame(&value, expires_at).as_slice())
+                .map_err(|e| backend("insert", e))?;
+            Ok(())
         })
         .await
     }
 
     /// One transaction for the lot: one commit, durable unless every entry is ephemeral.
     async fn put_all(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.blocking(move |db| {
-            let durable = batch.entries.iter().any(|e| !e.table.is_ephemeral());
-            let txn = write_txn(db, durable)?;
+        let durable = batch.entries.iter().any(|e| !e.table.is_ephemeral());
+        self.write(durable, move |txn| {
             for entry in &batch.entries {
                 let mut t = txn
                     .open_table(definition(entry.table))
@@ -204,7 +229,7 @@ impl KvStore for RedbStore {
                 t.insert(entry.key.as_str(), frame(&entry.value, entry.expires_at).as_slice())
                     .map_err(|e| backend("insert", e))?;
             }
-            txn.commit().map_err(|e| backend("commit", e))
+            Ok(())
         })
         .await
     }
@@ -219,34 +244,24 @@ impl KvStore for RedbStore {
 
     async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = write_txn(db, !table.is_ephemeral())?;
-            let existed = {
-                let mut t = txn
-                    .open_table(definition(table))
-                    .map_err(|e| backend("open table", e))?;
-                let removed = t.remove(key.as_str()).map_err(|e| backend("remove", e))?;
-                removed.is_some()
-            };
-            txn.commit().map_err(|e| backend("commit", e))?;
-            Ok(existed)
+        self.write(!table.is_ephemeral(), move |txn| {
+            let mut t = txn
+                .open_table(definition(table))
+                .map_err(|e| backend("open table", e))?;
+            let removed = t.remove(key.as_str()).map_err(|e| backend("remove", e))?;
+            Ok(removed.is_some())
         })
         .await
     }
 
     async fn take(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = write_txn(db, !table.is_ephemeral())?;
-            let taken = {
-                let mut t = txn
-                    .open_table(definition(table))
-                    .map_err(|e| backend("open table", e))?;
-                let removed = t.remove(key.as_str()).map_err(|e| backend("remove", e))?;
-                removed.and_then(|v| unframe(v.value(), now()))
-            };
-            txn.commit().map_err(|e| backend("commit", e))?;
-            Ok(taken)
+        self.write(!table.is_ephemeral(), move |txn| {
+            let mut t = txn
+                .open_table(definition(table))
+                .map_err(|e| backend("open table", e))?;
+            let removed = t.remove(key.as_str()).map_err(|e| backend("remove", e))?;
+            Ok(removed.and_then(|v| unframe(v.value(), now())))
         })
         .await
     }
@@ -312,9 +327,9 @@ impl KvStore for RedbStore {
         .await
     }
 
+    /// Not flushed on its own, but on the blocking pool: it reads every record.
     async fn purge_expired(&self, now: u64) -> Result<Purged, StoreError> {
-        self.blocking(move |db| {
-            let txn = write_txn(db, false)?;
+        self.write_on(false, true, move |txn| {
             let mut purged = Purged::default();
             for table in Table::ALL {
                 let mut t = txn
@@ -332,7 +347,6 @@ impl KvStore for RedbStore {
                 })
                 .map_err(|e| backend("retain", e))?;
             }
-            txn.commit().map_err(|e| backend("commit", e))?;
             Ok(purged)
         })
         .await
@@ -350,6 +364,36 @@ mod tests {
         let copy = path.with_extension(format!("crashed{n}"));
         std::fs::copy(path, &copy).unwrap();
         RedbStore::open(&copy).unwrap()
+    }
+
+    /// A Pingora worker is a current-thread runtime: writes of both kinds from many tasks on it
+    /// queue for the writer lock, none blocks the thread the others need, and none is lost.
+    #[tokio::test(flavor = "current_thread")]
+    async fn durable_and_unflushed_writes_interleave_on_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("mxgate.redb")).unwrap());
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let table = if i % 2 == 0 { Table::Tokens } else { Table::Codes };
+                    store.put(table, &format!("k{i}"), vec![i as u8], 0).await.unwrap();
+                    assert!(store.take(Table::Codes, &format!("k{}", i | 1)).await.is_ok());
+                })
+            })
+            .collect();
+        let done = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        done.await.expect("no write waits forever");
+        for i in (0..40).step_by(2) {
+            assert_eq!(
+                store.get(Table::Tokens, &format!("k{i}")).await.unwrap(),
+                Some(vec![i as u8])
+            );
+        }
     }
 
     #[tokio::test]
