@@ -179,6 +179,8 @@ pub fn init_tracing(format: LogFormat) {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before anything signs or verifies a JWT: the provider is chosen at the first use.
+    crate::providers::jwt_crypto::install();
     match cli.command {
         Command::Serve { config } => {
             let settings = config::load(&config)?;

@@ -204,6 +204,8 @@ impl RefreshResult {
 pub enum StoreOp {
     Get,
     Put,
+    /// Several records written together (a new session and its index entries; a token pair).
+    PutAll,
     InsertNew,
     Delete,
     Take,
@@ -216,9 +218,10 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 11] = [
+    pub const ALL: [StoreOp; 12] = [
         StoreOp::Get,
         StoreOp::Put,
+        StoreOp::PutAll,
         StoreOp::InsertNew,
         StoreOp::Delete,
         StoreOp::Take,
@@ -234,6 +237,7 @@ impl StoreOp {
         match self {
             StoreOp::Get => "get",
             StoreOp::Put => "put",
+            StoreOp::PutAll => "put_all",
             StoreOp::InsertNew => "insert_new",
             StoreOp::Delete => "delete",
             StoreOp::Take => "take",

@@ -8,6 +8,7 @@ pub mod github;
 pub mod google;
 mod http_client;
 mod id_token;
+pub mod jwt_crypto;
 pub mod keycloak;
 pub mod logout_token;
 mod oauth_client;

@@ -13,7 +13,7 @@ use super::tokens::{IssuePolicy, IssuedTokens, TokenKind, TokenRecord};
 use super::{idp_session_prefix, user_session_key, SessionRecord, INDEX_SEPARATOR};
 use crate::identity::user::UserIdentity;
 use crate::providers::ProviderSet;
-use crate::store::{ReplicaEvent, Store, StoreError, Table};
+use crate::store::{ReplicaEvent, Store, StoreError, Table, WriteBatch};
 use crate::support::token_hash;
 use std::sync::Arc;
 
@@ -70,22 +70,31 @@ impl Sessions {
     }
 
     /// Stores a new session (sealed), its entry in its user's index and, when the provider
-    /// named its own session, in the provider-session index (for back-channel logout).
+    /// named its own session, in the provider-session index (for back-channel logout): in one
+    /// write, so one durable commit (redb) and never a session without its index entries.
     pub async fn create(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
         self.store
-            .put_sealed(Table::Sessions, &session.id, session, session.expires_at)
-            .await?;
+            .batch_put_sealed(&mut batch, Table::Sessions, &session.id, session, session.expires_at)?;
         let entry = user_session_key(&session.user.key(), &session.id);
-        self.store
-            .put(Table::UserSessions, &entry, &session.expires_at, session.expires_at)
-            .await?;
+        self.store.batch_put(
+            &mut batch,
+            Table::UserSessions,
+            &entry,
+            &session.expires_at,
+            session.expires_at,
+        );
         if let Some(idp_session) = &session.idp_session {
             let entry = idp_session_prefix(&session.user.provider, idp_session) + &session.id;
-            self.store
-                .put(Table::IdpSessions, &entry, &session.expires_at, session.expires_at)
-                .await?;
+            self.store.batch_put(
+                &mut batch,
+                Table::IdpSessions,
+                &entry,
+                &session.expires_at,
+                session.expires_at,
+            );
         }
-        Ok(())
+        self.store.put_all(batch).await
     }
 
     /// Stores a session's changed record, only while it lives: a session revoked meanwhile is

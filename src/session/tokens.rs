@@ -5,7 +5,7 @@
 use super::rotation::RotationState;
 use super::SessionRecord;
 use crate::config::Settings;
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Store, StoreError, Table, WriteBatch};
 use crate::support::{new_opaque_token, token_hash};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -143,6 +143,7 @@ pub(super) async fn issue_tokens(
             access_expires = access_expires.min(provider_expiry.max(now + 1));
         }
     }
+    let mut batch = WriteBatch::default();
     let (access_token, access_hash) = if policy.stateless {
         (
             super::stateless::seal_access_token(store.cipher(), session, access_expires)?,
@@ -152,18 +153,20 @@ pub(super) async fn issue_tokens(
         let token = new_opaque_token(ACCESS_TOKEN_PREFIX);
         let hash = token_hash(&token);
         let record = TokenRecord::new(TokenKind::Access, session, access_expires, None);
-        store.put(Table::Tokens, &hash, &record, access_expires).await?;
+        store.batch_put(&mut batch, Table::Tokens, &hash, &record, access_expires);
         (token, Some(hash))
     };
     let refresh_token = if policy.with_refresh_token {
         let token = new_opaque_token(REFRESH_TOKEN_PREFIX);
         let expires = (now + policy.refresh_ttl.as_secs()).min(session.expires_at);
         let record = TokenRecord::new(TokenKind::Refresh, session, expires, access_hash);
-        store.put(Table::Tokens, &token_hash(&token), &record, expires).await?;
+        store.batch_put(&mut batch, Table::Tokens, &token_hash(&token), &record, expires);
         Some(token)
     } else {
         None
     };
+    // Both tokens in one write: one durable commit (redb), and never one without the other.
+    store.put_all(batch).await?;
     Ok(IssuedTokens {
         access_token,
         expires_in: access_expires.saturating_sub(now),

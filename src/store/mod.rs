@@ -151,6 +151,15 @@ pub const MAX_REPORTED_CLIENTS: usize = 1000;
 pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError>;
+    /// Stores every entry of `batch`, in one write where the backend has transactions (redb:
+    /// one transaction, so one durable commit and one `fsync` for the lot instead of one each,
+    /// and all or nothing). The default stores them one after another.
+    async fn put_all(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        for entry in batch.entries {
+            self.put(entry.table, &entry.key, entry.value, entry.expires_at).await?;
+        }
+        Ok(())
+    }
     /// Stores an entry only if there is no live one under `key`; true when stored.
     async fn insert_new(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<bool, StoreError>;
     async fn delete(&self, table: Table, key: &str) -> Result<bool, StoreError>;
@@ -202,6 +211,38 @@ pub trait KvStore: Send + Sync + 'static {
     /// (resubscribing after a lost connection). A store only this process uses hears nothing.
     async fn listen(&self, _heard: &(dyn Fn(Heard) + Send + Sync)) {
         std::future::pending::<()>().await
+    }
+}
+
+/// Entries written together by [`KvStore::put_all`] (built with [`Store::batch`]).
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    entries: Vec<BatchEntry>,
+}
+
+#[derive(Debug)]
+struct BatchEntry {
+    table: Table,
+    key: String,
+    value: Vec<u8>,
+    expires_at: u64,
+}
+
+// === impl WriteBatch ===
+
+impl WriteBatch {
+    /// Adds an entry, as [`KvStore::put`] would store it.
+    pub fn put_raw(&mut self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) {
+        self.entries.push(BatchEntry {
+            table,
+            key: key.to_string(),
+            value,
+            expires_at,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -450,6 +491,32 @@ impl Store {
     /// A record encrypted, bound to its table and key.
     fn seal<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
         self.cipher.seal(&associated_data(table, key), &encode(value))
+    }
+
+    /// Adds a record to `batch`, encoded as [`Self::put`] stores it.
+    pub fn batch_put<T: Serialize>(&self, batch: &mut WriteBatch, table: Table, key: &str, value: &T, expires_at: u64) {
+        batch.put_raw(table, key, encode(value), expires_at);
+    }
+
+    /// Adds a record to `batch`, encrypted as [`Self::put_sealed`] stores it.
+    pub fn batch_put_sealed<T: Serialize>(
+        &self,
+        batch: &mut WriteBatch,
+        table: Table,
+        key: &str,
+        value: &T,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        batch.put_raw(table, key, self.seal(table, key, value)?, expires_at);
+        Ok(())
+    }
+
+    /// Stores every record of `batch` together (see [`KvStore::put_all`]).
+    pub async fn put_all(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.kv.put_all(batch).await
     }
 
     /// Stores a record encrypted, bound to its table and key.

@@ -4,7 +4,7 @@
 //! hold for both.
 
 use super::test_redis::TestRedis;
-use super::{Heard, KvStore, RedbStore, RedisStore, ReplicaEvent, Store, Table, Update};
+use super::{Heard, KvStore, RedbStore, RedisStore, ReplicaEvent, Store, Table, Update, WriteBatch};
 use crate::support::now;
 use std::sync::Arc;
 
@@ -77,6 +77,7 @@ on_every_backend!(
     list_prefix_returns_live_entries_under_the_prefix_in_order,
     counts_and_purge_see_only_live_entries,
     binary_values_round_trip,
+    put_all_stores_every_entry_of_a_batch,
 );
 
 async fn put_get_delete_and_expiry(store: Arc<dyn KvStore>) {
@@ -107,6 +108,36 @@ async fn put_get_delete_and_expiry(store: Arc<dyn KvStore>) {
     );
     assert!(store.delete(Table::Clients, "a").await.unwrap());
     assert!(!store.delete(Table::Clients, "a").await.unwrap());
+}
+
+async fn put_all_stores_every_entry_of_a_batch(store: Arc<dyn KvStore>) {
+    store
+        .put(Table::Tokens, "replaced", b"before".to_vec(), 0)
+        .await
+        .unwrap();
+    let mut batch = WriteBatch::default();
+    batch.put_raw(Table::Sessions, "s1", b"session".to_vec(), now() + 3600);
+    batch.put_raw(Table::UserSessions, "u\u{1f}s1", b"index".to_vec(), now() + 3600);
+    batch.put_raw(Table::Tokens, "replaced", b"after".to_vec(), 0);
+    batch.put_raw(Table::Codes, "expired", b"never seen".to_vec(), now() - 1);
+    store.put_all(batch).await.unwrap();
+    assert_eq!(store.get(Table::Sessions, "s1").await.unwrap().unwrap(), b"session");
+    assert_eq!(
+        store.get(Table::UserSessions, "u\u{1f}s1").await.unwrap().unwrap(),
+        b"index"
+    );
+    assert_eq!(store.get(Table::Tokens, "replaced").await.unwrap().unwrap(), b"after");
+    assert_eq!(
+        store.get(Table::Codes, "expired").await.unwrap(),
+        None,
+        "expired on arrival"
+    );
+    assert_eq!(
+        store.list_prefix(Table::UserSessions, "u\u{1f}").await.unwrap().len(),
+        1,
+        "indexed like a put"
+    );
+    store.put_all(WriteBatch::default()).await.unwrap();
 }
 
 async fn insert_new_only_when_absent(store: Arc<dyn KvStore>) {

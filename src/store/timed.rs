@@ -2,7 +2,7 @@
 //! wraps the real one (redb or Redis) and only measures. The request path reaches the store
 //! only on a session-cache miss, so a proxied request with a cached token measures nothing.
 
-use super::{Heard, KvStore, ReplicaEvent, StoreError, Table};
+use super::{Heard, KvStore, ReplicaEvent, StoreError, Table, WriteBatch};
 use crate::metrics::{metrics, StoreOp};
 use async_trait::async_trait;
 use std::future::Future;
@@ -27,6 +27,10 @@ impl KvStore for TimedKvStore {
 
     async fn put(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<(), StoreError> {
         timed(StoreOp::Put, self.0.put(table, key, value, expires_at)).await
+    }
+
+    async fn put_all(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        timed(StoreOp::PutAll, self.0.put_all(batch)).await
     }
 
     async fn insert_new(&self, table: Table, key: &str, value: Vec<u8>, expires_at: u64) -> Result<bool, StoreError> {
