@@ -846,7 +846,7 @@ for mode in $MODES; do
       read -r redis_us server_us < <(login_cost "$(url_of "mxgate-redis.$mode")" "mxgate-redis.$mode" "$(pid_of redis)")
       LOGIN_COST="$LOGIN_COST; Redis: mxgate ${redis_us} µs + redis-server ${server_us} µs CPU per login"
     fi
-    LOGIN_COST="$LOGIN_COST (authorize → IdP → callback → consent → token; $LOGINS logins one after another, $mode mode; CPU from /proc at $HZ ticks/s, so ±$((1000000 / HZ / LOGINS)) µs)"
+    LOGIN_COST="$LOGIN_COST (a returning client: authorize → IdP → callback → consent → token; $LOGINS logins one after another of one public client, whose registration comes first and is counted in, $mode mode; CPU from /proc at $HZ ticks/s, so ±$((1000000 / HZ / LOGINS)) µs)"
   fi
 
   # Memory of this mode's proxies after all its measurements, then they stop for the next mode.

@@ -2,8 +2,9 @@
 # The login flow's server-side cost, with fewer moving parts than `make bench`: the OpenID
 # provider fixture and one release mxgate (configured as scripts/bench.sh configures its
 # `mxgate-a` row: oidc provider, no per-address rate limits), LOGIN_COUNT logins one after
-# another (each as `mcp_client.py logins` makes them: registration → authorize → IdP → callback
-# → consent → token), and mxgate's CPU per login from /proc/PID/stat, user and system apart.
+# another (each as `mcp_client.py logins` makes them: one client registered first, then for each
+# login authorize → IdP → callback → consent → token), and mxgate's CPU per login from
+# /proc/PID/stat, user and system apart.
 #
 #   scripts/bench/login_cost.sh                 # redb store
 #   LOGIN_STORE=redis scripts/bench/login_cost.sh
@@ -147,14 +148,20 @@ fi
 store_ops() { curl -fsS "http://127.0.0.1:$APORT/metrics" | awk '/^mxgate_store_duration_seconds_count/ { print $1, $2 }'; }
 store_ops >"$TMP/ops.before"
 thread_ticks "$GW" >"$TMP/threads.before"
+# shellcheck disable=SC2034 # the tick counts are read by name in us "u1 - u0" (shell arithmetic)
 read -r u0 s0 < <(ticks "$GW")
+# shellcheck disable=SC2034
 read -r iu0 is0 < <(ticks "$IDP")
+# shellcheck disable=SC2034
 read -r ru0 rs0 < <(ticks "${REDIS:-$IDP}")
 "$PY" scripts/bench/login_timings.py "$URL" --count "$COUNT"
+# shellcheck disable=SC2034
 read -r u1 s1 < <(ticks "$GW")
 thread_ticks "$GW" >"$TMP/threads.after"
 store_ops >"$TMP/ops.after"
+# shellcheck disable=SC2034
 read -r iu1 is1 < <(ticks "$IDP")
+# shellcheck disable=SC2034
 read -r ru1 rs1 < <(ticks "${REDIS:-$IDP}")
 if [ "${LOGIN_CALLGRIND:-0}" = 1 ]; then
   callgrind_control -d "$GW" >/dev/null

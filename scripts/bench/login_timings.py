@@ -1,6 +1,7 @@
 """N logins through mxgate, one after another, each exactly as `mcp_client.py logins` makes them
-(tests/e2e/browser.py: a new public client registered, the browser walks authorize → IdP →
-callback → consent, the code redeemed at /token), with every HTTP request timed.
+(tests/e2e/browser.py: one public client registered first, then for each login the browser walks
+authorize → IdP → callback → consent and the code is redeemed at /token), with every HTTP
+request timed (the registration's line counts once).
 
   login_timings.py URL --count N [--warmup W]
 
@@ -47,17 +48,21 @@ class TimedTransport(httpx.HTTPTransport):
         return response
 
 
-def one_login(url: str, times: dict[str, list[float]]) -> None:
-    redirect_uri = DEFAULT_REDIRECT_URI
+def register(url: str, times: dict[str, list[float]]) -> str:
+    """A new public client's id."""
     with httpx.Client(transport=TimedTransport(url, times), timeout=15) as client:  # a new connection, as httpx.post
         r = client.post(url + "/register", json={
-            "client_name": "login-timings", "redirect_uris": [redirect_uri],
+            "client_name": "login-timings", "redirect_uris": [DEFAULT_REDIRECT_URI],
             "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
             "token_endpoint_auth_method": "none",
         })  # fmt: skip
         if r.status_code != 201:
             sys.exit(f"registration failed: {r.status_code} {r.text}")
-        client_id = r.json()["client_id"]
+        return r.json()["client_id"]
+
+
+def one_login(url: str, client_id: str, times: dict[str, list[float]]) -> None:
+    redirect_uri = DEFAULT_REDIRECT_URI
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
     with Browser() as browser:
@@ -82,12 +87,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=0, help="logins before the timed ones (not reported)")
     args = p.parse_args()
     url = args.url.rstrip("/")
-    for _ in range(args.warmup):
-        one_login(url, defaultdict(list))
     times: dict[str, list[float]] = defaultdict(list)
+    client_id = register(url, times)
+    for _ in range(args.warmup):
+        one_login(url, client_id, defaultdict(list))
     for _ in range(args.count):
         start = time.perf_counter()
-        one_login(url, times)
+        one_login(url, client_id, times)
         times["login (total)"].append(time.perf_counter() - start)
     for kind, values in sorted(times.items(), key=lambda kv: (kv[0] == "login (total)", kv[0])):
         values.sort()
