@@ -37,11 +37,10 @@ pub struct GatewayFile {
     /// Worker threads of the proxy.
     #[serde(default = "default_threads")]
     pub threads: usize,
-    /// Whether idle worker threads take tasks from busy ones (Pingora's `work_stealing`). Off by
-    /// default: each connection stays on the thread that accepted it, as with nginx's workers,
-    /// which costs less CPU per request (BENCHMARKS.md, "Thread model").
+    /// Whether idle worker threads take tasks from busy ones (Pingora's `work_stealing`). Unset:
+    /// on with more than one thread, off with one (see `Settings::work_stealing`).
     #[serde(default)]
-    pub work_stealing: bool,
+    pub work_stealing: Option<bool>,
     #[serde(default)]
     pub store: StoreFile,
     #[serde(default)]

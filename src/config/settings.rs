@@ -38,7 +38,11 @@ pub struct Settings {
     pub mcp_path: String,
     pub data_dir: PathBuf,
     pub threads: usize,
-    /// Pingora's `work_stealing` between the worker threads.
+    /// Pingora's `work_stealing` between the worker threads. By default on with more than one
+    /// thread: without it, Pingora puts the watcher of each pooled upstream connection on a
+    /// random worker thread, so reusing the connection waits for a wake-up of the other thread
+    /// and sometimes loses a race with it and connects anew (BENCHMARKS.md, "SSE time to first
+    /// event"). With one thread, off (one runtime, no scheduler overhead).
     pub work_stealing: bool,
     pub store: StoreSettings,
     #[serde(serialize_with = "as_humantime")]
@@ -529,7 +533,7 @@ pub(super) fn build(input: SettingsInput<'_>) -> Result<Settings, ConfigError> {
         mcp_path: gateway.mcp_path,
         data_dir,
         threads: gateway.threads,
-        work_stealing: gateway.work_stealing,
+        work_stealing: gateway.work_stealing.unwrap_or(gateway.threads > 1),
         store,
         purge_interval: gateway.store.purge_interval.max(Duration::from_secs(1)),
         assertion: AssertionSettings {

@@ -525,14 +525,16 @@ fn a_wrong_type_or_missing_key_in_mxgate_yml_is_reported_before_the_mxcp_config_
 }
 
 #[test]
-fn work_stealing_is_off_unless_asked_for() {
+fn work_stealing_follows_the_thread_count_unless_set() {
     let user = "mxcp: 1\nprojects: {p: {profiles: {default: {}}}}\n";
     let gateway = "project: p\nprofile: default\nupstream: http://127.0.0.1:8001\n";
-    assert!(!crate::config::load_from_texts(gateway, user).unwrap().work_stealing);
-    let stealing = format!("{gateway}work_stealing: true\n");
-    assert!(crate::config::load_from_texts(&stealing, user).unwrap().work_stealing);
-    let wrong = format!("{gateway}work_stealing: sometimes\n");
-    let err = crate::config::load_from_texts(&wrong, user).unwrap_err().to_string();
+    let load = |extra: &str| crate::config::load_from_texts(&format!("{gateway}{extra}"), user);
+    // Several threads: on, so that pooled upstream connections are not handed between threads.
+    assert!(load("threads: 2\n").unwrap().work_stealing);
+    assert!(!load("threads: 1\n").unwrap().work_stealing);
+    assert!(!load("threads: 4\nwork_stealing: false\n").unwrap().work_stealing);
+    assert!(load("threads: 1\nwork_stealing: true\n").unwrap().work_stealing);
+    let err = load("work_stealing: sometimes\n").unwrap_err().to_string();
     assert!(err.contains("work_stealing"), "{err}");
 }
 

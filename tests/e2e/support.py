@@ -410,7 +410,7 @@ def logs(*processes: Process) -> str:
 
 class RecordingUpstream:
     """A tiny HTTP/1.1 upstream. Any path: records the raw request headers (name and value as
-    received, duplicates kept) and answers 200 JSON. ``/sse?id=X``: answers a chunked event
+    received, duplicates kept) and the connection's client address, and answers 200 JSON. ``/sse?id=X``: answers a chunked event
     stream that sends ``first`` at once, then waits until ``gate(X)`` is set, sends ``second``
     and ends."""
 
@@ -430,6 +430,7 @@ class RecordingUpstream:
                 upstream.requests.append({
                     "method": self.command, "path": self.path,
                     "headers": list(self.headers.items()), "body": body,
+                    "peer": self.client_address,  # which upstream connection mxgate used
                 })  # fmt: skip
 
             def _serve(self) -> None:

@@ -4,6 +4,7 @@ the response the read below would time out (10 s) and the test fails instead of 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -49,3 +50,27 @@ def test_sse_event_arrives_before_the_upstream_finishes(
     finally:
         gate.set()
     assert not [e for e in echo_upstream.sse_errors if key in e], echo_upstream.sse_errors
+
+
+def test_sequential_requests_keep_one_upstream_connection(
+    echo_stack: Stack, echo_upstream: RecordingUpstream, echo_login: Login
+) -> None:
+    """One client sending requests one after another, with a pause between them as an MCP
+    client waiting on a stream does, is served over one pooled upstream connection. With
+    Pingora's per-thread runtimes (`work_stealing` off) and two threads, the pool's watcher of an
+    idle connection sits on a random thread; taking the connection back then races with it, and
+    a lost race drops the connection and connects anew ("failed to acquire reusable stream"),
+    which delayed SSE first events (BENCHMARKS.md, "SSE time to first event")."""
+    run = uuid.uuid4().hex
+    headers = {"authorization": f"Bearer {echo_login.tokens['access_token']}"}
+    requests = 200
+    with httpx.Client(timeout=10.0) as client:
+        for i in range(requests):
+            r = client.post(f"{echo_stack.url}/reuse?run={run}&i={i}", headers=headers, content=b"{}")
+            assert r.status_code == 200, r.text
+            time.sleep(0.02)  # long enough for mxgate's threads to park
+    peers = [r["peer"] for r in echo_upstream.find(lambda r: f"run={run}&" in r["path"])]
+    assert len(peers) == requests
+    # The first request may take any pooled connection (earlier tests leave some); then one.
+    switches = sum(1 for a, b in zip(peers, peers[1:]) if a != b)
+    assert switches == 0, f"{switches} of {requests - 1} requests went over another upstream connection"
