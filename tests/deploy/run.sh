@@ -17,14 +17,17 @@ if [ "${MXGATE_SKIP_DEPLOY_TESTS:-0}" = 1 ]; then
 fi
 
 timings=()
-timed() { # timed <name> <command...>
-  local name=$1 start=$SECONDS; shift
-  "$@"
+timed() { # timed <name> <command...>: runs it, records its time, returns its exit status
+  local name=$1 start=$SECONDS rc=0; shift
+  # (`|| rc=$?`, not `set -e`: a caller's `||` turns `set -e` off inside this function, and the
+  # status of the last command here would hide the command's own.)
+  "$@" || rc=$?
   timings+=("$(printf '%-8s %4d s' "$name" $((SECONDS - start)))")
+  return $rc
 }
 
-timed setup env MXGATE_SETUP_DEPLOY=1 scripts/setup.sh
-timed images tests/deploy/images.sh
+timed setup env MXGATE_SETUP_DEPLOY=1 scripts/setup.sh || exit
+timed images tests/deploy/images.sh || exit
 status=0
 timed pytest target/py/deploy/bin/python -m pytest tests/deploy -q -p no:cacheprovider --durations=0 \
   || status=$?

@@ -101,7 +101,12 @@ def test_mxgate_runs_read_only_as_non_root_and_serves_metadata(mxgate_container)
     challenge = httpx.post(public_url + "/mcp", json={})
     assert challenge.status_code == 401
     assert "resource_metadata=" in challenge.headers["www-authenticate"]
-    wait_http(public_url + "/readyz")
+    # Ready only with its core and identity provider, neither of which runs here: /readyz says so
+    # (and the orchestrator keeps the pod out of the Service), while /healthz (liveness) is fine.
+    ready = httpx.get(public_url + "/readyz", timeout=10)
+    assert ready.status_code == 503, ready.text
+    reasons = " ".join(ready.json()["reasons"])
+    assert "upstream 127.0.0.1:8001 unreachable" in reasons and "discovery" in reasons, reasons
 
     # The image's own HEALTHCHECK (`mxgate healthcheck`, no shell) turns the container healthy.
     checks = 0
