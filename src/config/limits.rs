@@ -41,7 +41,7 @@ pub struct Limits {
     /// Memory the request-path cache of sessions may hold (about; `8MiB`, `64 MB` or bytes): a
     /// cached session holds its user, the provider's access token and the minted assertion,
     /// about 2.5 KiB (more with a JWT provider token). A token not cached is read from the store
-    /// and its assertion minted again (BENCHMARKS.md: about 100 µs of CPU).
+    /// and its assertion minted again (BENCHMARKS.md: 50–90 µs of CPU).
     #[serde(deserialize_with = "byte_size")]
     pub token_cache_memory: u64,
     /// Largest request body mxgate reads to evaluate policies on `rpc`/`tool` (only then);
