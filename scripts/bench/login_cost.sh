@@ -47,15 +47,8 @@ die() { say "$*"; exit 1; }
 [ -x "$PY" ] || die "the client Python environment is missing: scripts/setup.sh"
 [ -d tests/fixtures/oidc-provider/node_modules ] || die "the OpenID provider fixture is not installed: scripts/setup.sh"
 mkdir -p "$OUT"
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench/common.sh
+. "$ROOT/scripts/bench/common.sh" # TMP, PIDS (stopped on exit), free_port
 ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # utime stime of one process (all its threads)
 # thread_ticks <pid>: "<thread name> <utime> <stime>" per thread (names may repeat: summed later)
 thread_ticks() {

@@ -45,15 +45,8 @@ if [ "${BENCH_BUILD:-1}" = 1 ]; then
 fi
 
 rm -rf "$RAW" && mkdir -p "$RAW"
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench/common.sh
+. "$ROOT/scripts/bench/common.sh" # TMP, PIDS (stopped on exit), free_port
 wait_http() { # wait_http <url>: up to 60 s for any HTTP answer
   for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.2; done
   die "nothing answers at $1"
